@@ -1,0 +1,173 @@
+"""Balanced and replay dataloaders: an epoch is one [steps, B] matrix of positions, drawn at once.
+
+Each step gathers its batch with one indexing call into the pool (uint8 -> normalised float),
+never a per-sample `__getitem__`. Positions of -1 pad groups that ran out.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from replaycli.data import StreamDataset
+from replaycli.errors import ConfigError
+from replaycli.memory import group_lengths
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+_IGNORED = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "collate_fn"}
+
+
+def _options(kwargs: dict[str, Any]) -> tuple[bool, bool, torch.Generator | None]:
+    unknown = set(kwargs) - _IGNORED - {"shuffle", "drop_last", "generator"}
+    if unknown:
+        raise TypeError(f"unexpected dataloader arguments: {', '.join(sorted(unknown))}")
+    return bool(kwargs.get("shuffle", False)), bool(kwargs.get("drop_last", False)), kwargs.get("generator")
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive integer")
+    return value
+
+
+def group_positions(
+    n: int, per_step: int, steps: int, shuffle: bool, cycle: bool, drop_last: bool, gen: torch.Generator | None
+) -> torch.Tensor:
+    """[steps, per_step] positions into a group of `n` samples, -1 where it has run out.
+
+    `cycle`: the group is reshuffled and repeated until every step is full; otherwise it is
+    seen once (with `drop_last`, its last partial chunk is dropped).
+    """
+    total = steps * per_step
+    if n == 0 or per_step == 0:
+        return torch.full((steps, per_step), -1, dtype=torch.int64)
+    order = lambda: torch.randperm(n, generator=gen) if shuffle else torch.arange(n)  # noqa: E731
+    if cycle:
+        idx = torch.cat([order() for _ in range(math.ceil(total / n))])[:total]
+    else:
+        idx = order()
+        if drop_last:
+            idx = idx[: (n // per_step) * per_step]
+        idx = torch.cat([idx[:total], torch.full((max(0, total - len(idx)),), -1, dtype=torch.int64)])
+    return idx.view(steps, per_step)
+
+
+def _n_steps(n: int, per_step: int, drop_last: bool) -> int:
+    if per_step == 0:
+        return 0
+    return n // per_step if drop_last else math.ceil(n / per_step)
+
+
+class _MatrixLoader:
+    """Iterates the batches of `data` given by `self.positions()`, a fresh [steps, B] matrix
+    each epoch (-1 pads), which each loader below defines."""
+
+    def __init__(self, data: StreamDataset, generator: torch.Generator | None):
+        self.data = data
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[Batch]:
+        m = self.positions()
+        full = (m >= 0).all(1).tolist()  # rows needing no mask: no device sync for them
+        m = m.to(self.data.ids.device)
+        for i, row in enumerate(m):
+            if not full[i]:
+                row = row[row >= 0]
+            if len(row):
+                yield self.data.batch(row, self.generator)
+
+
+class GroupBalancedDataLoader(_MatrixLoader):
+    """Each batch takes `batch_size // len(datasets)` samples of every group (the remainder to
+    the first groups). An epoch lasts until the longest group is used up; smaller groups then
+    stop contributing, or, with `oversample_small_groups`, are reshuffled and cycled.
+    `shuffle`, `drop_last` (and `generator`) apply to every group."""
+
+    def __init__(
+        self,
+        datasets: Sequence[StreamDataset],
+        oversample_small_groups: bool = False,
+        batch_size: int = 32,
+        **kwargs: Any,
+    ):
+        self.shuffle, self.drop_last, gen = _options(kwargs)
+        self.batch_size = _positive("batch_size", batch_size)
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("GroupBalancedDataLoader needs at least one dataset")
+        self.oversample = oversample_small_groups
+        data = self.datasets[0]
+        for d in self.datasets[1:]:
+            data = data.concat(d)
+        super().__init__(data, gen)
+        self.quotas = group_lengths(len(self.datasets), self.batch_size)
+
+    def __len__(self) -> int:
+        return max(_n_steps(len(d), q, self.drop_last) for d, q in zip(self.datasets, self.quotas))
+
+    def positions(self) -> torch.Tensor:
+        steps, offset, parts = len(self), 0, []
+        for d, q in zip(self.datasets, self.quotas):
+            p = group_positions(len(d), q, steps, self.shuffle, self.oversample, self.drop_last, self.generator)
+            parts.append(torch.where(p >= 0, p + offset, p))
+            offset += len(d)
+        return torch.cat(parts, dim=1)
+
+
+def split_by_task(data: StreamDataset) -> list[StreamDataset]:
+    """One dataset per task label of `data`, in label order."""
+    return [data.subset((data.tasks == t).nonzero().flatten()) for t in torch.unique(data.tasks).tolist()]
+
+
+class TaskBalancedDataLoader(GroupBalancedDataLoader):
+    """A `GroupBalancedDataLoader` with one group per task label of `data`."""
+
+    def __init__(self, data: StreamDataset, oversample_small_tasks: bool = False, **kwargs: Any):
+        super().__init__(split_by_task(data), oversample_small_tasks, **kwargs)
+
+
+class ReplayDataLoader(_MatrixLoader):
+    """Batches of `batch_size` current samples followed by `batch_size_mem` memory samples.
+
+    The current data alone sets the number of steps (the last batch may be partial). The memory
+    is seen once per epoch, or, with `oversample_small_tasks`, reshuffled and cycled whenever it
+    runs out. `task_balanced_dataloader=True` splits the memory part evenly over task labels.
+    """
+
+    def __init__(
+        self,
+        data: StreamDataset,
+        memory: StreamDataset | None = None,
+        oversample_small_tasks: bool = False,
+        batch_size: int = 32,
+        batch_size_mem: int = 32,
+        task_balanced_dataloader: bool = False,
+        **kwargs: Any,
+    ):
+        self.shuffle, self.drop_last, gen = _options(kwargs)
+        self.batch_size = _positive("batch_size", batch_size)
+        self.batch_size_mem = _positive("batch_size_mem", batch_size_mem)
+        self.current = data
+        self.oversample = oversample_small_tasks
+        has_memory = memory is not None and len(memory) > 0
+        self.memory_groups = (split_by_task(memory) if task_balanced_dataloader else [memory]) if has_memory else []
+        combined = data
+        for m in self.memory_groups:
+            combined = combined.concat(m)
+        super().__init__(combined, gen)
+
+    def __len__(self) -> int:
+        return _n_steps(len(self.current), self.batch_size, self.drop_last)
+
+    def positions(self) -> torch.Tensor:
+        steps = len(self)
+        parts = [group_positions(len(self.current), self.batch_size, steps, self.shuffle, False, self.drop_last, self.generator)]
+        offset = len(self.current)
+        quotas = group_lengths(len(self.memory_groups), self.batch_size_mem)
+        for m, q in zip(self.memory_groups, quotas):
+            p = group_positions(len(m), q, steps, self.shuffle, self.oversample, self.drop_last, self.generator)
+            parts.append(torch.where(p >= 0, p + offset, p))
+            offset += len(m)
+        return torch.cat(parts, dim=1)

@@ -1,0 +1,136 @@
+"""The rehearsal memory's state and its one vectorised operation: keep the best of each group.
+
+Every storage policy is this store plus a rule for group keys, scores and group capacities.
+A stored sample is its int64 id into the pool, its task label, the experience it came from, its
+group key, a score (higher is kept first) and any extras (e.g. DER's logits) as rows of tensors.
+"""
+from __future__ import annotations
+
+import torch
+
+from replaycli.data import StreamDataset
+from replaycli.pool import Pool
+
+FIELDS = ("ids", "tasks", "exps", "groups", "scores")
+
+
+def group_lengths(num_groups: int, max_size: int) -> list[int]:
+    """`max_size` split evenly over `num_groups`, the remainder going to the first groups."""
+    if num_groups <= 0:
+        return []
+    base, rem = divmod(max_size, num_groups)
+    return [base + (i < rem) for i in range(num_groups)]
+
+
+def fill_lengths(sizes: list[int], max_size: int) -> list[int]:
+    """Capacities for groups holding `sizes` candidates: an even split of `max_size`, where a
+    group smaller than its share keeps all it has and its unused share goes to the others.
+
+    The result sums to min(max_size, sum(sizes)); the remainder goes to the first groups.
+    """
+    caps = [0] * len(sizes)
+    open_groups = list(range(len(sizes)))
+    left = max_size
+    while open_groups:
+        shares = group_lengths(len(open_groups), left)
+        small = [g for g, s in zip(open_groups, shares) if sizes[g] <= s]
+        if not small:
+            for g, s in zip(open_groups, shares):
+                caps[g] = s
+            break
+        for g in small:
+            caps[g] = sizes[g]
+            left -= sizes[g]
+        open_groups = [g for g in open_groups if g not in small]
+    return caps
+
+
+def top_per_group(groups: torch.Tensor, scores: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
+    """Positions to keep: the `caps[g]` best-scored of each dense group g, grouped, best first.
+
+    groups: [n] int64 in 0..G-1; scores: [n] float; caps: [G] int64.
+    """
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]  # by group, then best first
+    g = groups[order]
+    counts = torch.bincount(groups, minlength=len(caps))
+    starts = torch.cumsum(counts, 0) - counts  # [G] first position of each group
+    rank = torch.arange(len(order), device=groups.device) - starts[g]
+    return order[rank < caps[g]]
+
+
+class Store:
+    """Tensors of the stored samples, all of the same length, on the ids' device."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        z = torch.empty(0, dtype=torch.int64, device=device)
+        self.ids, self.tasks, self.exps, self.groups = z, z.clone(), z.clone(), z.clone()
+        self.scores = torch.empty(0, dtype=torch.float32, device=device)
+        self.extras: dict[str, torch.Tensor] = {}
+        self.pool: Pool | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def dataset(self, positions: torch.Tensor | None = None) -> StreamDataset:
+        if positions is None:
+            return StreamDataset(self.pool, self.ids, self.tasks)
+        return StreamDataset(self.pool, self.ids[positions], self.tasks[positions])
+
+    def append(
+        self,
+        data: StreamDataset,
+        exp: int,
+        groups: torch.Tensor,
+        scores: torch.Tensor,
+        extras: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Add the samples of `data` not stored already (a stored sample keeps its score)."""
+        if len(data) and self.pool is None:
+            self.pool = data.pool
+        if len(data) and data.pool is not self.pool:
+            raise ValueError("a buffer holds samples of one stream (one pool) only")
+        if len(self.ids) and self.ids.device != data.ids.device:
+            self.to(data.ids.device)
+        new = ~torch.isin(data.ids, self.ids) if len(self.ids) else torch.ones_like(data.ids, dtype=torch.bool)
+        extras = extras or {}
+        if set(extras) != set(self.extras) and len(self.ids):
+            raise ValueError(f"extras {sorted(extras)} differ from the stored {sorted(self.extras)}")
+        n = int(new.sum())
+        self.ids = torch.cat([self.ids, data.ids[new]])
+        self.tasks = torch.cat([self.tasks, data.tasks[new]])
+        self.exps = torch.cat([self.exps, torch.full((n,), exp, dtype=torch.int64, device=self.ids.device)])
+        self.groups = torch.cat([self.groups, groups[new].to(self.ids.device)])
+        self.scores = torch.cat([self.scores, scores[new].to(self.ids.device, torch.float32)])
+        for k, v in extras.items():
+            v = v[new.to(v.device)].detach()
+            old = self.extras.get(k)
+            self.extras[k] = v if old is None or not len(old) else torch.cat([old, v.to(old.device, old.dtype)])
+
+    def keep(self, positions: torch.Tensor) -> None:
+        for f in FIELDS:
+            setattr(self, f, getattr(self, f)[positions])
+        self.extras = {k: v[positions.to(v.device)] for k, v in self.extras.items()}
+
+    def group_keys(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted distinct group keys [G] and each sample's dense group index [n]."""
+        return torch.unique(self.groups, sorted=True, return_inverse=True)
+
+    def to(self, device: torch.device | str) -> "Store":
+        for f in FIELDS:
+            setattr(self, f, getattr(self, f).to(device))
+        self.extras = {k: v.to(device) for k, v in self.extras.items()}
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Plain tensors (loadable with `torch.load(weights_only=True)`)."""
+        state = {f: getattr(self, f).cpu() for f in FIELDS}
+        state.update({f"extras.{k}": v.cpu() for k, v in self.extras.items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], pool: Pool | None) -> None:
+        device = pool.device if pool is not None else None
+        for f in FIELDS:
+            setattr(self, f, state[f].to(device))
+        self.extras = {k[len("extras."):]: v.to(device) for k, v in state.items() if k.startswith("extras.")}
+        self.pool = pool

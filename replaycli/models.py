@@ -1,0 +1,83 @@
+"""Models: each has a `features` body and a `classifier` head, so feature-based selection can
+name either (or any sub-layer, e.g. `features.0`)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SimpleMLP(nn.Module):
+    """Flatten, `hidden_layers` x (Linear, ReLU, Dropout), then a linear classifier."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        input_size: int = 784,
+        hidden_size: int = 512,
+        hidden_layers: int = 1,
+        drop_rate: float = 0.5,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = input_size
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, hidden_size), nn.ReLU(inplace=True), nn.Dropout(drop_rate)]
+            width = hidden_size
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+        self._input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))  # [B, num_classes]
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks (conv, ReLU, max-pool) and a global average pool, then a linear head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class SlimResNet18(nn.Module):
+    """The reduced ResNet-18 of GEM/DER for CIFAR: `nf` base filters (20), 4 stages of 2 blocks."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, nf: int = 20):
+        super().__init__()
+        stages, cin = [], nf
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = nf * 2**i
+            stages += [_Block(cin, cout, stride), _Block(cout, cout, 1)]
+            cin = cout
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU(inplace=True),
+            *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,109 @@
+"""Load a data source once into a train and a test `Pool` of uint8 images.
+
+The torchvision sources use torchvision's own readers on its on-disk layout under `root`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from replaycli.errors import ConfigError
+from replaycli.pool import Pool
+from replaycli.transforms import CropFlip
+
+# folder under root, the files torchvision reads there, (mean, std) per channel
+_LAYOUT = {
+    "mnist": ("MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "fmnist": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]),
+    "cifar100": ("cifar-100-python", ["train", "test"]),
+}
+_STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fmnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+SOURCES = ("digits", *_LAYOUT)
+DEFAULT_ROOT = Path("~/.cache/replaycli/data")
+
+
+def expected_files(source: str, root: str | Path) -> list[Path]:
+    folder, files = _LAYOUT[source]
+    return [Path(root) / folder / f for f in files]
+
+
+def load_source(source: str, root: str | Path | None, download: bool) -> tuple[Pool, Pool]:
+    """Train and test pools of `source` (one of SOURCES)."""
+    if source == "digits":
+        return _digits()
+    if source not in _LAYOUT:
+        raise ConfigError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
+    root = Path(DEFAULT_ROOT if root is None else root).expanduser()
+    missing = [p for p in expected_files(source, root) if not p.is_file()]
+    if missing and not download:
+        raise _missing_error(source, root, "download is off")
+    try:
+        return _torchvision(source, root, download=bool(missing))
+    except ConfigError:
+        raise
+    except Exception as e:  # torchvision: failed download, unreadable file
+        if missing:
+            raise _missing_error(source, root, f"download failed: {str(e).splitlines()[0][:120]}") from e
+        raise ConfigError(f"cannot read {source} files under {root}: {str(e).splitlines()[0][:160]}") from e
+
+
+
+def _missing_error(source: str, root: Path, why: str) -> ConfigError:
+    folder, files = _LAYOUT[source]
+    return ConfigError(
+        f"{source} data not found under data_root={root} ({why}); expected {root / folder}/ with {', '.join(files)}"
+    )
+
+
+def _digits() -> tuple[Pool, Pool]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.from_numpy(d.images).mul(255.0 / 16.0).round().clamp(0, 255).to(torch.uint8)[:, None]  # [N,1,8,8]
+    y = torch.from_numpy(d.target).to(torch.int64)
+    # a fixed stratified 80/20 split: the benchmark does not change with the run's seed
+    tr, te = train_test_split(range(len(y)), test_size=0.2, random_state=0, stratify=d.target)
+    tr, te = torch.tensor(sorted(tr)), torch.tensor(sorted(te))
+    xf = x[tr].float() / 255.0
+    mean, std = float(xf.mean()), float(xf.std())
+    return Pool(x[tr], y[tr], mean, std), Pool(x[te], y[te], mean, std)
+
+
+def _torchvision(source: str, root: Path, download: bool) -> tuple[Pool, Pool]:
+    import torchvision.datasets as tvd
+
+    if source in ("mnist", "fmnist"):
+        cls = tvd.MNIST if source == "mnist" else tvd.FashionMNIST
+        tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
+        to_pool = lambda ds: Pool(ds.data[:, None].contiguous(), ds.targets.to(torch.int64), *_STATS[source])  # noqa: E731
+        return to_pool(tr), to_pool(te)
+    base = tvd.CIFAR10 if source == "cifar10" else tvd.CIFAR100
+
+    class Reader(base):  # type: ignore[misc, valid-type]
+        # torchvision checks md5 sums of the official files; we check that they exist so that
+        # tests can write small files in the same layout. torchvision still parses them.
+        def _check_integrity(self) -> bool:
+            return all(os.path.isfile(p) for p in expected_files(source, self.root))
+
+        def _load_meta(self) -> None:
+            self.classes = []
+
+    tr, te = (Reader(str(root), train=t, download=download) for t in (True, False))
+    augment = CropFlip(padding=4, flip=True)
+
+    def to_pool(ds) -> Pool:
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # [N, 3, 32, 32] uint8
+        return Pool(x, torch.tensor(ds.targets, dtype=torch.int64), *_STATS[source], augment=augment)
+
+    return to_pool(tr), to_pool(te)
