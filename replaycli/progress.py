@@ -1,0 +1,97 @@
+"""What a run shows while it trains: rich bars on a terminal, plain lines otherwise, and the
+final tables (the accuracy matrix and the buffer histogram)."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class Reporter:
+    """`mode`: rich | plain | none | auto (rich when stdout is a terminal)."""
+
+    def __init__(self, n_experiences: int, epochs: int, mode: str = "auto", console: Console | None = None):
+        self.console = console or Console()
+        if mode == "auto":
+            mode = "rich" if sys.stdout.isatty() else "plain"
+        self.mode = mode
+        self.n_experiences, self.epochs = n_experiences, epochs
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> "Reporter":
+        if self.mode == "rich":
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start_experience(self, i: int, n_samples: int, memory: int) -> None:
+        text = f"experience {i + 1}/{self.n_experiences}: {n_samples} samples, memory {memory}"
+        if self.progress is not None:
+            self.task = self.progress.add_task(text, total=None, status="")
+        elif self.mode == "plain":
+            print(text, flush=True)
+
+    def step(self, epoch: int, i: int, n_steps: int) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                self.task, total=n_steps * self.epochs, completed=epoch * n_steps + i + 1,
+                status=f"epoch {epoch + 1}/{self.epochs}",
+            )
+        elif self.mode == "plain" and i + 1 == n_steps:
+            print(f"  epoch {epoch + 1}/{self.epochs}: {n_steps} batches", flush=True)
+
+    def experience_done(self, record: dict[str, Any]) -> None:
+        text = (
+            f"  loss {record['loss']:.4f}  stream accuracy {record['average']:.4f}"
+            f"  ({record['seconds']:.2f} s)"
+        )
+        if self.progress is not None:
+            self.progress.update(self.task, status=f"loss {record['loss']:.4f} acc {record['average']:.3f}")
+        elif self.mode == "plain":
+            print(text, flush=True)
+
+    def tables(self, accuracy: list[list[float]], histograms: list[list[int]]) -> None:
+        if self.mode == "none":
+            return
+        self.console.print(accuracy_table(accuracy))
+        self.console.print(histogram_table(histograms))
+
+
+def _shade(a: float) -> str:
+    return "green" if a >= 0.8 else "yellow" if a >= 0.5 else "red"
+
+
+def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: after training experience i)") -> Table:
+    n = len(accuracy[0]) if accuracy else 0
+    t = Table(title=title)
+    t.add_column("trained", justify="right")
+    for j in range(n):
+        t.add_column(f"test {j}", justify="right")
+    t.add_column("average", justify="right", style="bold")
+    for i, row in enumerate(accuracy):
+        cells = [f"[{_shade(a)}]{a:.3f}[/]" for a in row]
+        t.add_row(str(i), *cells, f"{sum(row) / len(row):.3f}")
+    return t
+
+
+def histogram_table(histograms: list[list[int]], title: str = "buffer samples per class") -> Table:
+    n = len(histograms[0]) if histograms else 0
+    t = Table(title=title)
+    t.add_column("trained", justify="right")
+    for k in range(n):
+        t.add_column(f"c{k}", justify="right")
+    t.add_column("total", justify="right", style="bold")
+    for i, row in enumerate(histograms):
+        t.add_row(str(i), *map(str, row), str(sum(row)))
+    return t
