@@ -53,9 +53,13 @@ def load_source(source: str, root: str | Path | None, download: bool) -> tuple[P
         raise
     except Exception as e:  # torchvision: failed download, unreadable file
         if missing:
-            raise _missing_error(source, root, f"download failed: {str(e).splitlines()[0][:120]}") from e
-        raise ConfigError(f"cannot read {source} files under {root}: {str(e).splitlines()[0][:160]}") from e
+            raise _missing_error(source, root, f"download failed: {_first_line(e)[:120]}") from e
+        raise ConfigError(f"cannot read {source} files under {root}: {_first_line(e)[:160]}") from e
 
+
+def _first_line(e: Exception) -> str:
+    # torchvision's idx reader rejects a bad header with a bare `assert`: no message to show
+    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 def _missing_error(source: str, root: Path, why: str) -> ConfigError:
