@@ -55,7 +55,8 @@ class FeatureBasedExemplarsSelectionStrategy:
         device = next(self.model.parameters()).device
         layer = self.model.get_submodule(self.layer_name)
         out: list[torch.Tensor] = []
-        hook = layer.register_forward_hook(lambda _m, _i, o: out.append(o.flatten(1)))
+        # clone: a later in-place op (ReLU(inplace=True)) would otherwise rewrite the saved output
+        hook = layer.register_forward_hook(lambda _m, _i, o: out.append(o.flatten(1).clone()))
         was_training = self.model.training
         self.model.eval()
         try:
