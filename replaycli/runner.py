@@ -75,7 +75,8 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 def _discard_if_empty(out_dir: Path) -> None:
     """Remove a run directory that holds nothing but Hydra's own files (a run refused up front)."""
-    if out_dir.is_dir() and all(p.name in {".hydra", "main.log"} for p in out_dir.iterdir()):
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}  # the log is named after the job
+    if out_dir.is_dir() and all(p.name in hydra_files for p in out_dir.iterdir()):
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
