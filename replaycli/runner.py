@@ -36,10 +36,12 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from replaycli import wiring
+    from replaycli.tblog import make_logger
     from replaycli.train import Run, run_experience
 
     start = time.perf_counter()
     validate(cfg)
+    logger = make_logger(cfg.get("logger"), out_dir)
     device = wiring.resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
@@ -62,12 +64,14 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             report.start_experience(exp.current_experience, len(exp.dataset), len(run.buffer or []))
             record = run_experience(run, exp, report.step)
             writer.experience_done(record["accuracy"], record["histogram"], record)
+            logger.experience_done(record)
             report.experience_done(record)
     summary = {
         "status": "complete", "seconds": time.perf_counter() - start, "seed": cfg.seed,
         "device": str(device), "versions": versions(),
     }
     writer.write_summary(summary)
+    logger.close()
     report.tables(writer.accuracy, writer.histograms)
     print(f"outputs: {out_dir}", flush=True)
     return summary

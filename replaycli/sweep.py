@@ -1,0 +1,66 @@
+"""The sweep summary: a Hydra callback that writes `summary.csv` in the sweep directory."""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from replaycli import outputs
+
+
+def sweep_dir(config: DictConfig) -> Path:
+    """The sweep directory, absolute (a job may run in another process or on another node)."""
+    return Path(config.hydra.runtime.cwd) / str(config.hydra.sweep.dir)
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class SweepSummary(Callback):
+    """Registered under `hydra.callbacks` in configs/config.yaml; acts in multirun mode only.
+
+    At the end of each job, in whatever process the launcher runs it: a failed job gets its
+    `failure.json` and is handed back to the sweeper as done, so that the sweep runs every job and
+    reaches its end; then `summary.csv` is rewritten, so a sweep killed midway still has one.
+    At the end of the sweep, in the launching process: `summary.csv` from every job directory;
+    when a job failed, one line on stderr and exit status 2 (every failure was a bad config value,
+    a ConfigError) or 1.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value  # the public getter re-raises it
+            outputs.write_failure(
+                Path(config.hydra.runtime.output_dir), one_line(error), type(error).__name__,
+                [str(o) for o in job_return.overrides or []],
+                "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            )
+            job_return.status = JobStatus.COMPLETED  # recorded above; the other jobs go on
+        outputs.write_sweep_summary(sweep_dir(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        root = sweep_dir(config)
+        rows = outputs.sweep_rows(root)
+        path = outputs.write_sweep_summary(root, rows)
+        print(f"summary: {path}", flush=True)
+        failed = [r for r in rows if r["status"] != "complete"]
+        if not failed:
+            return
+        first = failed[0]
+        why = first["error"] or first["status"]
+        print(
+            f"error: {len(failed)} of {len(rows)} jobs failed (job {first['job']}: {why}); see {path}",
+            file=sys.stderr, flush=True,
+        )
+        kinds = [(outputs.read_failure(root / str(r["job"])) or {}).get("type") for r in failed]
+        sys.exit(2 if all(k == "ConfigError" for k in kinds) else 1)
