@@ -41,7 +41,7 @@ def group_positions(
     seen once (with `drop_last`, its last partial chunk is dropped).
     """
     total = steps * per_step
-    if n == 0 or per_step == 0:
+    if n == 0 or total == 0:  # total 0: no steps (drop_last on a short group) or no quota
         return torch.full((steps, per_step), -1, dtype=torch.int64)
     order = lambda: torch.randperm(n, generator=gen) if shuffle else torch.arange(n)  # noqa: E731
     if cycle:
