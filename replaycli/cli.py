@@ -7,11 +7,16 @@ USAGE = """usage: replay VERB [ARGS]
 
 verbs:
   run [hydra flags] [overrides]   train over an experience stream with replay (replay run --help)
+  inspect PATH [--json]           what a run, a sweep or an outputs directory holds
+  compare PATH... [--by KEY]      runs grouped by config keys: mean, std and n over seeds
+  plot PATH                       PNG figures of a run or a sweep, written into it
 
 examples:
   replay run
   replay run buffer=parametric groupby=class buffer.max_size=200
   replay run -m buffer.max_size=100,200,500
+  replay inspect outputs
+  replay compare outputs/sweeps/<sweep> --by buffer.max_size
 """
 
 
@@ -23,7 +28,26 @@ def run(args: list[str]) -> int:
     return 0
 
 
-VERBS = {"run": run}
+
+def inspect(args: list[str]) -> int:
+    from replaycli.inspecting import main as inspect_main
+
+    return inspect_main(args)
+
+
+def compare(args: list[str]) -> int:
+    from replaycli.compare import main as compare_main
+
+    return compare_main(args)
+
+
+def plot(args: list[str]) -> int:
+    from replaycli.plots import main as plot_main
+
+    return plot_main(args)
+
+
+VERBS = {"run": run, "inspect": inspect, "compare": compare, "plot": plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,229 @@
+"""`replay inspect PATH [--json]`: what a run, a sweep or an outputs directory holds.
+
+Reads through `replaycli.outputs` only; imports neither torch nor Hydra, so it answers at once.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from replaycli import outputs
+from replaycli.errors import ConfigError
+from replaycli.outputs import OutputError
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+STATUS_STYLE = {"complete": "green", "incomplete": "yellow", "interrupted": "yellow", "failed": "red"}
+
+
+def _when(path: Path) -> str:
+    return datetime.fromtimestamp(outputs.started(path)).isoformat(sep=" ", timespec="seconds")
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+# --- what is there (the --json answer) --------------------------------------------------------
+def describe(path: str | Path) -> dict[str, Any]:
+    """A run, a sweep or an outputs directory as plain data; OutputError when it holds none."""
+    path = Path(path)
+    if not path.is_dir():
+        raise OutputError(f"PATH={path} is not a directory; allowed: a run, a sweep or an outputs directory")
+    if outputs.is_job(path):
+        return describe_run(path)
+    if outputs.is_sweep(path):
+        return describe_sweep(path)
+    runs, sweeps = outputs.find_outputs(path)
+    if runs or sweeps:
+        return describe_outputs(path, runs, sweeps)
+    raise OutputError(
+        f"{path} holds no run; allowed: a run directory (with config.yaml), a sweep directory "
+        "(job directories 0/, 1/, ... or summary.csv) or an outputs directory (runs/, sweeps/)"
+    )
+
+
+def describe_run(path: Path) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": "run", "path": str(path), "started": _when(path), "status": outputs.status(path),
+        "error": outputs.error(path), "overrides": outputs.read_overrides(path),
+        "experiences_done": 0, "n_experiences": None, "accuracy": [], "histograms": [],
+    }
+    if not outputs.is_run(path):  # a sweep job refused before it wrote anything
+        return d
+    rec = outputs.read_run(path)
+    acc = rec.accuracy
+    n = len(acc[0]) if acc else outputs.run_params(path).get("benchmark.n_experiences")
+    d.update(experiences_done=len(acc), n_experiences=n, accuracy=acc, histograms=rec.histograms)
+    d["stream_accuracy"] = [_mean(row) for row in acc]  # after each experience, over the test stream
+    d["per_experience"] = [  # forgetting: best earlier accuracy - final; 0 for the last trained
+        {
+            "experience": j, "after_training_it": acc[j][j], "final": acc[-1][j], "best": max(r[j] for r in acc),
+            "forgetting": max(r[j] for r in acc[:-1]) - acc[-1][j] if j < len(acc) - 1 else 0.0,
+        }
+        for j in range(min(len(acc), n))
+    ]
+    if rec.complete:
+        d.update({k: rec.summary.get(k) for k in ("final_accuracy", "forgetting", "bwt", "seconds")})
+    return d
+
+
+def describe_sweep(path: Path) -> dict[str, Any]:
+    rows = outputs.read_sweep(path)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return {"kind": "sweep", "path": str(path), "started": _when(path), "jobs": rows, "status_counts": counts}
+
+
+def describe_outputs(path: Path, runs: list[Path], sweeps: list[Path]) -> dict[str, Any]:
+    def run_line(p: Path) -> dict[str, Any]:
+        s = outputs.read_summary(p)
+        return {
+            "path": str(p), "started": _when(p), "status": outputs.status(p),
+            "experiences_done": len(outputs.read_run(p).accuracy),
+            "final_accuracy": s.get("final_accuracy") if s.get("status") == "complete" else None,
+            "overrides": outputs.read_overrides(p),
+        }
+
+    def sweep_line(p: Path) -> dict[str, Any]:
+        rows = outputs.read_sweep(p)
+        return {
+            "path": str(p), "started": _when(p), "jobs": len(rows),
+            "complete": sum(r["status"] == "complete" for r in rows),
+            "failed": sum(r["status"] == "failed" for r in rows),
+            "swept": swept_keys(rows),
+        }
+
+    return {"kind": "outputs", "path": str(path), "runs": [run_line(p) for p in runs],
+            "sweeps": [sweep_line(p) for p in sweeps]}
+
+
+def swept_keys(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The override keys of a sweep that take more than one value, with their values."""
+    fixed = {"job", "status", "error", *outputs.SWEEP_METRICS}
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in fixed))
+    values = {k: list(dict.fromkeys(str(r.get(k, "")) for r in rows)) for k in keys}
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
+# --- how it looks on a terminal ---------------------------------------------------------------
+def _status(s: str) -> str:
+    return f"[{STATUS_STYLE.get(s, 'yellow')}]{s}[/]"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def bars(counts: list[int], top: int) -> str:
+    """One block character per class, its height the class's count relative to `top`."""
+    if top <= 0:
+        return "·" * len(counts)
+    return "".join("·" if c == 0 else BLOCKS[max(1, round(8 * c / top))] for c in counts)
+
+
+def render_run(d: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    from replaycli.progress import accuracy_table
+
+    done, n = d["experiences_done"], d["n_experiences"]
+    console.print(f"[bold]run[/] {d['path']}  (started {d['started']})")
+    line = f"status: {_status(d['status'])}" + (f", {done} of {n} experiences finished" if n else "")
+    console.print(line + (f": {d['error']}" if d["error"] else ""), highlight=False)
+    console.print(f"overrides: {' '.join(d['overrides']) or '(none)'}", highlight=False)
+    if d.get("final_accuracy") is not None:
+        console.print(
+            f"final accuracy [bold]{d['final_accuracy']:.4f}[/]  forgetting {d['forgetting']:.4f}  "
+            f"BWT {d['bwt']:.4f}  {d['seconds']:.1f} s"
+        )
+    if not d["accuracy"]:
+        return
+    console.print(accuracy_table(d["accuracy"]))
+    t = Table(title="per experience")
+    for col in ("experience", "after training it", "final", "best", "forgetting"):
+        t.add_column(col, justify="right")
+    for e in d["per_experience"]:
+        t.add_row(str(e["experience"]), _num(e["after_training_it"]), _num(e["final"]), _num(e["best"]),
+                  _num(e["forgetting"]))
+    console.print(t)
+    hists = d["histograms"]
+    top = max((max(h) for h in hists if h), default=0)
+    t = Table(title=f"buffer samples per class (one bar per class, 0..{len(hists[0]) - 1}; full = {top})")
+    for col, justify in (("trained", "right"), ("classes", "left"), ("min", "right"), ("max", "right"),
+                         ("total", "right")):
+        t.add_column(col, justify=justify)
+    for i, h in enumerate(hists):
+        t.add_row(str(i), f"[cyan]{bars(h, top)}[/]", str(min(h)), str(max(h)), str(sum(h)))
+    console.print(t)
+
+
+def render_sweep(d: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    rows = d["jobs"]
+    swept = swept_keys(rows)
+    fixed = {"job", "status", "error", *outputs.SWEEP_METRICS}
+    common = [f"{k}={v}" for k in dict.fromkeys(k for r in rows for k in r if k not in fixed)
+              if k not in swept for v in {str(rows[0].get(k, ""))}]
+    counts = ", ".join(f"{v} {k}" for k, v in d["status_counts"].items())
+    console.print(f"[bold]sweep[/] {d['path']}  (started {d['started']}): {len(rows)} jobs, {counts}", highlight=False)
+    console.print(f"common overrides: {' '.join(common) or '(none)'}", highlight=False)
+    t = Table()
+    for col in ("job", *swept, "status", "final acc", "forgetting", "BWT", "seconds", "exps", "error"):
+        t.add_column(col, justify="left" if col in ("status", "error") else "right", overflow="fold")
+    for r in rows:
+        t.add_row(
+            str(r["job"]), *(str(r.get(k, "")) for k in swept), _status(r["status"]), _num(r["final_accuracy"]),
+            _num(r["forgetting"]), _num(r["bwt"]), _num(r["seconds"], 1),
+            "-" if r["experiences_done"] is None else str(r["experiences_done"]), r["error"],
+        )
+    console.print(t)
+
+
+def render_outputs(d: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]outputs[/] {d['path']}: {len(d['runs'])} runs, {len(d['sweeps'])} sweeps (newest first)")
+    if d["runs"]:
+        t = Table(title="runs")
+        for col in ("started", "run", "status", "experiences", "final acc", "overrides"):
+            t.add_column(col)
+        for r in d["runs"]:
+            t.add_row(r["started"], Path(r["path"]).name, _status(r["status"]), str(r["experiences_done"]),
+                      _num(r["final_accuracy"]), " ".join(r["overrides"]))
+        console.print(t)
+    if d["sweeps"]:
+        t = Table(title="sweeps")
+        for col in ("started", "sweep", "jobs", "complete", "failed", "swept"):
+            t.add_column(col)
+        for s in d["sweeps"]:
+            swept = " ".join(f"{k}={','.join(v)}" for k, v in s["swept"].items())
+            t.add_row(s["started"], Path(s["path"]).name, str(s["jobs"]), str(s["complete"]), str(s["failed"]), swept)
+        console.print(t)
+
+
+def main(args: list[str]) -> int:
+    """`replay inspect PATH [--json]`; exit 2 with one line when PATH holds no run."""
+    from replaycli.verbargs import ArgParser
+
+    p = ArgParser(prog="replay inspect", description="Show what a run, a sweep or an outputs directory holds.")
+    p.add_argument("path", metavar="PATH", help="a run directory, a sweep directory or an outputs directory")
+    p.add_argument("--json", action="store_true", help="print the same as JSON")
+    try:
+        a = p.parse_args(args)
+        d = describe(a.path)
+    except (ConfigError, OutputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160)  # a pipe or a file: no wrapping at 80
+    {"run": render_run, "sweep": render_sweep, "outputs": render_outputs}[d["kind"]](d, console)
+    return 0
