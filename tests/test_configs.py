@@ -1,0 +1,159 @@
+"""Every option of every config group composes, validates, wires and trains one step; every key is
+documented where it is declared; every option file begins with the command that uses it."""
+from __future__ import annotations
+
+import re
+import shlex
+from importlib.resources import files
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rawfiles import write_cifar10, write_cifar100, write_mnist
+
+from replaycli import wiring
+from replaycli.validate import validate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
+YAMLS = sorted(CONFIGS.rglob("*.yaml"))
+BUILT_BELOW = {"experiment", "benchmark", "model", "optimizer", "buffer", "selection", "loader"}
+KEY = re.compile(r"^\s*(?:-\s+)?(?:override\s+)?[\w/@.+-]+\s*:(\s|$)")  # `key:`, `- [override] key:` (defaults)
+
+
+def compose_cfg(overrides: list[str], hydra: bool = False) -> DictConfig:
+    with initialize_config_module("replaycli.configs", version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=hydra)
+
+
+def header_command(path: Path) -> str:
+    """The first line after Hydra's `# @package` header, which must name the command."""
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return next(ln for ln in lines if not re.match(r"^\s*#\s*@", ln))
+
+
+def header_overrides(path: Path) -> list[str]:
+    """The overrides of the `replay run ...` command heading `path` (flags such as -m dropped); a
+    note may follow the command after two spaces or a parenthesis."""
+    command = re.split(r"\s{2,}|\s\(", header_command(path).lstrip("#").strip())[0]
+    words = shlex.split(command)
+    assert words[:2] == ["replay", "run"], f"{path}: first line {header_command(path)!r}"
+    return [w for w in words[2:] if not w.startswith("-")]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """Tiny MNIST, FashionMNIST, CIFAR-10 and CIFAR-100 in torchvision's raw layout."""
+    root = tmp_path_factory.mktemp("data")
+    write_mnist(root, "MNIST", n_train=100, n_test=40)
+    write_mnist(root, "FashionMNIST", n_train=100, n_test=40, seed=1)
+    write_cifar10(root, per_batch=20, n_test=30)
+    write_cifar100(root, n_train=200, n_test=100)
+    return root
+
+
+def test_groups_are_the_ones_the_package_ships():
+    assert {"benchmark", "buffer", "experiment", "loader", "model", "optimizer", "selection"} <= set(GROUPS)
+    shipped = files("replaycli.configs")
+    for group, option in OPTIONS:
+        assert shipped.joinpath(group, f"{option}.yaml").is_file(), (group, option)
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_key_is_documented_where_declared(path):
+    undocumented = []
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines):
+        if line.lstrip().startswith("#") or not KEY.match(line):
+            continue
+        inline = " #" in line
+        above = n > 0 and lines[n - 1].lstrip().startswith("#")
+        if not (inline or above):
+            undocumented.append(f"line {n + 1}: {line.strip()}")
+    assert not undocumented, f"{path.relative_to(CONFIGS)} keys without a comment: {undocumented}"
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)
+def test_option_file_begins_with_the_command_that_uses_it(group, option):
+    overrides = header_overrides(CONFIGS / group / f"{option}.yaml")
+    wanted = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
+    assert wanted in overrides, f"{group}/{option}.yaml begins with {header_command(CONFIGS / group / f'{option}.yaml')!r}"
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)
+def test_every_option_composes_wires_and_trains_one_step(group, option, data_root):
+    """Compose the option with the command at the top of its file, then build every object the
+    runner builds and take one optimizer step on current data joined with memory."""
+    path = CONFIGS / group / f"{option}.yaml"
+    local = [f"data_root={data_root}", "download=false", "device=cpu", "progress=none", "train_mb_size=8"]
+    cfg = compose_cfg(header_overrides(path) + local, hydra=True)
+    if group != "experiment":
+        assert cfg.hydra.runtime.choices[group] == option
+        declared = OmegaConf.load(path).get("_target_")
+        assert cfg[group].get("_target_") == declared
+    del cfg.hydra
+    validate(cfg)
+    for g in set(GROUPS) - BUILT_BELOW:  # the other groups' targets import and take their keys
+        if g in cfg and cfg[g].get("_target_") is not None:
+            assert callable(instantiate(cfg[g]))
+
+    device = wiring.resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    bench = wiring.make_benchmark(cfg).to(device)
+    model = wiring.make_model(cfg, bench)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    buffer = wiring.make_buffer(cfg, model, generator)
+    make_loader = wiring.LoaderFactory(cfg.loader, cfg.train_mb_size, generator)
+
+    first, second = bench.train_stream[0], bench.train_stream[min(1, bench.n_experiences - 1)]
+    if buffer is not None:
+        buffer.update(SimpleNamespace(experience=first, device=device, model=model))
+        assert 0 < len(buffer) <= cfg.buffer.max_size
+        assert int(buffer.class_histogram(bench.n_classes).sum()) == len(buffer)
+    data = second.dataset.train()
+    x, y, _t = next(iter(make_loader(data, buffer)))
+    current = min(cfg.train_mb_size, len(data))
+    if buffer is None:
+        assert len(y) == current
+    else:
+        assert len(y) > current  # the batch joins memory samples to the current ones
+    assert x.shape[1:] == bench.train_pool.sample_shape and x.dtype == torch.float32
+
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    logits = model(x)
+    assert logits.shape == (len(y), bench.n_classes)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("model", [o for g, o in OPTIONS if g == "model"])
+@pytest.mark.parametrize("bench_option", ["split_digits", "split_mnist", "split_cifar100"])
+def test_every_model_fits_every_input_shape(model, bench_option, data_root):
+    """The wiring sizes each model for the classes and image shape (1x8x8, 1x28x28, 3x32x32)."""
+    cfg = compose_cfg([f"model={model}", f"benchmark={bench_option}", f"data_root={data_root}", "download=false"])
+    bench = wiring.make_benchmark(cfg)
+    net = wiring.make_model(cfg, bench).eval()
+    x, _y, _t = bench.test_stream[0].dataset.eval().batch(torch.arange(3))
+    with torch.no_grad():
+        assert net(x).shape == (3, bench.n_classes)
+
+
+def test_tutorial_preset_is_the_avalanche_example(data_root):
+    cfg = compose_cfg(header_overrides(CONFIGS / "experiment" / "tutorial.yaml"))
+    assert cfg.benchmark._target_.endswith("SplitMNIST")
+    assert cfg.buffer._target_.endswith("ParametricBuffer") and cfg.buffer.max_size == 500
+    assert cfg.buffer.groupby == "class" and cfg.selection._target_.endswith("RandomExemplarsSelectionStrategy")
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
+    assert (cfg.train_mb_size, cfg.eval_mb_size, cfg.epochs, cfg.loader.batch_size_mem) == (100, 100, 1, 32)
