@@ -1,18 +1,17 @@
-"""The training loop: for each experience, train on current data joined with memory, update the
-memory, evaluate on the whole test stream."""
+"""The training loop: for each experience, train (the replay method computes each step's loss),
+update the memory, evaluate on the whole test stream."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from replaycli.benchmarks import Benchmark, Experience, Stream
 from replaycli.buffers import ExemplarsBuffer
+from replaycli.strategies import Replay, masked
 
 
 @dataclass
@@ -27,16 +26,22 @@ class Run:
     epochs: int
     eval_mb_size: int
     device: torch.device
+    strategy: Replay = field(default_factory=Replay)  # the replay method (replaycli.strategies)
+    mask: torch.Tensor | None = None  # task-IL: bool [n_tasks, n_classes], the classes of each task
 
 
 def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> float:
-    """Train `run.epochs` passes over `exp` (plus memory); returns the mean training loss."""
-    loader = run.make_loader(exp.dataset.train(), run.buffer)
+    """Train `run.epochs` passes over the method's data for `exp`; returns the mean training loss."""
+    method = run.strategy
+    data = method.before_training(run, exp)  # exp.dataset; GDumb: its buffer, model re-initialised
+    loader = run.make_loader(data.train(), run.buffer if method.joins_memory else None)
     run.model.train()
     total, steps = torch.zeros((), device=run.device), 0
     for epoch in range(run.epochs):
-        for i, (x, y, _t) in enumerate(loader):
-            loss = F.cross_entropy(run.model(x), y)  # x: [B, C, H, W], y: [B]
+        for i, (x, y, t, samples) in enumerate(method.steps(loader)):
+            loss, out = method.loss(run, x, y, t)  # x: [B, C, H, W], y, t: [B]; out: [B, n_classes]
+            if samples is not None:  # every_batch: the memory takes the batch (logits of this model)
+                method.insert(run, exp, samples, out)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
@@ -47,13 +52,12 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
 
 
 def update_buffer(run: Run, exp: Experience) -> None:
-    if run.buffer is not None:
-        run.buffer.update(SimpleNamespace(experience=exp, device=run.device, model=run.model))
+    run.strategy.after_training(run, exp)  # after_experience: the memory takes the experience
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, stream: Stream, batch_size: int) -> list[float]:
-    """Accuracy (a fraction) on each experience of `stream`."""
+def evaluate(model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None = None) -> list[float]:
+    """Accuracy (a fraction) on each experience of `stream`; task-IL: among the task's classes (`mask`)."""
     model.eval()
     accs = []
     for exp in stream:
@@ -61,8 +65,8 @@ def evaluate(model: torch.nn.Module, stream: Stream, batch_size: int) -> list[fl
         correct = torch.zeros((), dtype=torch.int64, device=data.ids.device)
         for start in range(0, len(data), batch_size):
             pos = torch.arange(start, min(start + batch_size, len(data)), device=data.ids.device)
-            x, y, _ = data.batch(pos)
-            correct += (model(x).argmax(1) == y).sum()
+            x, y, t = data.batch(pos)
+            correct += (masked(model(x), t, mask).argmax(1) == y).sum()
         accs.append(int(correct) / max(len(data), 1))
     return accs
 
@@ -79,7 +83,7 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     t1 = time.perf_counter()
     update_buffer(run, exp)
     t2 = time.perf_counter()
-    acc = evaluate(run.model, run.bench.test_stream, run.eval_mb_size)
+    acc = evaluate(run.model, run.bench.test_stream, run.eval_mb_size, run.mask)
     t3 = time.perf_counter()
     return {
         "experience": exp.current_experience,

@@ -11,6 +11,9 @@ from replaycli.errors import ConfigError
 GROUPBY = (None, "class", "task", "experience")
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "rich", "plain", "none")
+BUFFER_UPDATES = ("after_experience", "every_batch")
+SCENARIOS = ("class_il", "task_il")
+SCHEDULES = ("constant", "linear")
 
 
 def _int(key: str, value: Any, minimum: int) -> None:
@@ -51,3 +54,35 @@ def validate(cfg: DictConfig) -> None:
     selection = str(cfg.selection.get("_target_", "")).rsplit(".", 1)[-1]
     if selection != "RandomExemplarsSelectionStrategy" and kind != "ParametricBuffer":
         raise ConfigError(f"selection={selection} ranks exemplars of buffer=parametric only; buffer={kind or 'none'}")
+    _strategy(cfg, kind, selection)
+
+
+def _number(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{key}={value!r} must be a number >= 0")
+
+
+def _strategy(cfg: DictConfig, kind: str | None, selection: str) -> None:
+    """The replay method's keys, the update protocol and the scenario."""
+    _choice("buffer_update", cfg.buffer_update, BUFFER_UPDATES)
+    _choice("scenario", cfg.scenario, SCENARIOS)
+    if cfg.scenario == "task_il" and cfg.benchmark.get("return_task_id") is not True:
+        raise ConfigError("scenario=task_il masks logits by task label; set benchmark.return_task_id=true")
+    s = cfg.strategy
+    name = str(s.get("_target_", "")).rsplit(".", 1)[-1].lower()
+    if "mem_mb_size" in s:
+        _int("strategy.mem_mb_size", s.mem_mb_size, 1)
+    for key in ("alpha", "beta"):
+        if key in s:
+            _number(f"strategy.{key}", s[key])
+    if "schedule" in s:
+        _choice("strategy.schedule", s.schedule, SCHEDULES)
+    if name != "replay" and kind is None:
+        raise ConfigError(f"strategy={name} needs a memory but buffer=none; allowed: buffer=reservoir, parametric, class_balanced, experience_balanced")
+    if name == "gdumb":
+        if not (kind == "ClassBalancedBuffer" or (kind == "ParametricBuffer" and cfg.groupby == "class")):
+            raise ConfigError(f"strategy=gdumb samples class-balanced; buffer={kind} is not; allowed: buffer=class_balanced, buffer=parametric groupby=class")
+        if cfg.buffer_update != "after_experience":
+            raise ConfigError("strategy=gdumb trains on its buffer after each experience; allowed: buffer_update=after_experience")
+    if cfg.buffer_update == "every_batch" and selection != "RandomExemplarsSelectionStrategy":
+        raise ConfigError(f"buffer_update=every_batch inserts by random (reservoir) keys; selection={selection} ranks whole experiences; allowed: selection=random")

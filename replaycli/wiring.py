@@ -14,6 +14,7 @@ from replaycli.buffers import ExemplarsBuffer, ParametricBuffer
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError
 from replaycli.loaders import GroupBalancedDataLoader
+from replaycli.strategies import Replay, task_mask
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,6 +57,20 @@ def make_buffer(
         selection = select(model=model) if "model" in params else select(generator=generator)
         return build(selection_strategy=selection, generator=generator)
     return build(generator=generator)
+
+
+def make_strategy(cfg: DictConfig, model: torch.nn.Module, generator: torch.Generator) -> Replay:
+    """The replay method of `strategy/`, under the update protocol of `buffer_update`."""
+    build = instantiate(cfg.strategy)
+    kwargs: dict[str, Any] = {"every_batch": cfg.buffer_update == "every_batch", "generator": generator}
+    if "model" in inspect.signature(build.func).parameters:
+        kwargs["model"] = model  # GDumb keeps the initial weights to re-initialise from
+    return build(**kwargs)
+
+
+def make_mask(cfg: DictConfig, bench: Benchmark) -> torch.Tensor | None:
+    """scenario=task_il: bool [n_tasks, n_classes], the classes each task may predict; else None."""
+    return task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
 
 
 @dataclass
