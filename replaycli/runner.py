@@ -21,12 +21,14 @@ from replaycli.validate import validate
 
 
 def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import torch
-    import torchvision
 
     return {
         "replaycli": __version__, "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "torch": torch.__version__,
+        "torchvision": version("torchvision"),  # importing torchvision costs seconds; split_digits never needs it
     }
 
 
