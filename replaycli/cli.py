@@ -1,7 +1,10 @@
 """The `replay` command: one small function per verb."""
 from __future__ import annotations
 
+import os
 import sys
+
+from replaycli.errors import ConfigError
 
 USAGE = """usage: replay VERB [ARGS]
 
@@ -10,6 +13,7 @@ verbs:
   inspect PATH [--json]           what a run, a sweep or an outputs directory holds
   compare PATH... [--by KEY]      runs grouped by config keys: mean, std and n over seeds
   plot PATH                       PNG figures of a run or a sweep, written into it
+  resume RUN_DIR                  go on with a stopped run after its last finished experience
 
 examples:
   replay run
@@ -21,12 +25,39 @@ examples:
 
 
 def run(args: list[str]) -> int:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from replaycli.validate import check_command_line, hydra_message
+
+    check_command_line(args)  # Hydra's own errors as one line, before any directory is made
     from replaycli.runner import hydra_main
 
     sys.argv = ["replay run", *args]
-    hydra_main()
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
+    try:
+        hydra_main()
+    except ConfigError as e:  # in a sweep: the first failed job, raised once all jobs have run
+        job = getattr(e, "sweep_job", None)
+        raise ConfigError(f"{job} failed: {e}" if job else str(e)) from None
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(hydra_message(e)) from None
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
     return 0
 
+
+def resume(args: list[str]) -> int:
+    """`replay resume RUN_DIR`: exit 0 when the run finishes, or when it was already complete."""
+    if len(args) != 1 or args[0].startswith("-"):
+        raise ConfigError(f"resume takes one RUN_DIR, got {' '.join(args) or 'nothing'}; usage: replay resume RUN_DIR")
+    from replaycli.runner import resume_run
+
+    return resume_run(args[0])
 
 
 def inspect(args: list[str]) -> int:
@@ -47,7 +78,7 @@ def plot(args: list[str]) -> int:
     return plot_main(args)
 
 
-VERBS = {"run": run, "inspect": inspect, "compare": compare, "plot": plot}
+VERBS = {"run": run, "resume": resume, "inspect": inspect, "compare": compare, "plot": plot}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"error: unknown verb {verb!r}; allowed: {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    return VERBS[verb](argv[1:])
+    try:
+        return VERBS[verb](argv[1:])
+    except ConfigError as e:
+        print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; a run goes on after its last finished experience with: replay resume RUN_DIR", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ A run directory holds:
                          experience j (a fraction in [0, 1]); `average` = mean over the test stream;
 - `buffer_histogram.csv` row i = samples per class (`class_k`) in the buffer after experience i;
 - `metrics.jsonl`        one JSON object per finished experience (accuracies, loss, histogram, seconds);
-- `summary.json`         final_accuracy, forgetting, bwt, seconds, seed, device, versions, status.
+- `summary.json`         final_accuracy, forgetting, bwt, seconds, seed, device, versions, status;
+                         absent while the run goes on (or was killed), status "complete" at the end,
+                         "failed" / "interrupted" (with `error`) when an error or Ctrl-C stopped it;
+- `checkpoint.pt`        after every experience: what `replay resume` needs (replaycli.checkpoint).
 A sweep directory holds one run directory per job (`0/`, `1/`, ...) and `summary.csv`.
 
 Every file is written atomically (a temporary file, then a rename), so a killed run never leaves
@@ -26,6 +29,7 @@ from typing import Any
 CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json",
 )
+CHECKPOINT = "checkpoint.pt"
 SWEEP_SUMMARY = "summary.csv"
 
 
@@ -33,12 +37,12 @@ class OutputError(ValueError):
     """A directory that is not a readable run or sweep."""
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` through a temporary file in the same directory and a rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -99,13 +103,18 @@ class RunWriter:
 
     def experience_done(self, accuracy: list[float], histogram: list[int], record: dict[str, Any]) -> None:
         """Append the results of one finished experience and rewrite the tables."""
+        self.add_experience(accuracy, histogram, record)
+        self.write_tables()
+
+    def add_experience(self, accuracy: list[float], histogram: list[int], record: dict[str, Any]) -> None:
+        """Append the results of one finished experience, in memory only (see `write_tables`)."""
         assert len(accuracy) == self.n_test and len(histogram) == self.n_classes
         self.accuracy.append([float(a) for a in accuracy])
         self.histograms.append([int(h) for h in histogram])
         self.records.append(record)
-        self._write_tables()
 
-    def _write_tables(self) -> None:
+    def write_tables(self) -> None:
+        """Rewrite accuracy.csv, buffer_histogram.csv and metrics.jsonl from what is in memory."""
         acc_header = ["trained", *(f"test_{j}" for j in range(self.n_test)), "average"]
         acc_rows = [[i, *map(_fmt, row), _fmt(sum(row) / len(row))] for i, row in enumerate(self.accuracy)]
         write_atomic(self.root / ACCURACY, _csv(acc_header, acc_rows))
@@ -143,6 +152,16 @@ class RunRecord:
     @property
     def complete(self) -> bool:
         return self.summary.get("status") == "complete"
+
+    @property
+    def status(self) -> str:
+        """complete | failed | interrupted (summary.json says so) | incomplete (running or killed)."""
+        return str(self.summary.get("status") or "incomplete")
+
+    @property
+    def resumable(self) -> bool:
+        """Not complete, and a checkpoint to go on from: `replay resume PATH` works."""
+        return not self.complete and (self.path / CHECKPOINT).is_file()
 
 
 def is_run(path: Path) -> bool:

@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from replaycli import __version__
 from replaycli.errors import ConfigError
-from replaycli.outputs import RunWriter
+from replaycli.outputs import CHECKPOINT, CONFIG, OutputError, RunWriter, is_run, read_run
 from replaycli.progress import Reporter
-from replaycli.validate import validate
+from replaycli.validate import check_writable, first_line, validate
 
 
 def versions() -> dict[str, str]:
@@ -32,18 +32,24 @@ def versions() -> dict[str, str]:
     }
 
 
-def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary."""
+def build(cfg: DictConfig) -> tuple[Any, Any]:
+    """The run's objects and its generator, built from `cfg` the same way every time (a resumed
+    run rebuilds them, then loads its checkpoint over them)."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return _build(cfg)
+    except InstantiationException as e:  # e.g. +model.foo=1: an argument the class does not take
+        raise ConfigError(f"cannot build the run: {' '.join(first_line(e.__cause__ or e).split())}") from e
+
+
+def _build(cfg: DictConfig) -> tuple[Any, Any]:
     import torch
     from hydra.utils import instantiate
 
     from replaycli import wiring
-    from replaycli.tblog import make_logger
-    from replaycli.train import Run, run_experience
+    from replaycli.train import Run
 
-    start = time.perf_counter()
-    validate(cfg)
-    logger = make_logger(cfg.get("logger"), out_dir)
     device = wiring.resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
@@ -58,25 +64,93 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         epochs=cfg.epochs,
         eval_mb_size=cfg.eval_mb_size,
         device=device,
+        strategy=wiring.make_strategy(cfg, model, generator),
+        mask=wiring.make_mask(cfg, bench),
     )
+    return run, generator
+
+
+def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
+
+    A checkpoint is written after every experience; `resume` (a checkpoint read from `out_dir`
+    by `checkpoint.load`) goes on after its last finished experience. Nothing is written before
+    `cfg` is checked and every object is built, so a refused run leaves `out_dir` as it was.
+    """
+    from replaycli import checkpoint
+    from replaycli.tblog import make_logger
+    from replaycli.train import run_experience
+
+    start = time.perf_counter()
+    validate(cfg)
+    logger = make_logger(cfg.get("logger"), out_dir)
+    run, generator = build(cfg)
+    bench = run.bench
     writer = RunWriter(out_dir, len(bench.test_stream), bench.n_classes)
-    writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))
-    with Reporter(bench.n_experiences, cfg.epochs, cfg.progress) as report:
-        for exp in bench.train_stream:
-            report.start_experience(exp.current_experience, len(exp.dataset), len(run.buffer or []))
-            record = run_experience(run, exp, report.step)
-            writer.experience_done(record["accuracy"], record["histogram"], record)
-            logger.experience_done(record)
-            report.experience_done(record)
+    done, before, resumes = 0, 0.0, 0
+    if resume is not None:
+        checkpoint.restore(resume, run, generator, writer, out_dir / CHECKPOINT)
+        done, before, resumes = resume["experiences_done"], resume["seconds"], resume["resumes"] + 1
+        writer.write_tables()  # the tables may lag the checkpoint by the experience it last saved
+        print(f"resuming {out_dir} after experience {done}/{bench.n_experiences}", flush=True)
+    else:
+        writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        with Reporter(bench.n_experiences, cfg.epochs, cfg.progress) as report:
+            for exp in list(bench.train_stream)[done:]:
+                report.start_experience(exp.current_experience, len(exp.dataset), len(run.buffer or []))
+                record = run_experience(run, exp, report.step)
+                writer.add_experience(record["accuracy"], record["histogram"], record)
+                seconds = before + time.perf_counter() - start
+                # the checkpoint first: the tables never show an experience it does not hold
+                checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes))
+                writer.write_tables()
+                logger.experience_done(record)
+                report.experience_done(record)
+    except BaseException as e:  # killed by an error or Ctrl-C: the finished experiences stay
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        writer.write_summary({"status": status, "error": f"{type(e).__name__}: {e}"[:500], "seed": cfg.seed})
+        raise
     summary = {
-        "status": "complete", "seconds": time.perf_counter() - start, "seed": cfg.seed,
-        "device": str(device), "versions": versions(),
+        "status": "complete", "seconds": before + time.perf_counter() - start, "seed": cfg.seed,
+        "device": str(run.device), "versions": versions(), "resumes": resumes,
     }
     writer.write_summary(summary)
     logger.close()
     report.tables(writer.accuracy, writer.histograms)
     print(f"outputs: {out_dir}", flush=True)
     return summary
+
+
+def resume_run(run_dir: Path) -> int:
+    """`replay resume RUN_DIR`: go on after the last finished experience of `run_dir`, with its
+    saved config.yaml. A complete run is left as it is (exit 0)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"RUN_DIR={run_dir} is not a directory; allowed: a run directory written by replay run")
+    if not is_run(run_dir):
+        raise ConfigError(f"RUN_DIR={run_dir} is not a run directory (no {CONFIG}); allowed: a directory written by replay run")
+    try:
+        record = read_run(run_dir)
+    except OutputError as e:
+        raise ConfigError(str(e)) from e
+    if record.complete:
+        print(f"{run_dir}: the run is already complete ({len(record.accuracy)} experiences); nothing to resume")
+        return 0
+    check_writable("RUN_DIR", run_dir)
+    for stale in run_dir.glob(".*.tmp"):  # an atomic write cut short by the kill
+        stale.unlink(missing_ok=True)
+    try:
+        cfg = OmegaConf.load(run_dir / CONFIG)
+    except Exception as e:  # YAML syntax
+        raise ConfigError(f"{run_dir / CONFIG} is not a readable config ({first_line(e)})") from e
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{run_dir / CONFIG} is not a config mapping")
+    validate(cfg)
+    from replaycli import checkpoint
+
+    execute(cfg, run_dir, resume=checkpoint.load(run_dir))  # read before anything is built
+    return 0
 
 
 def _discard_if_empty(out_dir: Path) -> None:
@@ -88,12 +162,16 @@ def _discard_if_empty(out_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://replaycli.configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> Any:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
     try:
         return execute(cfg, out_dir)
     except ConfigError as e:
         _discard_if_empty(out_dir)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep goes on with the other jobs and reports this one failed
+        if hc.mode == RunMode.MULTIRUN:
+            # Hydra records this job as failed and goes on with the others; at the end of the
+            # sweep it raises the first failure, which `replay run` prints as one line naming it
+            e.sweep_job = f"sweep job {hc.job.num} ({' '.join(hc.overrides.task)})"  # type: ignore[attr-defined]
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

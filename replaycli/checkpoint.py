@@ -1,0 +1,129 @@
+"""The checkpoint of a run: everything needed to go on after its last finished experience.
+
+Written atomically into the run directory after every experience. It holds plain tensors,
+dicts, lists and numbers only, so it loads with `torch.load(..., weights_only=True)`:
+- `experiences_done`, `seconds` (training time so far), `resumes`;
+- `state`: the `state_dict()` of every field of the `Run` that has one (model, optimizer,
+  buffer with its ids and extras, and any replay method that keeps state);
+- `rng`: torch's global RNG, the run's `torch.Generator`, CUDA's RNGs, numpy's and Python's;
+- `writer`: the metrics so far (accuracy rows, histograms, per-experience records).
+
+A resumed run restores all of it at an experience boundary, so it goes on with exactly the
+numbers an uninterrupted run would have produced.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from replaycli.buffers import ExemplarsBuffer
+from replaycli.errors import ConfigError
+from replaycli.outputs import CHECKPOINT, RunWriter, write_atomic
+from replaycli.train import Run
+
+FORMAT = 1  # bump when the layout changes; older checkpoints are refused with a clear error
+
+
+def stateful(run: Run) -> dict[str, Any]:
+    """The fields of `run` that carry state across experiences: those with a `state_dict()`."""
+    out = {}
+    for f in dataclasses.fields(run):
+        obj = getattr(run, f.name)
+        if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+            out[f.name] = obj
+    return out
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()  # ('MT19937', uint32[624], pos, has_gauss, gauss)
+    version, py_state, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *map(int, np_state[2:4]), float(np_state[4])],
+        "python": [int(version), list(py_state), gauss],
+    }
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+
+
+def capture(run: Run, generator: torch.Generator, writer: RunWriter, seconds: float, resumes: int) -> dict[str, Any]:
+    """The checkpoint of `run` right after its last finished experience."""
+    return {
+        "format": FORMAT,
+        "experiences_done": len(writer.accuracy),
+        "seconds": float(seconds),
+        "resumes": int(resumes),
+        "state": {name: obj.state_dict() for name, obj in stateful(run).items()},
+        "rng": rng_state(generator),
+        "writer": {"accuracy": writer.accuracy, "histograms": writer.histograms, "records": writer.records},
+    }
+
+
+def save(run_dir: Path, checkpoint: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    write_atomic(Path(run_dir) / CHECKPOINT, buf.getvalue())
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    """Read the checkpoint of `run_dir`; a ConfigError if it is missing, truncated or not ours."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(
+            f"no {CHECKPOINT} in {run_dir}: the run stopped before its first experience finished; "
+            "start it again with replay run"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, or a pickle of arbitrary objects
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ConfigError(f"checkpoint {path} is unreadable (truncated or corrupt: {why}); cannot resume") from e
+    keys = {"format", "experiences_done", "seconds", "resumes", "state", "rng", "writer"}
+    if not isinstance(ckpt, dict) or not keys <= set(ckpt):
+        raise ConfigError(f"checkpoint {path} is not a replaycli checkpoint (expected keys {sorted(keys)})")
+    if ckpt["format"] != FORMAT:
+        raise ConfigError(f"checkpoint {path} has format {ckpt['format']!r}; this replaycli reads format {FORMAT}")
+    return ckpt
+
+
+def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: RunWriter, source: Path) -> None:
+    """Put `run`, `generator` and `writer` back in the state saved in `ckpt` (read from `source`)."""
+    done = ckpt["experiences_done"]
+    acc = ckpt["writer"]["accuracy"]
+    objs = stateful(run)
+    rows_fit = all(len(row) == writer.n_test for row in acc)
+    if not 0 <= done <= run.bench.n_experiences or len(acc) != done or not rows_fit or set(ckpt["state"]) != set(objs):
+        raise ConfigError(
+            f"checkpoint {source} does not match the run's config.yaml "
+            f"({done} experiences done of {run.bench.n_experiences}; state of {sorted(ckpt['state'])})"
+        )
+    try:
+        for name, obj in objs.items():
+            if isinstance(obj, ExemplarsBuffer):
+                obj.load_state_dict(ckpt["state"][name], run.bench.train_pool)
+            else:
+                obj.load_state_dict(ckpt["state"][name])
+        writer.accuracy = [list(map(float, row)) for row in acc]
+        writer.histograms = [list(map(int, row)) for row in ckpt["writer"]["histograms"]]
+        writer.records = list(ckpt["writer"]["records"])
+        set_rng_state(ckpt["rng"], generator)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"checkpoint {source} does not match the run's config.yaml: {why}") from e
