@@ -1,0 +1,55 @@
+"""Outputs for the tests of inspect, compare, plot and the sweep summary: one real sweep, run once
+per session through the joblib launcher, and run directories written directly with RunWriter
+(cheap, with numbers chosen by the test)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from replaycli.outputs import RunWriter
+
+# 3 memory sizes x 2 seeds on the tiny stream; max_size=-1 is refused, so 2 of the 6 jobs fail.
+SWEEP = (
+    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "buffer.max_size=-1,20,40", "seed=0,1",
+    "epochs=1", "benchmark.n_experiences=2", "progress=none", "device=cpu",
+)
+_cache: dict[str, tuple[subprocess.CompletedProcess, Path]] = {}
+
+
+def replay(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`replay ARGS` as a subprocess in `cwd`, output captured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
+    return subprocess.run([sys.executable, "-m", "replaycli.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def real_sweep(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The session's sweep (run at the first call): its process and its sweep directory."""
+    if "sweep" not in _cache:
+        cwd = tmp_path_factory.mktemp("real_sweep")
+        proc = replay("run", "-m", *SWEEP, f"hydra.sweep.dir={cwd / 'sweep'}", cwd=cwd)
+        _cache["sweep"] = (proc, cwd / "sweep")
+    return _cache["sweep"]
+
+
+def write_run(
+    root: Path, accuracy: list[list[float]], histograms: list[list[int]], overrides: list[str] = (),
+    config: str = "seed: 0\n", complete: bool = True, started: float | None = None,
+) -> Path:
+    """A run directory as `replay run` writes it, with the given numbers; `complete=False` leaves
+    it as a run killed after len(accuracy) experiences."""
+    n_test, n_classes = len(accuracy[0]), len(histograms[0])
+    w = RunWriter(root, n_test, n_classes)
+    w.write_config(config)
+    hydra = root / ".hydra"
+    hydra.mkdir()
+    (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides) or "[]\n")
+    for i, (acc, hist) in enumerate(zip(accuracy, histograms)):
+        w.experience_done(acc, hist, {"experience": i, "accuracy": acc, "histogram": hist})
+    if complete:
+        w.write_summary({"status": "complete", "seconds": 1.5, "seed": 0})
+    if started is not None:  # when the run started, as `inspect` reads it
+        os.utime(hydra / "overrides.yaml", (started, started))
+    return root
