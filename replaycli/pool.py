@@ -1,8 +1,9 @@
 """A pool: the images of one stream, loaded once, indexed by int64 ids.
 
 Every dataset, experience and buffer of a benchmark is a tensor of ids into a pool. Images stay
-uint8 in memory and are turned into normalised float batches only when a batch is gathered, so
-memory is a quarter of a float copy and no code path copies the stream per experience.
+uint8 in memory and are turned into normalised float batches only when a batch is gathered (and
+augmented, for training), so memory is a quarter of a float copy and no code path copies the
+stream per experience.
 """
 from __future__ import annotations
 
@@ -58,12 +59,12 @@ class Pool:
     def images(
         self, ids: torch.Tensor, train: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Normalised float32 images of `ids` [B, C, H, W], augmented when `train`."""
-        x = self.raw(ids).float().div_(255.0)
-        x = (x - self.mean) / self.std
+        """Normalised float32 images of `ids` [B, C, H, W], augmented when `train` (on the uint8
+        images, before normalisation: a quarter of the bytes, and padding is black)."""
+        x = self.raw(ids)  # [B, C, H, W] uint8
         if train and self.augment is not None:
             x = self.augment(x, generator)
-        return x
+        return x.float().div_(255.0).sub_(self.mean).div_(self.std)  # in place: .float() made a new tensor
 
 
 class PermutedPool(Pool):

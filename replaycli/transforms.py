@@ -1,9 +1,15 @@
-"""Batched training augmentation on float tensors: one call per mini-batch, never per sample."""
+"""Batched training augmentation: one call per mini-batch, never per sample.
+
+An augmentation receives the batch's raw images (uint8 [B, C, H, W], before normalisation, on
+the pool's device) and only moves pixels, so it works on a quarter of the bytes of a float batch
+and pads with black, as torchvision's RandomCrop(padding=...) does before Normalize.
+"""
 from __future__ import annotations
 
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
 
 class Augment(Protocol):
@@ -16,25 +22,29 @@ def _rand(n: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.T
 
 
 class CropFlip:
-    """Random crop with zero padding `padding` and a horizontal flip with probability 1/2."""
+    """Random crop with zero padding `padding` and a horizontal flip with probability 1/2.
+
+    Both are one `gather` per batch: each output pixel reads its (padded, maybe mirrored) source.
+    """
 
     def __init__(self, padding: int = 4, flip: bool = True):
         self.padding = padding
         self.flip = flip
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        b, _, h, w = x.shape
+        b, c, h, w = x.shape
         p = self.padding
-        if p > 0:
-            padded = torch.nn.functional.pad(x, (p, p, p, p))  # [B, C, H+2p, W+2p]
-            oy = (_rand(b, x, generator) * (2 * p + 1)).long()  # [B] crop offsets
-            ox = (_rand(b, x, generator) * (2 * p + 1)).long()
-            rows = oy[:, None] + torch.arange(h, device=x.device)  # [B, H]
-            cols = ox[:, None] + torch.arange(w, device=x.device)  # [B, W]
-            bi = torch.arange(b, device=x.device)[:, None, None]
-            x = padded[bi, :, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
-            x = x.permute(0, 3, 1, 2)
+        if p <= 0 and not self.flip:
+            return x
+        oy = (_rand(b, x, generator) * (2 * p + 1)).long() if p > 0 else torch.zeros(b, dtype=torch.long, device=x.device)
+        ox = (_rand(b, x, generator) * (2 * p + 1)).long() if p > 0 else torch.zeros_like(oy)
+        j = torch.arange(w, device=x.device)
+        cols = ox[:, None] + j  # [B, W] source column in the padded image
         if self.flip:
-            mask = (_rand(b, x, generator) < 0.5).view(b, 1, 1, 1)
-            x = torch.where(mask, x.flip(3), x)
-        return x.contiguous()
+            mirror = (_rand(b, x, generator) < 0.5)[:, None]  # [B, 1]
+            cols = torch.where(mirror, ox[:, None] + (w - 1 - j), cols)
+        rows = oy[:, None] + torch.arange(h, device=x.device)  # [B, H]
+        padded = F.pad(x, (p, p, p, p)) if p > 0 else x  # [B, C, H+2p, W+2p]
+        src = rows[:, :, None] * (w + 2 * p) + cols[:, None, :]  # [B, H, W] flat source pixel
+        out = padded.reshape(b, c, -1).gather(2, src.view(b, 1, h * w).expand(b, c, h * w))
+        return out.view(b, c, h, w)
