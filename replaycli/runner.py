@@ -17,7 +17,7 @@ from replaycli import __version__
 from replaycli.errors import ConfigError
 from replaycli.outputs import CHECKPOINT, CONFIG, OutputError, RunWriter, is_run, read_run
 from replaycli.progress import Reporter
-from replaycli.validate import check_writable, first_line, validate
+from replaycli.validate import check_arguments, check_writable, first_line, validate
 
 
 def versions() -> dict[str, str]:
@@ -37,9 +37,12 @@ def build(cfg: DictConfig) -> tuple[Any, Any]:
     run rebuilds them, then loads its checkpoint over them)."""
     from hydra.errors import InstantiationException
 
+    check_arguments(cfg)
     try:
         return _build(cfg)
-    except InstantiationException as e:  # e.g. +model.foo=1: an argument the class does not take
+    except InstantiationException as e:  # Hydra wraps what the constructors raise
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
         raise ConfigError(f"cannot build the run: {' '.join(first_line(e.__cause__ or e).split())}") from e
 
 

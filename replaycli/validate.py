@@ -126,6 +126,36 @@ def _strategy(cfg: DictConfig, kind: str | None, selection: str) -> None:
         raise ConfigError(f"buffer_update=every_batch inserts by random (reservoir) keys; selection={selection} ranks whole experiences; allowed: selection=random")
 
 
+def check_arguments(cfg: DictConfig, groups: tuple[str, ...] = ("benchmark", "model", "buffer", "selection", "loader", "optimizer", "strategy")) -> None:
+    """Every key of each group's config is an argument its `_target_` takes (e.g. `+model.foo=1`
+    is refused here, not as a TypeError deep in the build). Imports the targets."""
+    from hydra.utils import get_object
+
+    for group in groups:
+        node = cfg.get(group)
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if target is None:
+            continue
+        accepted = _accepted(get_object(str(target)))
+        if accepted is None:
+            continue
+        for key in node:
+            if not str(key).startswith("_") and key not in accepted:
+                raise ConfigError(
+                    f"{group}.{key}={node[key]!r} is not an argument of {target}; allowed: {', '.join(sorted(accepted))}"
+                )
+
+
+def _accepted(target: Any) -> set[str] | None:
+    """The argument names `target` takes; None when it takes **kwargs (checked where they land)."""
+    import inspect
+
+    params = inspect.signature(target).parameters.values()
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind != p.VAR_POSITIONAL}
+
+
 # --- before Hydra: the command line and the output directory ---------------------------------
 def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
