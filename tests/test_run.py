@@ -1,0 +1,183 @@
+"""`replay run` end to end, as a subprocess: the run directory, sweeps, Hydra's flags, errors."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from itertools import accumulate
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import SMALL_RUN, replay
+
+from replaycli.benchmarks import SplitDigits
+from replaycli.cli import VERBS
+
+N_EXP, N_CLASSES = 5, 10
+FILES = {"config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json"}
+SUMMARY_KEYS = {"final_accuracy", "forgetting", "bwt", "seconds", "seed", "device", "versions"}
+
+
+def seen_so_far() -> list[int]:
+    """Training samples seen after each experience of the default split_digits (classes in order)."""
+    return list(accumulate(len(e.dataset) for e in SplitDigits(N_EXP).train_stream))
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def check_run_dir(path: Path, max_size: int) -> dict:
+    """Assert the documented layout of a finished run dir; return the parsed files."""
+    assert FILES <= {p.name for p in path.iterdir()}, sorted(p.name for p in path.iterdir())
+
+    header, rows = read_csv(path / "accuracy.csv")
+    assert header == ["trained", *(f"test_{j}" for j in range(N_EXP)), "average"]
+    assert [int(r[0]) for r in rows] == list(range(N_EXP))
+    acc = [[float(v) for v in r[1:-1]] for r in rows]
+    assert all(0.0 <= a <= 1.0 for row in acc for a in row)
+    assert [float(r[-1]) for r in rows] == pytest.approx([sum(row) / N_EXP for row in acc])
+
+    header, rows = read_csv(path / "buffer_histogram.csv")
+    assert header == ["trained", *(f"class_{k}" for k in range(N_CLASSES))]
+    hist = [[int(v) for v in r[1:]] for r in rows]
+    assert len(hist) == N_EXP and all(len(h) == N_CLASSES and min(h) >= 0 for h in hist)
+    assert [sum(h) for h in hist] == [min(max_size, n) for n in seen_so_far()]
+    for i, h in enumerate(hist):  # class-incremental, classes in order: only seen classes are stored
+        assert sum(h[2 * (i + 1):]) == 0
+
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    metrics = [json.loads(line) for line in lines]
+    assert [m["experience"] for m in metrics] == list(range(N_EXP))
+    for m, a, h in zip(metrics, acc, hist):
+        assert m["accuracy"] == a and m["histogram"] == h  # the same numbers as the tables
+        assert math.isfinite(m["loss"]) and m["seconds"] > 0
+
+    summary = json.loads((path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["final_accuracy"] == pytest.approx(sum(acc[-1]) / N_EXP)
+    drops = [max(acc[i][j] for i in range(N_EXP - 1)) - acc[-1][j] for j in range(N_EXP - 1)]
+    assert summary["forgetting"] == pytest.approx(sum(drops) / len(drops))
+    assert summary["bwt"] == pytest.approx(sum(acc[-1][j] - acc[j][j] for j in range(N_EXP - 1)) / (N_EXP - 1))
+    assert {"replaycli", "torch", "python"} <= set(summary["versions"])
+    assert summary["seconds"] > 0
+
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    assert config["buffer"]["max_size"] == max_size
+    return {"acc": acc, "hist": hist, "metrics": metrics, "summary": summary, "config": config}
+
+
+def test_replay_run_writes_the_documented_run_dir(small_run):
+    run = check_run_dir(small_run.path, max_size=200)
+    assert run["summary"]["seed"] == 0 and run["summary"]["device"] == "cpu"
+    assert run["config"]["epochs"] == 1
+    # replay keeps the earlier classes alive (without a buffer they fall to 0)
+    assert min(run["acc"][-1][:-1]) > 0.5
+
+
+def test_progress_falls_back_to_plain_lines_off_a_terminal(small_run):
+    out = small_run.proc.stdout
+    assert "\x1b[" not in out  # no terminal escapes when stdout is a pipe
+    for i in range(1, N_EXP + 1):
+        assert f"experience {i}/{N_EXP}" in out
+    assert "accuracy" in out and "buffer samples per class" in out  # the final tables
+    assert out.rstrip().endswith(f"outputs: {small_run.path}")
+
+
+
+
+def test_parametric_groupby_class_keeps_classes_balanced(tmp_path):
+    proc = replay("run", "buffer=parametric", "groupby=class", "epochs=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (path,) = (tmp_path / "outputs" / "runs").iterdir()  # the default location, relative to cwd
+    run = check_run_dir(path, max_size=200)
+    assert run["config"]["groupby"] == "class" and run["config"]["buffer"]["groupby"] == "class"
+    for i, h in enumerate(run["hist"]):
+        seen = h[: 2 * (i + 1)]
+        assert max(seen) - min(seen) <= 1, h  # 200 split evenly over the classes seen so far
+    assert run["hist"][-1] == [20] * N_CLASSES
+
+
+# 500 is more than the first experience holds (it keeps all 288); 200 is the default, so that job
+# reruns the shared small run's config in another process, after two other jobs in its own
+SIZES = [20, 50, 200, 500]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("sweep")
+    proc = replay("run", "-m", f"buffer.max_size={','.join(map(str, SIZES))}", *SMALL_RUN, "progress=none", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    (path,) = (cwd / "outputs" / "sweeps").iterdir()  # the default location, relative to cwd
+    return path
+
+
+def test_multirun_sweep_writes_one_run_dir_per_job(sweep):
+    jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    assert [p.name for p in jobs] == [str(i) for i in range(len(SIZES))]
+    for job, size in zip(jobs, SIZES):
+        check_run_dir(job, max_size=size)
+
+
+def test_same_seed_and_config_give_identical_files(small_run, sweep):
+    rerun = sweep / str(SIZES.index(200))
+    for name in ("accuracy.csv", "buffer_histogram.csv"):
+        assert (rerun / name).read_bytes() == (small_run.path / name).read_bytes(), name
+
+
+def test_replay_help_lists_the_verbs(tmp_path):
+    proc = replay("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for verb in VERBS:
+        assert f"\n  {verb} " in proc.stdout, verb
+
+
+def test_run_help_is_hydras(tmp_path):
+    proc = replay("run", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "== Configuration groups ==" in proc.stdout
+    groups = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.startswith(("benchmark: ", "buffer: ")))
+    assert "split_digits" in groups["benchmark"] and "parametric" in groups["buffer"]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path):
+    proc = replay("run", "--cfg", "job", "buffer=reservoir", "buffer.max_size=7", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["buffer"]["_target_"].endswith("ReservoirSamplingBuffer") and cfg["buffer"]["max_size"] == 7
+    assert not (tmp_path / "outputs").exists()
+
+
+def _one_line_error(proc) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def _no_run_dir(cwd: Path) -> bool:
+    runs = cwd / "outputs" / "runs"
+    return not runs.exists() or not any(runs.iterdir())
+
+
+def test_groupby_with_a_buffer_without_groups_is_a_one_line_error(tmp_path):
+    line = _one_line_error(replay("run", "groupby=class", "buffer=reservoir", cwd=tmp_path))
+    assert "groupby=class" in line and "buffer=parametric" in line
+    assert _no_run_dir(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_device_cuda_without_cuda_is_a_one_line_error(tmp_path):
+    line = _one_line_error(replay("run", "device=cuda", cwd=tmp_path))
+    assert "device=cuda" in line and "cpu" in line
+    assert _no_run_dir(tmp_path)
+
+
+def test_unknown_verb_names_the_allowed_ones(tmp_path):
+    line = _one_line_error(replay("trian", cwd=tmp_path))
+    assert "'trian'" in line and "run" in line
