@@ -46,17 +46,44 @@ def fill_lengths(sizes: list[int], max_size: int) -> list[int]:
 
 
 def top_per_group(groups: torch.Tensor, scores: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
-    """Positions to keep: the `caps[g]` best-scored of each dense group g, grouped, best first.
+    """Positions to keep: the `caps[g]` best-scored of each dense group g, grouped, best first
+    (equal scores: the earlier position first).
 
-    groups: [n] int64 in 0..G-1; scores: [n] float; caps: [G] int64.
+    groups: [n] int64 in 0..G-1; scores: [n] float32; caps: [G] int64.
     """
-    order = torch.argsort(scores, descending=True, stable=True)
-    order = order[torch.argsort(groups[order], stable=True)]  # by group, then best first
+    # one integer sort instead of two: the key is (group, descending score) in one int64
+    key = (groups << 32) - _ordered(scores)  # _ordered is in [-2^31, 2^31): no carry between fields
+    order = torch.argsort(key, stable=True)
     g = groups[order]
     counts = torch.bincount(groups, minlength=len(caps))
     starts = torch.cumsum(counts, 0) - counts  # [G] first position of each group
     rank = torch.arange(len(order), device=groups.device) - starts[g]
     return order[rank < caps[g]]
+
+
+def _ordered(scores: torch.Tensor) -> torch.Tensor:
+    """int64 [n] in the order of the float32 `scores` (-0.0 == 0.0): the IEEE bits as a signed
+    int, with the magnitude bits of negatives flipped."""
+    bits = (scores.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 turns -0.0 into 0.0
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+
+
+def dense_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted distinct `keys` [G] and each key's index among them [n] (`torch.unique` with
+    `return_inverse`, by counting when the keys are small non-negative ints, as group keys are)."""
+    if len(keys) and int(keys.min()) >= 0 and int(keys.max()) < 4 * len(keys) + 1024:
+        present = torch.bincount(keys) > 0  # [max + 1]
+        index = torch.cumsum(present, 0) - 1  # dense index of each present key
+        return present.nonzero().flatten(), index[keys]
+    return torch.unique(keys, sorted=True, return_inverse=True)
+
+
+def not_in(ids: torch.Tensor, stored: torch.Tensor, n: int) -> torch.Tensor:
+    """Mask [len(ids)]: which `ids` are not in `stored` (both ids in 0..n-1): one scatter and one
+    gather into a [n] bool mask, no sort."""
+    seen = torch.zeros(n, dtype=torch.bool, device=ids.device)
+    seen[stored] = True
+    return ~seen[ids]
 
 
 class Store:
@@ -92,7 +119,12 @@ class Store:
             raise ValueError("a buffer holds samples of one stream (one pool) only")
         if len(self.ids) and self.ids.device != data.ids.device:
             self.to(data.ids.device)
-        new = ~torch.isin(data.ids, self.ids) if len(self.ids) else torch.ones_like(data.ids, dtype=torch.bool)
+        if not len(self.ids):
+            new = torch.ones_like(data.ids, dtype=torch.bool)
+        elif self.pool is not None:
+            new = not_in(data.ids, self.ids, len(self.pool))
+        else:
+            new = ~torch.isin(data.ids, self.ids)
         extras = extras or {}
         if set(extras) != set(self.extras) and len(self.ids):
             raise ValueError(f"extras {sorted(extras)} differ from the stored {sorted(self.extras)}")
@@ -114,7 +146,7 @@ class Store:
 
     def group_keys(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Sorted distinct group keys [G] and each sample's dense group index [n]."""
-        return torch.unique(self.groups, sorted=True, return_inverse=True)
+        return dense_keys(self.groups)
 
     def to(self, device: torch.device | str) -> "Store":
         for f in FIELDS:
