@@ -38,11 +38,13 @@ def fail(msg: str) -> None:
 
 
 def read_idx(path: Path) -> torch.Tensor:
-    """An idx file (big-endian header, then uint8 values) as a uint8 tensor."""
-    raw = torch.from_file(str(path), size=os.path.getsize(path), dtype=torch.uint8)  # one copy, no temporaries
-    nd = int(raw[3])
-    shape = struct.unpack(f">{nd}I", raw[4 : 4 + 4 * nd].numpy().tobytes())
-    return raw[4 + 4 * nd :].view(*shape)
+    """An idx file (big-endian header, then uint8 values) read straight into a uint8 tensor."""
+    with open(path, "rb") as f:
+        nd = f.read(4)[3]
+        shape = struct.unpack(f">{nd}I", f.read(4 * nd))
+        x = torch.empty(shape, dtype=torch.uint8)
+        f.readinto(x.numpy().reshape(-1).data)
+    return x
 
 
 def load(cfg: dict) -> dict:
