@@ -42,6 +42,18 @@ def buffer_kind(cfg: DictConfig) -> str | None:
     return None if target is None else str(target).rsplit(".", 1)[-1]
 
 
+def option(cfg: DictConfig, group: str, fallback: str) -> str:
+    """The option of `group` as the user typed it (`buffer=reservoir`), from Hydra's choices; else
+    `fallback` (a config composed without Hydra's runtime section)."""
+    choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}")  # compose(return_hydra_config=True)
+    if choice is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():  # inside hydra_main, where cfg has no hydra section
+            choice = HydraConfig.get().runtime.choices.get(group)
+    return fallback if choice is None else str(choice)
+
+
 def validate(cfg: DictConfig) -> None:
     _int("seed", cfg.seed, 0)
     _int("epochs", cfg.epochs, 1)
@@ -55,13 +67,17 @@ def validate(cfg: DictConfig) -> None:
         _int("buffer.max_size", cfg.buffer.max_size, 1)
     if cfg.groupby is not None and kind != "ParametricBuffer":
         raise ConfigError(
-            f"groupby={cfg.groupby} needs a buffer with groups; buffer={kind or 'none'} has none; allowed: buffer=parametric"
+            f"groupby={cfg.groupby} needs a buffer with groups; buffer={option(cfg, 'buffer', kind or 'none')} "
+            "has none; allowed: buffer=parametric"
         )
     if "batch_size_mem" in cfg.loader:
         _int("loader.batch_size_mem", cfg.loader.batch_size_mem, 1)
     selection = str(cfg.selection.get("_target_", "")).rsplit(".", 1)[-1]
     if selection != "RandomExemplarsSelectionStrategy" and kind != "ParametricBuffer":
-        raise ConfigError(f"selection={selection} ranks exemplars of buffer=parametric only; buffer={kind or 'none'}")
+        raise ConfigError(
+            f"selection={option(cfg, 'selection', selection)} ranks exemplars of buffer=parametric only; "
+            f"buffer={option(cfg, 'buffer', kind or 'none')} has no ranking; allowed: buffer=parametric"
+        )
     _sizes(cfg)
     _strategy(cfg, kind, selection)
 

@@ -39,7 +39,7 @@ BAD = [
     ("bad-progress", ["progress=loud"], ["progress='loud' is not allowed; allowed: auto, rich, plain, none"]),
     ("bad-groupby", ["groupby=colour"], ["groupby='colour' is not allowed; allowed: null, class, task, experience"]),
     ("groupby-without-groups", ["buffer=reservoir", "groupby=class"],
-     ["groupby=class needs a buffer with groups; buffer=ReservoirSamplingBuffer has none", "allowed: buffer=parametric"]),
+     ["groupby=class needs a buffer with groups; buffer=reservoir has none", "allowed: buffer=parametric"]),
     ("n-experiences", ["benchmark.n_experiences=3"],
      ["n_experiences=3 does not divide the 10 classes of SplitDigits", "allowed: [1, 2, 5, 10]"]),
     ("class-order", ["benchmark.fixed_class_order=[0,1]"], ["fixed_class_order=[0, 1] must be a permutation"]),

@@ -167,7 +167,7 @@ def _no_run_dir(cwd: Path) -> bool:
 
 def test_groupby_with_a_buffer_without_groups_is_a_one_line_error(tmp_path):
     line = _one_line_error(replay("run", "groupby=class", "buffer=reservoir", cwd=tmp_path))
-    assert "groupby=class" in line and "buffer=parametric" in line
+    assert "groupby=class" in line and "buffer=reservoir" in line and "allowed: buffer=parametric" in line
     assert _no_run_dir(tmp_path)
 
 
