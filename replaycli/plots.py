@@ -2,7 +2,8 @@
 
 A run: the accuracy matrix as a heatmap, the accuracy on each test experience over time, and the
 buffer's class histogram per experience as stacked bars. A sweep: the final accuracy against the
-swept key (mean and std over seeds as error bars), and the stream accuracy over time per group.
+swept key (mean and std over seeds as error bars), and per group the accuracy on the experiences
+seen so far, after each experience.
 Every figure is FIGSIZE at DPI (640 x 400 pixels). matplotlib (Agg) is imported here only.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from replaycli.outputs import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
 RUN_FIGURES = ("accuracy_matrix.png", "accuracy_curves.png", "buffer_histogram.png")
-SWEEP_FIGURES = ("final_accuracy.png", "stream_accuracy.png")
+SWEEP_FIGURES = ("final_accuracy.png", "seen_accuracy.png")
 
 
 def _pyplot() -> Any:
@@ -56,10 +57,12 @@ def accuracy_curves(acc: list[list[float]], title: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     steps = list(range(len(acc)))
     for j in range(len(acc[0])):
-        ax.plot(steps[j:], [row[j] for row in acc[j:]], marker="o", ms=3, lw=1, label=f"test {j}")  # from when j is trained
-    ax.plot(steps, [sum(r) / len(r) for r in acc], color="black", lw=2.5, label="stream")
+        # test experience j from when it is trained on
+        ax.plot(steps[j:], [row[j] for row in acc[j:]], marker="o", ms=3, lw=1, label=f"test {j}")
+    seen = [sum(row[: t + 1]) / len(row[: t + 1]) for t, row in enumerate(acc)]  # experiences 0..t
+    ax.plot(steps, seen, color="black", lw=2.5, label="seen so far")
     ax.set(xlabel="after training experience", ylabel="accuracy", ylim=(0, 1.02), title=title)
-    ax.set_xticks(steps)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7, ncol=2 if len(acc[0]) > 6 else 1, loc="lower left")
     return _save(fig, path)
 
@@ -131,18 +134,21 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, pa
     return _save(fig, path)
 
 
-def stream_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, path: Path) -> Path:
-    """Stream accuracy after each experience, the mean over each group's runs."""
+def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, path: Path) -> Path:
+    """After each experience, the accuracy on the experiences trained so far, the mean over each
+    group's runs (at the last experience: the final accuracy)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    cmap = plt.get_cmap("viridis")
+    cmap = plt.get_cmap("tab10")
     for i, g in enumerate(groups):
-        curves = [[sum(r) / len(r) for r in outputs.read_run(p).accuracy] for p in g["runs"]]
+        accs = [outputs.read_run(p).accuracy for p in g["runs"]]
+        curves = [[sum(row[: t + 1]) / len(row[: t + 1]) for t, row in enumerate(acc)] for acc in accs]
         steps = min(len(c) for c in curves)
-        mean = [sum(c[s] for c in curves) / len(curves) for s in range(steps)]
+        mean = [sum(c[t] for c in curves) / len(curves) for t in range(steps)]
         label = ", ".join(f"{k}={g[k]}" for k in keys) or "all runs"
-        ax.plot(range(steps), mean, marker="o", ms=3, color=cmap(i / max(len(groups) - 1, 1)), label=f"{label} (n={g['n']})")
-    ax.set(xlabel="after training experience", ylabel="stream accuracy (mean over seeds)", ylim=(0, 1.02), title=title)
+        ax.plot(range(steps), mean, marker="o", ms=3, color=cmap(i % 10), label=f"{label} (n={g['n']})")
+    ax.set(xlabel="after training experience", ylabel="accuracy on seen experiences", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -154,7 +160,7 @@ def plot_sweep(path: Path, by: list[str] | None = None) -> list[Path]:
     name = path.name
     return [
         final_accuracy(groups, keys, f"{name}: final accuracy", path / SWEEP_FIGURES[0]),
-        stream_accuracy(groups, keys, f"{name}: stream accuracy over time", path / SWEEP_FIGURES[1]),
+        seen_accuracy(groups, keys, f"{name}: accuracy on the experiences seen", path / SWEEP_FIGURES[1]),
     ]
 
 
