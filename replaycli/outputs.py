@@ -276,7 +276,7 @@ def read_overrides(root: Path) -> list[str]:
 
 
 def override_items(overrides: list[str]) -> dict[str, str]:
-    """['buffer.max_size=50', '+x=1', 'buffer=reservoir'] -> {'buffer.max_size': '50', 'x': '1', 'buffer': 'reservoir'}."""
+    """['buffer.max_size=50', '+x=1', 'buffer=none'] -> {'buffer.max_size': '50', 'x': '1', 'buffer': 'none'}."""
     items = {}
     for o in overrides:
         key, sep, value = o.partition("=")
