@@ -199,7 +199,7 @@ class DER(Replay):
     stores_logits = True
     joins_memory = False
 
-    def __init__(self, alpha: float = 0.3, **kwargs: Any):
+    def __init__(self, alpha: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.alpha = _number("alpha", alpha)
 
@@ -215,7 +215,7 @@ class DER(Replay):
 class DERpp(DER):
     """DER++: DER plus `beta * cross-entropy` on a second, independently drawn memory batch."""
 
-    def __init__(self, alpha: float = 0.1, beta: float = 0.5, **kwargs: Any):
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, **kwargs: Any):
         super().__init__(alpha=alpha, **kwargs)
         self.beta = _number("beta", beta)
 

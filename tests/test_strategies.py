@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from replaycli import wiring
 from replaycli.errors import ConfigError
 from replaycli.outputs import read_run
+from replaycli.runner import execute
 from replaycli.strategies import DERpp, GDumb, Weighted, masked, sample_memory, task_mask
 from replaycli.train import Run, evaluate, run_experience, train_experience, update_buffer
 from replaycli.validate import validate
@@ -232,17 +233,16 @@ def test_bad_strategy_settings_are_refused(overrides, message):
 
 
 def test_every_strategy_runs_end_to_end(tmp_path):
-    """One process, one sweep over the strategies, then the DER protocol with task-IL."""
+    """`replay run -m` over the strategies (one process), then DER++ under every_batch and task-IL
+    through the same runner in this process."""
     args = QUICK + ["benchmark.n_experiences=2"]
     sweep = subprocess.run(
         [sys.executable, "-m", "replaycli.cli", "run", "-m", "strategy=replay,weighted,gdumb,der,derpp",
          *args, f"hydra.sweep.dir={tmp_path}/sweep"], capture_output=True, text=True, cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
-    online = subprocess.run(
-        [sys.executable, "-m", "replaycli.cli", "run", "strategy=derpp", "buffer_update=every_batch",
-         "scenario=task_il", "benchmark.return_task_id=true", *args, f"hydra.run.dir={tmp_path}/online"],
-        capture_output=True, text=True, cwd=tmp_path)
-    assert online.returncode == 0, online.stderr
+    online = compose_cfg(["strategy=derpp", "buffer_update=every_batch", "scenario=task_il",
+                          "benchmark.return_task_id=true", "benchmark.n_experiences=2"])
+    execute(online, tmp_path / "online")
     runs = sorted((tmp_path / "sweep").glob("[0-9]*")) + [tmp_path / "online"]
     assert len(runs) == 6
     for path in runs:
@@ -251,3 +251,5 @@ def test_every_strategy_runs_end_to_end(tmp_path):
         rec = read_run(path)
         assert rec.complete and len(rec.accuracy) == 2 and 0.0 < rec.summary["final_accuracy"] <= 1.0
         assert sum(rec.histograms[-1]) == 40
+    targets = [read_run(p).config_text.split("strategy:")[1].split("_target_: ")[1].split()[0] for p in runs]
+    assert targets == [f"replaycli.strategies.{c}" for c in ("Replay", "Weighted", "GDumb", "DER", "DERpp", "DERpp")]

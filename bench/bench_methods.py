@@ -1,0 +1,96 @@
+"""Replay methods side by side: final accuracy (mean +- std over seeds) of no buffer, replay,
+weighted replay, GDumb, DER and DER++ at two buffer sizes, under both update protocols.
+
+    python3 bench/bench_methods.py                      # split_digits and split_mnist (5k files)
+    python3 bench/bench_methods.py --mnist-root /work/shared/data/mnist-5k --seeds 0 1 2
+    python3 bench/bench_methods.py --quick              # one seed, split_digits only: a smoke run
+
+Every run goes through `replaycli.runner.execute` (the code path of `replay run`) into a
+temporary directory; the final accuracy is read back from its summary.json. Prints a Markdown
+table (the README's "Replay methods" section) and writes it to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_module
+
+from replaycli.outputs import read_run
+from replaycli.runner import execute
+
+METHODS = {  # label -> overrides
+    "no buffer": ["buffer=none"],
+    "replay": ["strategy=replay"],
+    "weighted (linear)": ["strategy=weighted", "strategy.schedule=linear"],
+    "GDumb": ["strategy=gdumb"],
+    "DER": ["strategy=der"],
+    "DER++": ["strategy=derpp"],
+}
+PROTOCOLS = {  # label -> (overrides, methods it applies to)
+    "after_experience": (["buffer_update=after_experience"], list(METHODS)),
+    "every_batch": (["buffer_update=every_batch", "buffer=reservoir"], ["replay", "weighted (linear)", "DER", "DER++"]),
+}
+
+
+def final_accuracy(overrides: list[str]) -> float:
+    with initialize_config_module("replaycli.configs", version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        execute(cfg, Path(out))
+        return float(read_run(out).summary["final_accuracy"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mnist-root", default="/work/shared/data/mnist-5k", help="torchvision MNIST files ('' skips split_mnist)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--sizes", type=int, nargs="+", default=[200, 500])
+    p.add_argument("--epochs", type=int, default=3, help="epochs per experience under after_experience (every_batch: 1, online)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    p.add_argument("--quick", action="store_true", help="one seed, split_digits only")
+    p.add_argument("--out", default="bench/methods_results.md")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    benches = {"split_digits": ["benchmark=split_digits"]}
+    if args.mnist_root and not args.quick:
+        benches["split_mnist (5k)"] = ["benchmark=split_mnist", f"data_root={args.mnist_root}", "download=false"]
+    common = ["device=cpu", "progress=none"]
+    lines = [f"| benchmark | protocol | method | " + " | ".join(f"buffer {s}" for s in args.sizes) + " |",
+             "|---|---|---|" + "---|" * len(args.sizes)]
+    start = time.perf_counter()
+    for bname, bover in benches.items():
+        for proto, (pover, methods) in PROTOCOLS.items():
+            epochs = 1 if proto == "every_batch" else args.epochs
+            for label in methods:
+                cells = []
+                for size in args.sizes:
+                    if label == "no buffer" and cells:
+                        cells.append(cells[0])  # no memory: the buffer size changes nothing
+                        continue
+                    over = common + bover + pover + METHODS[label] + [f"epochs={epochs}"]
+                    if label != "no buffer":
+                        over.append(f"buffer.max_size={size}")
+                    accs = [final_accuracy(over + [f"seed={s}"]) for s in seeds]
+                    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+                    cells.append(f"{100 * statistics.mean(accs):.1f} +- {100 * sd:.1f}")
+                lines.append(f"| {bname} | {proto} (epochs {epochs}) | {label} | " + " | ".join(cells) + " |")
+                print(lines[-1], f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    table = "\n".join(lines)
+    footer = (f"\nfinal accuracy (%) over the whole test stream, mean +- std over seeds {seeds}; "
+              f"{time.perf_counter() - start:.0f} s in all, {args.threads} torch thread(s), {torch.__version__}\n")
+    print("\n" + table + footer)
+    Path(args.out).write_text(table + "\n" + footer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
