@@ -12,7 +12,7 @@ verbs:
   run [hydra flags] [overrides]   train over an experience stream with replay (replay run --help)
   inspect PATH [--json]           what a run, a sweep or an outputs directory holds
   compare PATH... [--by KEY]      runs grouped by config keys: mean, std and n over seeds
-  plot PATH                       PNG figures of a run or a sweep, written into it
+  plot PATH [--by KEY]            PNG figures of a run or a sweep, written into it
   resume RUN_DIR                  go on with a stopped run after its last finished experience
 
 examples:
@@ -21,6 +21,7 @@ examples:
   replay run -m buffer.max_size=100,200,500
   replay inspect outputs
   replay compare outputs/sweeps/<sweep> --by buffer.max_size
+  replay plot outputs/sweeps/<sweep>
 """
 
 
