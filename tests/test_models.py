@@ -63,12 +63,12 @@ def test_feature_selection_reads_each_named_layer(name):
     torch.manual_seed(0)
     make, shape, layers = CASES[name]
     model = make().train()
-    ds = random_data(12, shape)
+    ds = random_data(8, shape)
     x, _, _ = ds.batch(torch.arange(len(ds)))
     for layer, width in layers.items():
-        strat = FeatureBasedExemplarsSelectionStrategy(model, layer, batch_size=5)  # 3 batches
+        strat = FeatureBasedExemplarsSelectionStrategy(model, layer, batch_size=3)  # 3 batches
         f = strat.features(ds)
-        assert f.shape == (12, width)
+        assert f.shape == (8, width)
         assert model.training  # restored after the eval-mode pass
         if layer in ("features", "classifier"):
             model.eval()
@@ -76,7 +76,7 @@ def test_feature_selection_reads_each_named_layer(name):
                 ref = model.features(x) if layer == "features" else model(x)
             model.train()
             assert torch.allclose(f, ref, atol=1e-5)
-        assert sorted(strat.rank(None, ds).tolist()) == list(range(12))
+        assert sorted(strat.rank(None, ds).tolist()) == list(range(8))
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn-digits", "resnet"])
@@ -85,7 +85,7 @@ def test_feature_strategies_fill_a_parametric_buffer(name, strategy):
     torch.manual_seed(0)
     make, shape, _ = CASES[name]
     model = make()
-    ds = random_data(20, shape, n_classes=4)
+    ds = random_data(12, shape, n_classes=4)
     buf = ParametricBuffer(8, groupby="class", selection_strategy=strategy(model, "features"))
     buf.update(SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=0), device="cpu"))
     assert {k: len(g) for k, g in buf.buffer_groups.items()} == {0: 2, 1: 2, 2: 2, 3: 2}
