@@ -181,3 +181,12 @@ def test_device_cuda_without_cuda_is_a_one_line_error(tmp_path):
 def test_unknown_verb_names_the_allowed_ones(tmp_path):
     line = _one_line_error(replay("trian", cwd=tmp_path))
     assert "'trian'" in line and "run" in line
+
+
+def test_readme_test_command_is_what_ci_runs():
+    root = Path(__file__).resolve().parents[1]
+    ci = [ln for ln in (root / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
+    readme = (root / "README.md").read_text()
+    assert ci == ["python3 -m pip install -e '.[test]' && python3 -m pytest -q"]
+    assert f"```bash\n{ci[0]}\n```" in readme
+    assert "```bash\npython3 -m pip install . && replay run\n```" in readme
