@@ -1,8 +1,8 @@
 """Replay methods: what one training step computes, and what the memory stores and when.
 
-A method is a small class with four hooks that `replaycli.train` calls (Mammoth's `observe`,
-split in two): `before_training` (the data to train on), `steps` (the batches), `loss` (forward
-and loss of one step) and `insert` / `after_training` (memory updates). Two update protocols:
+A method is a small class whose hooks `replaycli.train` calls (Mammoth's `observe`, split up):
+`before_training` (the data to train on), `steps` (the batches), `loss` (forward and loss of one
+step), `insert` and `after_training` (the memory updates). Two update protocols:
 `after_experience` (the memory takes the whole experience once it is trained on) and
 `every_batch` (reservoir insertion of each mini-batch, replay at every step from the first
 experience on: the DER paper's protocol). Whatever a method keeps per sample (DER's logits) is a

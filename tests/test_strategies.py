@@ -15,7 +15,7 @@ from replaycli import wiring
 from replaycli.errors import ConfigError
 from replaycli.outputs import read_run
 from replaycli.runner import execute
-from replaycli.strategies import DERpp, GDumb, Weighted, masked, sample_memory, task_mask
+from replaycli.strategies import DERpp, GDumb, Weighted, masked, sample_memory
 from replaycli.train import Run, evaluate, run_experience, train_experience, update_buffer
 from replaycli.validate import validate
 
