@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from replaycli.cli import main
 from replaycli.outputs import ACCURACY, CHECKPOINT, HISTOGRAM, METRICS, SUMMARY, read_run
 
 # enough epochs that one experience lasts long enough to be killed in its middle
 KILL_ARGS = ["epochs=3", "seed=3", "buffer.max_size=40", "groupby=class", "progress=none"]
-SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experiences=2", "progress=none"]
+SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experiences=2", "progress=none", "model.hidden_size=32"]
 
 
 def replay(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -33,13 +34,28 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
+def compose_cfg(overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("replaycli.configs", version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def resume(run_dir: Path, capsys) -> tuple[int, str, str]:
+    """`replay resume RUN_DIR` in this process: (exit code, stdout, stderr)."""
+    code = main(["resume", str(run_dir)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A short run that went to the end."""
-    root = tmp_path_factory.mktemp("finished")
-    p = replay("run", *SHORT_ARGS, f"hydra.run.dir={root / 'run'}", cwd=root)
-    assert p.returncode == 0, p.stderr
-    return root / "run"
+    from replaycli.runner import execute
+
+    run = tmp_path_factory.mktemp("finished") / "run"
+    execute(compose_cfg(SHORT_ARGS), run)
+    return run
 
 
 def test_sigkill_mid_experience_then_resume_matches_an_uninterrupted_run(tmp_path):
@@ -83,20 +99,20 @@ def test_sigkill_mid_experience_then_resume_matches_an_uninterrupted_run(tmp_pat
     assert not list(killed.glob(".*.tmp")), "a stale temporary file was left behind"
 
 
-def test_resume_of_a_complete_run_says_so_and_changes_nothing(finished):
+def test_resume_of_a_complete_run_says_so_and_changes_nothing(finished, capsys):
     before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
-    p = replay("resume", str(finished), cwd=finished.parent)
-    assert p.returncode == 0, p.stderr
-    assert "already complete (2 experiences); nothing to resume" in p.stdout
+    code, out, err = resume(finished, capsys)
+    assert code == 0, err
+    assert "already complete (2 experiences); nothing to resume" in out
     assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
 
 
-def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_path):
+def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_path, capsys):
     run = shutil.copytree(finished, tmp_path / "run")
     (run / SUMMARY).unlink()  # killed after its last checkpoint, before the summary
     acc = (run / ACCURACY).read_bytes()
-    p = replay("resume", str(run), cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
+    code, out, err = resume(run, capsys)
+    assert code == 0, err
     assert read_run(run).complete and (run / ACCURACY).read_bytes() == acc
 
 
@@ -110,7 +126,7 @@ def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_
         ("missing", "no checkpoint.pt in"),
     ],
 )
-def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_path, damage, message):
+def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_path, capsys, damage, message):
     run = shutil.copytree(finished, tmp_path / "run")
     (run / SUMMARY).unlink()
     ckpt = run / CHECKPOINT
@@ -125,10 +141,10 @@ def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_pat
     else:
         ckpt.unlink()
     acc = (run / ACCURACY).read_bytes()
-    p = replay("resume", str(run), cwd=tmp_path)
-    assert p.returncode == 2
-    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
-    assert message in p.stderr and "Traceback" not in p.stderr
+    code, out, err = resume(run, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err
     assert (run / ACCURACY).read_bytes() == acc  # nothing written is lost
 
 
@@ -139,7 +155,55 @@ def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_pat
         ("empty", "is not a run directory (no config.yaml)"),
     ],
 )
-def test_resume_of_something_that_is_not_a_run(tmp_path, target, message):
+def test_resume_of_something_that_is_not_a_run(tmp_path, capsys, target, message):
     (tmp_path / "empty").mkdir()
-    p = replay("resume", str(tmp_path / target), cwd=tmp_path)
-    assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    code, out, err = resume(tmp_path / target, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+# --- in process: every replay method and every consumer of randomness resumes exactly ---------
+METHODS = [
+    [],  # plain replay, parametric buffer
+    ["model.drop_rate=0.5"],  # dropout draws from torch's global RNG
+    ["strategy=der", "buffer_update=every_batch", "buffer=reservoir"],  # logits as buffer extras
+    ["strategy=derpp"],
+    ["strategy=gdumb"],
+    ["selection=herding", "groupby=class", "loader=group_balanced"],
+]
+
+
+
+@pytest.mark.parametrize("overrides", METHODS, ids=lambda o: " ".join(o) or "replay")
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
+    import replaycli.train
+    from replaycli.runner import execute, resume_run
+
+    small = ["epochs=1", "seed=5", "buffer.max_size=30", "progress=none", "train_mb_size=64", "model.hidden_size=32"]
+    cfg = compose_cfg([*small, *overrides])
+    execute(cfg, tmp_path / "whole")
+
+    real, calls = replaycli.train.run_experience, []
+
+    def stop_at_the_third(run, exp, on_step):
+        calls.append(exp.current_experience)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C at the start of the third experience
+        return real(run, exp, on_step)
+
+    monkeypatch.setattr(replaycli.train, "run_experience", stop_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, tmp_path / "cut")
+    monkeypatch.setattr(replaycli.train, "run_experience", real)
+    cut = read_run(tmp_path / "cut")
+    assert cut.status == "interrupted" and len(cut.accuracy) == 2 and cut.resumable
+
+    assert resume_run(tmp_path / "cut") == 0
+    for name in (ACCURACY, HISTOGRAM):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    ckpt = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
+    whole = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)
+    for name, state in whole["state"]["model"].items():
+        assert torch.equal(ckpt["state"]["model"][name], state), name
+    assert set(ckpt["state"]["buffer"]["store"]) == set(whole["state"]["buffer"]["store"])
+    for key, value in whole["state"]["buffer"]["store"].items():  # ids, scores and any extras
+        assert torch.equal(ckpt["state"]["buffer"]["store"][key], value), key
