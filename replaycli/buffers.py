@@ -9,7 +9,8 @@ ordered best first, shrinking it (`resize`, or a new group arriving) is truncati
 Unused shares: a group with fewer samples than its share keeps them all, and (unlike Avalanche,
 which leaves it empty) its unused share goes to the other groups, so an adaptive buffer holds
 min(max_size, samples seen). With `adaptive_size=False` each of `total_num_groups` groups has a
-fixed share that is never lent out.
+fixed share that is never lent out; shares are indexed by the group key (class id or
+experience index, which must lie in 0..total_num_groups-1), the remainder going to the lowest keys.
 """
 from __future__ import annotations
 
@@ -144,14 +145,26 @@ class BalancedExemplarsBuffer(ExemplarsBuffer):
         """`max_size` split evenly over `num_groups`, the remainder going to the first ones."""
         return group_lengths(num_groups, self.max_size)
 
+    def update_from_dataset(self, dataset: StreamDataset, *args: Any, **kwargs: Any) -> None:
+        if not self.adaptive_size:  # refuse a key out of range before anything is stored
+            experience = kwargs.get("experience", args[1] if len(args) > 1 else 0)
+            keys = self.group_of(dataset, experience)
+            bad = keys[(keys < 0) | (keys >= self.total_num_groups)]
+            if len(bad):
+                raise ConfigError(
+                    f"group {int(bad[0])} is outside the {self.total_num_groups} fixed groups "
+                    f"(total_num_groups={self.total_num_groups}); raise it or use adaptive_size"
+                )
+        super().update_from_dataset(dataset, *args, **kwargs)
+
     def capacities(self, sizes: list[int]) -> list[int]:
         if self.adaptive_size:
             return fill_lengths(sizes, self.max_size)
-        if len(sizes) > self.total_num_groups:
-            raise ConfigError(
-                f"{len(sizes)} groups seen but total_num_groups={self.total_num_groups}; raise it or use adaptive_size"
-            )
-        return self.get_group_lengths(self.total_num_groups)[: len(sizes)]
+        # fixed shares indexed by the key itself (class id, experience index): a group's share
+        # never changes as other groups arrive
+        shares = self.get_group_lengths(self.total_num_groups)
+        keys, _ = self.store.group_keys()
+        return [shares[k] for k in keys.tolist()]
 
     @property
     def buffer_groups(self) -> dict[int, "GroupBuffer"]:

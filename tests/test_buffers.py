@@ -119,9 +119,9 @@ def groups(buf) -> dict[int, list[int]]:
 def expected_sizes(buf, kind: str, candidates: dict[int, int], max_size: int) -> dict[int, int]:
     keys = sorted(candidates)
     sizes = [candidates[k] for k in keys]
-    if kind.endswith("-fixed"):  # fixed shares over total_num_groups, in key order, never lent
+    if kind.endswith("-fixed"):  # fixed shares over total_num_groups, indexed by key, never lent
         shares = group_lengths(buf.total_num_groups, max_size)
-        return {k: min(s, shares[i]) for i, (k, s) in enumerate(zip(keys, sizes))}
+        return {k: min(s, shares[k]) for k, s in zip(keys, sizes)}
     return dict(zip(keys, round_robin(sizes, max_size)))
 
 
@@ -201,8 +201,13 @@ def test_fixed_shares_are_not_lent_and_too_many_groups_is_an_error():
     adaptive.update_from_dataset(StreamDataset(pool, torch.arange(22)))
     assert {k: len(g) for k, g in adaptive.buffer_groups.items()} == {0: 8, 1: 2}
     small = ClassBalancedBuffer(10, adaptive_size=False, total_num_classes=1)
-    with pytest.raises(ConfigError, match="2 groups seen but total_num_groups=1"):
+    with pytest.raises(ConfigError, match=r"group 1 is outside the 1 fixed groups \(total_num_groups=1\)"):
         small.update_from_dataset(StreamDataset(pool, torch.arange(22)))
+    assert len(small) == 0  # refused before anything was stored
+    late = ClassBalancedBuffer(5, adaptive_size=False, total_num_classes=2)  # shares [3, 2] by key
+    late.update_from_dataset(StreamDataset(pool, torch.arange(20, 22)))  # class 1 first
+    late.update_from_dataset(StreamDataset(pool, torch.arange(20)))  # class 0 arrives later
+    assert {k: len(g) for k, g in late.buffer_groups.items()} == {0: 3, 1: 2}
 
 
 def test_bad_arguments_are_config_errors():
