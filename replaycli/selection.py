@@ -52,7 +52,7 @@ class FeatureBasedExemplarsSelectionStrategy:
     @torch.no_grad()
     def features(self, data: StreamDataset) -> torch.Tensor:
         """[n, d] features of every sample of `data`."""
-        device = next(self.model.parameters()).device
+        device = next(self.model.parameters(), torch.empty(0)).device  # no parameters: CPU
         layer = self.model.get_submodule(self.layer_name)
         out: list[torch.Tensor] = []
         # clone: a later in-place op (ReLU(inplace=True)) would otherwise rewrite the saved output
