@@ -2,6 +2,7 @@
 files as an uninterrupted run; a corrupt checkpoint or a finished run gets a clear answer."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from replaycli.cli import main
 from replaycli.outputs import ACCURACY, CHECKPOINT, HISTOGRAM, METRICS, SUMMARY, read_run
 
 # enough epochs that one experience lasts long enough to be killed in its middle
-KILL_ARGS = ["epochs=3", "seed=3", "buffer.max_size=40", "groupby=class", "progress=none"]
+KILL_ARGS = ["epochs=5", "seed=3", "buffer.max_size=40", "groupby=class", "progress=none", "model.hidden_size=64"]
 SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experiences=2", "progress=none", "model.hidden_size=32"]
 
 
@@ -86,6 +87,9 @@ def test_sigkill_mid_experience_then_resume_matches_an_uninterrupted_run(tmp_pat
     ids = ckpt["state"]["buffer"]["store"]["ids"]  # the buffer holds ids into the stream
     assert ids.dtype == torch.int64 and len(ids) == 40
     assert {"torch", "generator", "numpy", "python"} <= set(ckpt["rng"])
+    p = replay("inspect", str(killed), "--json", cwd=tmp_path)  # what a user sees of the killed run
+    shown = json.loads(p.stdout)
+    assert p.returncode == 0 and shown["status"] == "incomplete" and shown["experiences_done"] == done
 
     p = replay("resume", str(killed), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
