@@ -55,7 +55,8 @@ def load(cfg: dict) -> dict:
         fail(f"benchmark {name} is not supported (SplitMNIST, SplitFMNIST, PermutedMNIST)")
     folder, mean, std = _MNIST["SplitMNIST" if name == "PermutedMNIST" else name]
     raw = Path(os.path.expanduser(b["root"])) / folder / "raw"
-    d = {"mean": mean, "std": std}
+    std32, mean32 = torch.tensor(std), torch.tensor(mean)  # float32, as replaycli keeps them
+    d = {"scale": 1.0 / (255.0 * std32), "shift": mean32 / std32}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         d[split + "_x"] = read_idx(raw / f"{prefix}-images-idx3-ubyte").flatten(1)  # [N, 784] uint8
         d[split + "_y"] = read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()  # [N]
@@ -87,7 +88,7 @@ def gather(d: dict, split: str, ids: torch.Tensor) -> tuple[torch.Tensor, torch.
         base = ids % n
         xb = x[base].gather(1, d["perms"][ids // n])
         ids = base
-    return xb.float().div_(255.0).sub_(d["mean"]).div_(d["std"]), y[ids]
+    return (xb * d["scale"]).sub_(d["shift"]), y[ids]  # (x / 255 - mean) / std, in two passes
 
 
 def build_model(cfg: dict) -> nn.Module:
