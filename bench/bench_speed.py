@@ -76,7 +76,7 @@ def run_replay(work: Path, tag: str, overrides: list[str], env_profile: str | No
     probe = json.loads(probe_out.read_text())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     for r, p_ in zip(records, probe["experiences"]):
-        r["rss_mb"] = p_["rss_mb"]
+        r["rss_mb"], r["end_time"] = p_["rss_mb"], p_["time"]
     return summarise(records, probe["first_step_time"] - t0, probe["first_step_cpu"], probe["peak_rss_mb"])
 
 
@@ -88,11 +88,14 @@ def run_floor(work: Path, tag: str, config: Path) -> dict:
 
 
 def summarise(records: list[dict], startup: float, startup_cpu: float, rss: float) -> dict:
-    return {"startup_cpu": startup_cpu,
+    """One run's totals and per-experience series from its metrics records."""
+    return {
         "train": sum(r["train_seconds"] for r in records), "eval": sum(r["eval_seconds"] for r in records),
-        "buffer_ms": 1000 * med(r["buffer_seconds"] for r in records), "startup": startup, "rss": rss,
+        "buffer_ms": 1000 * med(r["buffer_seconds"] for r in records),
+        "startup": startup, "startup_cpu": startup_cpu, "rss": rss,
         "seconds": [r["seconds"] for r in records], "buffer_each": [r["buffer_seconds"] for r in records],
-        "rss_each": [r.get("rss_mb") for r in records], "accuracy": [r["accuracy"] for r in records],
+        "rss_each": [r["rss_mb"] for r in records], "accuracy": [r["accuracy"] for r in records],
+        "wall_each": [b["end_time"] - a["end_time"] for a, b in zip(records, records[1:])],  # exp 1, 2, ...
     }
 
 
@@ -207,6 +210,8 @@ def part_scale(work: Path, reps: int, lines: list[str]) -> None:
         ("experience time, last (exp 45-49, s)", lambda r: med(r["seconds"][-5:]), ""),
         ("last / first full-buffer", lambda r: med(r["seconds"][-5:]) / med(r["seconds"][1:6]), "within 0.80-1.20"),
         ("slope of a line fit over exp 1-49 (% of exp-1 time across the stream)", lambda r: _drift(r["seconds"][1:]), "within +-20%"),
+        ("wall time per experience incl. checkpoint and outputs, exp 1-5 (s)", lambda r: med(r["wall_each"][:5]), ""),
+        ("wall time per experience incl. checkpoint and outputs, exp 45-49 (s)", lambda r: med(r["wall_each"][-5:]), "(wall: noisy here)"),
         ("buffer update, exp 1-5 (ms)", lambda r: 1000 * med(r["buffer_each"][1:6]), ""),
         ("buffer update, exp 45-49 (ms)", lambda r: 1000 * med(r["buffer_each"][-5:]), "flat (same size each)"),
         ("resident memory after exp 1 (MB)", lambda r: r["rss_each"][1], ""),
@@ -285,8 +290,7 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
         results[workers] = paired(ra, rb, "rate")
     lines += ["### Data-bound: SplitCIFAR10 batches (100 current + 32 memory) with random crop (padding 4) and flip", "",
               "| pipeline | samples/s | replaycli's speed-up | target |", "|---|---:|---:|---|"]
-    a0, b0, r0 = results[0]
-    lines.append(f"| replaycli: ReplayDataLoader, uint8 pool, batched CropFlip | {a0:,.0f} | | |")
+    lines.append(f"| replaycli: ReplayDataLoader, uint8 pool, batched CropFlip | {results[0][0]:,.0f} | | |")
     for w, (a, b, r) in results.items():
         lines.append(f"| torchvision per-sample transforms, DataLoader num_workers={w} | {b:,.0f} | {r:.1f}x | >= 10x |")
     lines.append("")
@@ -304,7 +308,8 @@ def profile(work: Path, lines: list[str]) -> None:
     buf = io.StringIO()
     stats = pstats.Stats(str(prof), stream=buf)
     stats.sort_stats("tottime").print_stats(25)
-    lines += ["### cProfile of one tutorial run (top 25 by own time)", "", "```", *_trim(buf.getvalue()), "```", ""]
+    lines += ["### cProfile of one tutorial run, from its first step to its end (top 25 by own time)", "",
+              "```", *_trim(buf.getvalue()), "```", ""]
 
 
 def _trim(text: str) -> list[str]:
@@ -327,6 +332,9 @@ def main() -> None:
     ap.add_argument("--workdir", help="keep data, run dirs and logs here (default: a temporary folder)")
     args = ap.parse_args()
     parts = args.parts.split(",")
+    unknown = set(parts) - {"tutorial", "buffer", "scale", "cifar"}
+    if unknown:
+        sys.exit(f"bench: unknown part(s) {', '.join(sorted(unknown))}; allowed: tutorial, buffer, scale, cifar")
     global CLOCK
     CLOCK = args.clock
     if args.threads > 0:  # children read OMP_NUM_THREADS at start-up; this process sets it directly
@@ -334,9 +342,6 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    unknown = set(parts) - {"tutorial", "buffer", "scale", "cifar"}
-    if unknown:
-        sys.exit(f"bench: unknown part(s) {', '.join(sorted(unknown))}; allowed: tutorial, buffer, scale, cifar")
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="replay-bench-")
     work = Path(args.workdir or tmp.name).resolve()
     work.mkdir(parents=True, exist_ok=True)

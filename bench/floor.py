@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
             "experience": e, "accuracy": accs, "loss": float(total) / max(steps * epochs, 1),
             "histogram": torch.bincount(y_train(mem_ids), minlength=10).tolist(),
             "train_seconds": t1 - t0, "buffer_seconds": t2 - t1, "eval_seconds": t3 - t2, "seconds": t3 - t0,
-            "rss_mb": _rss_mb(),
+            "rss_mb": _rss_mb(), "end_time": time.time(),
         })
     out = {"first_step_time": first_step, "first_step_cpu": first_step_cpu, "records": records,
            "peak_rss_mb": _peak_rss_mb()}
