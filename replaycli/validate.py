@@ -191,6 +191,12 @@ def check_writable(key: str, path: str | Path) -> None:
         raise ConfigError(f"{key}={path} is not writable ({e.strerror or e}: {probe}); {allowed}") from e
 
 
+MODES = {  # Hydra's flags that choose what it does: at most one of them
+    "--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun", "--cfg": "--cfg",
+    "-c": "--cfg", "--info": "--info", "-i": "--info", "--shell-completion": "--shell-completion", "-sc": "--shell-completion",
+}
+
+
 def check_command_line(args: list[str]) -> None:
     """Compose what `replay run ARGS` would run before Hydra does: a bad override, an unknown key
     or option, an unwritable output directory or (single runs) a bad value becomes one
@@ -203,6 +209,9 @@ def check_command_line(args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     flags = [a for a in args if a.startswith("-")]
+    modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
+    if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
+        raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {', '.join(dict.fromkeys(MODES.values()))}")
     if any(f not in ("-m", "--multirun") for f in flags):
         return
     multirun = bool(flags)
