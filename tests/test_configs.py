@@ -81,9 +81,9 @@ def test_every_key_is_documented_where_declared(path):
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)
 def test_option_file_begins_with_the_command_that_uses_it(group, option):
-    overrides = header_overrides(CONFIGS / group / f"{option}.yaml")
+    path = CONFIGS / group / f"{option}.yaml"
     wanted = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
-    assert wanted in overrides, f"{group}/{option}.yaml begins with {header_command(CONFIGS / group / f'{option}.yaml')!r}"
+    assert wanted in header_overrides(path), f"{group}/{option}.yaml begins with {header_command(path)!r}"
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)

@@ -88,8 +88,6 @@ def test_progress_falls_back_to_plain_lines_off_a_terminal(small_run):
     assert out.rstrip().endswith(f"outputs: {small_run.path}")
 
 
-
-
 def test_parametric_groupby_class_keeps_classes_balanced(tmp_path):
     proc = replay("run", "buffer=parametric", "groupby=class", "epochs=1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -140,7 +138,8 @@ def test_run_help_is_hydras(tmp_path):
     proc = replay("run", "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "== Configuration groups ==" in proc.stdout
-    groups = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.startswith(("benchmark: ", "buffer: ")))
+    lines = proc.stdout.splitlines()
+    groups = dict(ln.split(": ", 1) for ln in lines if ln.startswith(("benchmark: ", "buffer: ")))
     assert "split_digits" in groups["benchmark"] and "parametric" in groups["buffer"]
     assert not (tmp_path / "outputs").exists()
 
@@ -185,7 +184,8 @@ def test_unknown_verb_names_the_allowed_ones(tmp_path):
 
 def test_readme_test_command_is_what_ci_runs():
     root = Path(__file__).resolve().parents[1]
-    ci = [ln for ln in (root / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
+    lines = (root / ".ci" / "run").read_text().splitlines()
+    ci = [ln for ln in lines if ln and not ln.startswith(("#", "set ", "cd "))]  # the commands it runs
     readme = (root / "README.md").read_text()
     assert ci == ["python3 -m pip install -e '.[test]' && python3 -m pytest -q"]
     assert f"```bash\n{ci[0]}\n```" in readme
