@@ -93,7 +93,14 @@ def load(run_dir: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, garbage bytes, or a pickle of arbitrary objects
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        if "Unsupported global" in str(e):  # torch's weights-only unpickler met a class
+            raise ConfigError(
+                f"checkpoint {path} holds objects other than tensors, dicts, lists and numbers; "
+                "refused: checkpoints are loaded with weights_only=True"
+            ) from e
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+        if "Weights only load failed" in why:  # torch's advice to load unsafely does not apply
+            why = "not a torch checkpoint"
         raise ConfigError(f"checkpoint {path} is unreadable (truncated or corrupt: {why}); cannot resume") from e
     keys = {"format", "experiences_done", "seconds", "resumes", "state", "rng", "writer"}
     if not isinstance(ckpt, dict) or not keys <= set(ckpt):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from replaycli import __version__
 from replaycli.errors import ConfigError
-from replaycli.outputs import CHECKPOINT, CONFIG, OutputError, RunWriter, is_run, read_run
+from replaycli.outputs import CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run
 from replaycli.progress import Reporter
 from replaycli.validate import check_arguments, check_writable, first_line, validate
 
@@ -95,6 +95,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
         checkpoint.restore(resume, run, generator, writer, out_dir / CHECKPOINT)
         done, before, resumes = resume["experiences_done"], resume["seconds"], resume["resumes"] + 1
         writer.write_tables()  # the tables may lag the checkpoint by the experience it last saved
+        (out_dir / SUMMARY).unlink(missing_ok=True)  # "failed" / "interrupted" no longer holds
         print(f"resuming {out_dir} after experience {done}/{bench.n_experiences}", flush=True)
     else:
         writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))

@@ -51,6 +51,7 @@ BAD = [
      ["hydra.run.dir={tmp}/blocker/run cannot be created: {tmp}/blocker is not a directory", "allowed: a writable directory"]),
     ("sweep-unknown-option", ["-m", "buffer=reservoir,foo"], ["buffer=foo is not an option of config group buffer"]),
     ("sweep-unknown-key", ["-m", "epochs=1", "fooo=1,2"], ["unknown key fooo in fooo=1"]),
+    ("conflicting-flags", ["-m", "--cfg", "job"], ["--cfg and --multirun given together; allowed: one of --run, --multirun"]),
 ]
 if not CUDA:
     BAD.append(("cuda-missing", ["device=cuda"], ["device=cuda but CUDA is not available here; allowed: auto, cpu"]))

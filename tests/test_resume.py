@@ -125,7 +125,8 @@ def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_
     [
         ("truncate", "is unreadable (truncated or corrupt"),
         ("garbage", "is unreadable (truncated or corrupt"),
-        ("pickle", "is unreadable (truncated or corrupt"),  # weights_only refuses arbitrary objects
+        ("pickle", "holds objects other than tensors, dicts, lists and numbers"),  # weights_only=True
+        ("config-changed", "does not match the run's config.yaml"),
         ("foreign", "is not a replaycli checkpoint"),
         ("missing", "no checkpoint.pt in"),
     ],
@@ -140,6 +141,9 @@ def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_pat
         ckpt.write_bytes(b"\x00not a checkpoint" * 100)
     elif damage == "pickle":
         torch.save({"format": 1, "object": Path("x")}, ckpt)
+    elif damage == "config-changed":  # the model in config.yaml is no longer the one saved
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("hidden_size: 32", "hidden_size: 16"))
     elif damage == "foreign":
         torch.save({"weights": torch.zeros(3)}, ckpt)
     else:
