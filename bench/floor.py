@@ -6,7 +6,8 @@ CONFIG.yaml is a resolved run config (what `replay run` writes as `config.yaml`,
 bench/bench_speed.py composes). The floor supports the configs the bench uses: SplitMNIST,
 SplitFMNIST or PermutedMNIST read from idx files; SimpleMLP; a ParametricBuffer grouped by class
 with random selection (or a ClassBalancedBuffer, the same policy); the ReplayDataLoader with a
-cycled, shuffled memory; Adam or SGD. Anything else exits with status 2.
+cycled, shuffled memory; Adam or SGD; the `metrics` a run measures (training accuracy, test loss,
+the confusion matrix), per epoch or experience. Anything else exits with status 2.
 
 It draws from one seeded torch.Generator in the same order as replaycli (epoch shuffle, memory
 shuffles, buffer keys) and initialises the model from torch.manual_seed(seed), so on the same
@@ -147,6 +148,74 @@ def update_buffer(mem_ids, mem_keys, new_ids, max_size, y_of, gen):
     return ids[keep], keys[keep]
 
 
+def measured(cfg: dict) -> set[str]:
+    """The config's `metrics` the floor computes too (training accuracy, test loss, confusion)."""
+    names = set(cfg.get("metrics") or [])
+    if any(cfg.get("granularity", {}).get(n) == "minibatch" for n in names):
+        fail("the floor logs metrics per epoch or experience, not per minibatch")
+    return names
+
+
+def train(model, opt, d, cur, mem_ids, cfg, gen, names, on_first_step) -> dict:
+    """`epochs` passes over the ids `cur`, each batch joined by a cycled, reshuffled memory batch."""
+    bs, bs_mem, epochs = int(cfg["train_mb_size"]), int(cfg["loader"]["batch_size_mem"]), int(cfg["epochs"])
+    model.train()
+    steps = math.ceil(len(cur) / bs)
+    total, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.int64), 0
+    for _ in range(epochs):
+        order = cur[torch.randperm(len(cur), generator=gen)]  # [n] this epoch's current ids
+        mem = None
+        if len(mem_ids):  # the memory, reshuffled and cycled over the epoch: [steps * bs_mem]
+            reps = math.ceil(steps * bs_mem / len(mem_ids))
+            mem = mem_ids[torch.cat([torch.randperm(len(mem_ids), generator=gen) for _ in range(reps)])]
+        for s in range(steps):
+            ids = order[s * bs : (s + 1) * bs]
+            if mem is not None:
+                ids = torch.cat([ids, mem[s * bs_mem : (s + 1) * bs_mem]])
+            x, y = gather(d, "train", ids)  # [B, 784], [B]
+            out = model(x)  # [B, 10]
+            loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()  # no sync per step
+            if "accuracy" in names:  # training accuracy from the step's logits
+                correct += (out.detach().argmax(1) == y).sum()
+                seen += len(y)
+            on_first_step()
+    rec = {"loss": float(total) / max(steps * epochs, 1)}
+    if "accuracy" in names:
+        rec["train_accuracy"] = int(correct) / max(seen, 1)
+    return rec
+
+
+@torch.no_grad()
+def evaluate(model, d, cfg, names) -> dict:
+    """Accuracy (and, when asked, loss and the confusion matrix) on every test experience."""
+    model.eval()
+    eval_bs, accs, losses = int(cfg["eval_mb_size"]), [], []
+    confusion = torch.zeros(100, dtype=torch.int64)
+    for test in d["test_exps"]:
+        correct, loss = torch.zeros((), dtype=torch.int64), torch.zeros(())
+        for s in range(0, len(test), eval_bs):
+            x, y = gather(d, "test", test[s : s + eval_bs])
+            out = model(x)  # [B, 10]
+            pred = out.argmax(1)
+            correct += (pred == y).sum()
+            if "loss" in names:
+                loss += F.cross_entropy(out, y, reduction="sum")
+            if "confusion" in names:
+                confusion += torch.bincount(y * 10 + pred, minlength=100)
+        accs.append(int(correct) / max(len(test), 1))
+        losses.append(float(loss) / max(len(test), 1))
+    rec = {"accuracy": accs}
+    if "loss" in names:
+        rec["test_loss"] = losses
+    if "confusion" in names:
+        rec["confusion"] = confusion.view(10, 10).tolist()
+    return rec
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("config")
@@ -156,8 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     cfg = yaml.safe_load(Path(args.config).read_text())
     check(cfg)
-    seed, epochs, bs = int(cfg["seed"]), int(cfg["epochs"]), int(cfg["train_mb_size"])
-    bs_mem, eval_bs, max_size = int(cfg["loader"]["batch_size_mem"]), int(cfg["eval_mb_size"]), int(cfg["buffer"]["max_size"])
+    names = measured(cfg)
+    seed, max_size = int(cfg["seed"]), int(cfg["buffer"]["max_size"])
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     d = load(cfg)
@@ -168,52 +237,28 @@ def main(argv: list[str] | None = None) -> dict:
         fail(f"optimizer {opt_name} is not supported (Adam, SGD)")
     opt = getattr(torch.optim, opt_name)(model.parameters(), **opt_cfg)
     y_train = lambda ids: d["train_y"][ids % len(d["train_y"])]  # noqa: E731
-    mem_ids = torch.empty(0, dtype=torch.int64)
-    mem_keys = torch.empty(0)
-    records, first_step, first_step_cpu = [], None, None
+    mem_ids, mem_keys = torch.empty(0, dtype=torch.int64), torch.empty(0)
+    first: dict = {}
+
+    def on_first_step() -> None:
+        if not first:
+            first.update(first_step_time=time.time(), first_step_cpu=time.process_time())
+
+    records = []
     for e, cur in enumerate(d["train_exps"]):
         t0 = clock()
-        model.train()
-        steps, total = math.ceil(len(cur) / bs), torch.zeros(())
-        for _ in range(epochs):
-            order = cur[torch.randperm(len(cur), generator=gen)]  # [n] this epoch's current ids
-            mem = None
-            if len(mem_ids):  # the memory, reshuffled and cycled over the epoch: [steps * bs_mem]
-                reps = math.ceil(steps * bs_mem / len(mem_ids))
-                mem = mem_ids[torch.cat([torch.randperm(len(mem_ids), generator=gen) for _ in range(reps)])]
-            for s in range(steps):
-                ids = order[s * bs : (s + 1) * bs]
-                if mem is not None:
-                    ids = torch.cat([ids, mem[s * bs_mem : (s + 1) * bs_mem]])
-                x, y = gather(d, "train", ids)  # [B, 784], [B]
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-                if first_step is None:
-                    first_step, first_step_cpu = time.time(), time.process_time()
+        trained = train(model, opt, d, cur, mem_ids, cfg, gen, names, on_first_step)
         t1 = clock()
         mem_ids, mem_keys = update_buffer(mem_ids, mem_keys, cur, max_size, y_train, gen)
         t2 = clock()
-        model.eval()
-        accs = []
-        with torch.no_grad():
-            for test in d["test_exps"]:
-                correct = torch.zeros((), dtype=torch.int64)
-                for s in range(0, len(test), eval_bs):
-                    x, y = gather(d, "test", test[s : s + eval_bs])
-                    correct += (model(x).argmax(1) == y).sum()
-                accs.append(int(correct) / max(len(test), 1))
+        test = evaluate(model, d, cfg, names)
         t3 = clock()
         records.append({
-            "experience": e, "accuracy": accs, "loss": float(total) / max(steps * epochs, 1),
-            "histogram": torch.bincount(y_train(mem_ids), minlength=10).tolist(),
+            "experience": e, **test, **trained, "histogram": torch.bincount(y_train(mem_ids), minlength=10).tolist(),
             "train_seconds": t1 - t0, "buffer_seconds": t2 - t1, "eval_seconds": t3 - t2, "seconds": t3 - t0,
             "rss_mb": _rss_mb(), "end_time": time.time(),
         })
-    out = {"first_step_time": first_step, "first_step_cpu": first_step_cpu, "records": records,
-           "peak_rss_mb": _peak_rss_mb()}
+    out = {**first, "records": records, "peak_rss_mb": _peak_rss_mb()}
     if args.json:
         Path(args.json).write_text(json.dumps(out))
     return out
