@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; a run goes on after its last finished experience with: replay resume RUN_DIR", file=sys.stderr)
+        print("error: interrupted; go on after the last finished experience with: replay resume RUN_DIR",
+              file=sys.stderr)
         return 130
 
 

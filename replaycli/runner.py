@@ -133,7 +133,9 @@ def resume_run(run_dir: Path) -> int:
     if not run_dir.is_dir():
         raise ConfigError(f"RUN_DIR={run_dir} is not a directory; allowed: a run directory written by replay run")
     if not is_run(run_dir):
-        raise ConfigError(f"RUN_DIR={run_dir} is not a run directory (no {CONFIG}); allowed: a directory written by replay run")
+        raise ConfigError(
+            f"RUN_DIR={run_dir} is not a run directory (no {CONFIG}); allowed: a directory written by replay run"
+        )
     try:
         record = read_run(run_dir)
     except OutputError as e:

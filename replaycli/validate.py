@@ -157,9 +157,8 @@ def check_arguments(cfg: DictConfig, groups: tuple[str, ...] = ("benchmark", "mo
             continue
         for key in node:
             if not str(key).startswith("_") and key not in accepted:
-                raise ConfigError(
-                    f"{group}.{key}={node[key]!r} is not an argument of {target}; allowed: {', '.join(sorted(accepted))}"
-                )
+                allowed = ", ".join(sorted(accepted))
+                raise ConfigError(f"{group}.{key}={node[key]!r} is not an argument of {target}; allowed: {allowed}")
 
 
 def _accepted(target: Any) -> set[str] | None:
@@ -182,7 +181,7 @@ def check_writable(key: str, path: str | Path) -> None:
     probe = Path(path).expanduser().absolute()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent  # the nearest existing ancestor: where the first mkdir happens
-    allowed = f"allowed: a writable directory (set {key}=...)" if key.startswith("hydra.") else "allowed: a writable directory"
+    allowed = "allowed: a writable directory" + (f" (set {key}=...)" if key.startswith("hydra.") else "")
     if not probe.is_dir():
         raise ConfigError(f"{key}={path} cannot be created: {probe} is not a directory; {allowed}")
     try:
@@ -192,8 +191,9 @@ def check_writable(key: str, path: str | Path) -> None:
 
 
 MODES = {  # Hydra's flags that choose what it does: at most one of them
-    "--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun", "--cfg": "--cfg",
-    "-c": "--cfg", "--info": "--info", "-i": "--info", "--shell-completion": "--shell-completion", "-sc": "--shell-completion",
+    "--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun",
+    "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
+    "--shell-completion": "--shell-completion", "-sc": "--shell-completion",
 }
 
 
@@ -211,7 +211,8 @@ def check_command_line(args: list[str]) -> None:
     flags = [a for a in args if a.startswith("-")]
     modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
     if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
-        raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {', '.join(dict.fromkeys(MODES.values()))}")
+        allowed = ", ".join(dict.fromkeys(MODES.values()))
+        raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {allowed}")
     if any(f not in ("-m", "--multirun") for f in flags):
         return
     multirun = bool(flags)
@@ -265,7 +266,8 @@ def hydra_message(e: BaseException, override: str | None = None) -> str:
         key = str(cause.full_key or cause.key)
         parent, _, leaf = key.rpartition(".")
         node = cause.parent_node
-        known = [str(k) for k in node.keys() if not str(k).startswith("_") and k != "hydra"] if isinstance(node, DictConfig) else []
+        keys = node.keys() if isinstance(node, DictConfig) else []
+        known = [str(k) for k in keys if not str(k).startswith("_") and k != "hydra"]
         given = str(e).partition("use +")[2].strip() or key  # the override as typed, e.g. foo=1
         close = difflib.get_close_matches(leaf, known, n=1)
         hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""

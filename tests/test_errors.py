@@ -17,12 +17,14 @@ CUDA = torch.cuda.is_available()
 # (id, overrides, what the one-line message must say); {tmp} is the case's own directory
 BAD = [
     ("unknown-option", ["buffer=foo"],
-     ["buffer=foo is not an option of config group buffer", "allowed: class_balanced, experience_balanced, none, parametric, reservoir"]),
+     ["buffer=foo is not an option of config group buffer",
+      "allowed: class_balanced, experience_balanced, none, parametric, reservoir"]),
     ("unknown-model", ["model=transformer"], ["model=transformer", "allowed: cnn, mlp, resnet18"]),
     ("unknown-experiment", ["+experiment=nope"], ["experiment=nope", "digits_replay", "tutorial"]),
     ("unknown-key", ["foo=1"], ["unknown key foo in foo=1", "allowed keys: ", "epochs", "to add a key: +foo=1"]),
     ("unknown-nested-key", ["buffer.maxsize=3"],
-     ["unknown key buffer.maxsize in buffer.maxsize=3", "did you mean buffer.max_size?", "allowed keys of buffer: max_size"]),
+     ["unknown key buffer.maxsize in buffer.maxsize=3", "did you mean buffer.max_size?",
+      "allowed keys of buffer: max_size"]),
     ("key-of-another-option", ["loader=group_balanced", "loader.batch_size_mem=4"],
      ["unknown key loader.batch_size_mem", "allowed keys of loader: oversample_small_groups"]),
     ("bad-syntax", ["epochs=["], ["cannot parse override 'epochs=['", "allowed: key=value, group=option"]),
@@ -44,14 +46,17 @@ BAD = [
      ["n_experiences=3 does not divide the 10 classes of SplitDigits", "allowed: [1, 2, 5, 10]"]),
     ("class-order", ["benchmark.fixed_class_order=[0,1]"], ["fixed_class_order=[0, 1] must be a permutation"]),
     ("unknown-argument", ["+model.foo=1"],
-     ["model.foo=1 is not an argument of replaycli.models.SimpleMLP", "allowed: drop_rate, hidden_layers, hidden_size"]),
+     ["model.foo=1 is not an argument of replaycli.models.SimpleMLP",
+      "allowed: drop_rate, hidden_layers, hidden_size"]),
     ("offline-data-missing", ["benchmark=split_mnist", "data_root={tmp}/nodata", "download=false"],
      ["mnist data not found under data_root={tmp}/nodata (download is off)", "train-images-idx3-ubyte"]),
     ("unwritable-output", ["hydra.run.dir={tmp}/blocker/run"],
-     ["hydra.run.dir={tmp}/blocker/run cannot be created: {tmp}/blocker is not a directory", "allowed: a writable directory"]),
+     ["hydra.run.dir={tmp}/blocker/run cannot be created: {tmp}/blocker is not a directory",
+      "allowed: a writable directory"]),
     ("sweep-unknown-option", ["-m", "buffer=reservoir,foo"], ["buffer=foo is not an option of config group buffer"]),
     ("sweep-unknown-key", ["-m", "epochs=1", "fooo=1,2"], ["unknown key fooo in fooo=1"]),
-    ("conflicting-flags", ["-m", "--cfg", "job"], ["--cfg and --multirun given together; allowed: one of --run, --multirun"]),
+    ("conflicting-flags", ["-m", "--cfg", "job"],
+     ["--cfg and --multirun given together; allowed: one of --run, --multirun"]),
 ]
 if not CUDA:
     BAD.append(("cuda-missing", ["device=cuda"], ["device=cuda but CUDA is not available here; allowed: auto, cpu"]))

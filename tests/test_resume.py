@@ -19,11 +19,13 @@ from replaycli.outputs import ACCURACY, CHECKPOINT, HISTOGRAM, METRICS, SUMMARY,
 
 # enough epochs that one experience lasts long enough to be killed in its middle
 KILL_ARGS = ["epochs=5", "seed=3", "buffer.max_size=40", "groupby=class", "progress=none", "model.hidden_size=64"]
-SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experiences=2", "progress=none", "model.hidden_size=32"]
+SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experiences=2", "progress=none",
+              "model.hidden_size=32"]
 
 
 def replay(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "replaycli.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "replaycli.cli", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def start(run_dir: Path, args: list[str]) -> subprocess.Popen:
