@@ -36,14 +36,18 @@ sys.path.insert(0, str(HERE))
 
 import datafiles  # noqa: E402
 
-TUTORIAL = ["+experiment=tutorial", "device=cpu"]
-SCALE = ["+experiment=tutorial", "device=cpu", "benchmark=permuted_mnist", "benchmark.n_experiences=50",
-         "model.hidden_size=128"]
+TUTORIAL = ["+experiment=tutorial"]
+SCALE = ["+experiment=tutorial", "benchmark=permuted_mnist", "benchmark.n_experiences=50", "model.hidden_size=128"]
+DEVICE = "cpu"  # both sides' device: set by --device
 med = statistics.median
 CLOCK = "cpu"  # how both sides time their phases: set by --clock
 
 
 def now() -> float:
+    if DEVICE == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
     return time.process_time() if CLOCK == "cpu" else time.perf_counter()
 
 
@@ -118,7 +122,7 @@ def paired(ra: list[dict], rb: list[dict], key: str) -> tuple[float, float, floa
 def part_tutorial(work: Path, reps: int, lines: list[str]) -> None:
     root = work / "mnist60k"
     origin = datafiles.write_mnist_root(root, train_repeat=12)
-    overrides = [*TUTORIAL, f"data_root={root}", "download=false"]
+    overrides = [*TUTORIAL, f"device={DEVICE}", f"data_root={root}", "download=false"]
     config = work / "tutorial.yaml"
     config.write_text(compose(overrides))
     print(f"tutorial: 60,000-sample SplitMNIST ({origin} x 12), {reps} alternating repetitions", flush=True)
@@ -155,7 +159,8 @@ def part_buffer(work: Path, reps: int, lines: list[str]) -> None:
 
     print("buffer: grouped ParametricBuffer(500) updates", flush=True)
     y = torch.arange(250_000) % 10  # a pool whose class c holds the ids = c (mod 10)
-    pool = Pool(torch.zeros(len(y), 1, 1, 1, dtype=torch.uint8), y)
+    pool = Pool(torch.zeros(len(y), 1, 1, 1, dtype=torch.uint8), y).to(DEVICE)
+    y = y.to(DEVICE)
     prev = (y < 2).nonzero().flatten()[:12_000]  # experience 0: classes 0, 1 (fills the buffer)
     rows = []
     for n in (1_500, 3_000, 6_000, 12_000, 24_000, 48_000):
@@ -170,7 +175,8 @@ def part_buffer(work: Path, reps: int, lines: list[str]) -> None:
             buf.update(exp)
             times_r.append(now() - t)
             assert len(buf) == 500 and buf.class_histogram(10)[:4].tolist() == [125] * 4
-            ids, keys = floor.update_buffer(torch.empty(0, dtype=torch.int64), torch.empty(0), prev, 500, lambda i: y[i], g)
+            empty = torch.empty(0, dtype=torch.int64, device=DEVICE)
+            ids, keys = floor.update_buffer(empty, empty.float(), prev, 500, lambda i: y[i], g)
             t = now()
             floor.update_buffer(ids, keys, new, 500, lambda i: y[i], g)
             times_f.append(now() - t)
@@ -196,7 +202,7 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 def part_scale(work: Path, reps: int, lines: list[str]) -> None:
     root = work / "mnist5k"
     origin = datafiles.write_mnist_root(root, train_repeat=1, n_test=1000)
-    overrides = [*SCALE, f"data_root={root}", "download=false"]
+    overrides = [*SCALE, f"device={DEVICE}", f"data_root={root}", "download=false"]
     config = work / "scale.yaml"
     config.write_text(compose(overrides))
     print(f"scale: 50-experience PermutedMNIST ({origin}), {reps} alternating repetitions", flush=True)
@@ -242,7 +248,7 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
 
     root = work / "cifar"
     datafiles.write_cifar10_root(root)
-    bench = SplitCIFAR10(5, root=root, download=False)
+    bench = SplitCIFAR10(5, root=root, download=False).to(DEVICE)
     g = torch.Generator().manual_seed(0)
     buf = ParametricBuffer(500, groupby="class", generator=g)
     buf.update(SimpleNamespace(experience=bench.train_stream[0]))
@@ -252,7 +258,7 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
     class PerSample(Dataset):  # what torchvision's CIFAR10 does per sample: PIL image, then transforms
         def __init__(self, ids):
             from PIL import Image
-            self.image, self.x = Image.fromarray, pool.x.permute(0, 2, 3, 1).numpy()  # [N, 32, 32, 3]
+            self.image, self.x = Image.fromarray, pool.x.permute(0, 2, 3, 1).cpu().numpy()  # [N, 32, 32, 3]
             self.y, self.ids = pool.y.tolist(), ids.tolist()
             mean, std = pool.mean.flatten().tolist(), pool.std.flatten().tolist()
             self.tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
@@ -270,6 +276,8 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
         t, n = time.perf_counter(), 0
         for x, _y, _t in ReplayDataLoader(data, buf.buffer, True, batch_size=100, batch_size_mem=32, shuffle=True, generator=g):
             n += len(x)
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
         return {"rate": n / (time.perf_counter() - t)}
 
     def theirs(workers):
@@ -304,7 +312,7 @@ def profile(work: Path, lines: list[str]) -> None:
     if not root.exists():
         datafiles.write_mnist_root(root, train_repeat=12)
     prof = work / "replay.prof"
-    run_replay(work, "profile", [*TUTORIAL, f"data_root={root}", "download=false"], env_profile=str(prof))
+    run_replay(work, "profile", [*TUTORIAL, f"device={DEVICE}", f"data_root={root}", "download=false"], env_profile=str(prof))
     buf = io.StringIO()
     stats = pstats.Stats(str(prof), stream=buf)
     stats.sort_stats("tottime").print_stats(25)
@@ -329,14 +337,16 @@ def main() -> None:
                     help="torch intra-op threads on both sides (0: torch's default); see bench/RESULTS.md")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="time the phases (train, buffer, eval) by process CPU time or wall time, on both sides")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="both sides' device (cuda: data, model and buffer on the GPU; timed by wall clock)")
     ap.add_argument("--workdir", help="keep data, run dirs and logs here (default: a temporary folder)")
     args = ap.parse_args()
     parts = args.parts.split(",")
     unknown = set(parts) - {"tutorial", "buffer", "scale", "cifar"}
     if unknown:
         sys.exit(f"bench: unknown part(s) {', '.join(sorted(unknown))}; allowed: tutorial, buffer, scale, cifar")
-    global CLOCK
-    CLOCK = args.clock
+    global CLOCK, DEVICE
+    CLOCK, DEVICE = ("wall" if args.device == "cuda" else args.clock), args.device
     if args.threads > 0:  # children read OMP_NUM_THREADS at start-up; this process sets it directly
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
         import torch
@@ -346,8 +356,8 @@ def main() -> None:
     work = Path(args.workdir or tmp.name).resolve()
     work.mkdir(parents=True, exist_ok=True)
     threads = args.threads if args.threads > 0 else "torch default"
-    lines = [f"Machine: {os.cpu_count()} CPU cores, CUDA: {_cuda()}, torch threads per process: {threads}, "
-             f"phases timed by {args.clock} clock; {time.strftime('%Y-%m-%d %H:%M')}", ""]
+    lines = [f"Machine: {os.cpu_count()} CPU cores, CUDA: {_cuda()}, device: {DEVICE}, torch threads per process: "
+             f"{threads}, phases timed by {CLOCK} clock; {time.strftime('%Y-%m-%d %H:%M')}", ""]
     for part in parts:
         {"tutorial": lambda: part_tutorial(work, args.reps, lines), "buffer": lambda: part_buffer(work, args.reps, lines),
          "scale": lambda: part_scale(work, args.scale_reps, lines), "cifar": lambda: part_cifar(work, args.reps, lines)}[part]()

@@ -12,7 +12,8 @@ the confusion matrix), per epoch or experience. Anything else exits with status 
 It draws from one seeded torch.Generator in the same order as replaycli (epoch shuffle, memory
 shuffles, buffer keys) and initialises the model from torch.manual_seed(seed), so on the same
 config it computes the same batches, the same weights and the same accuracies: same work, no
-framework. Only torch and PyYAML are imported.
+framework. Only torch and PyYAML are imported. On CUDA (device=cuda, or auto where CUDA is
+available) the data set, the model and the buffer's ids live on the GPU, as replaycli's do.
 """
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ def load(cfg: dict) -> dict:
             y = d[split + "_y"]
             d[split + "_exps"] = [torch.isin(y, torch.arange(i * per, (i + 1) * per)).nonzero().flatten() for i in range(n_exp)]
         d["perms"] = None
+    dev = device(cfg)
+    for k, v in d.items():  # the whole data set goes to the device once, like replaycli's pools
+        if isinstance(v, torch.Tensor):
+            d[k] = v.to(dev)
+        elif isinstance(v, list):
+            d[k] = [t.to(dev) for t in v]
     return d
 
 
@@ -115,8 +122,13 @@ def check(cfg: dict) -> None:
         fail("the floor's loader is ReplayDataLoader without task_balanced_dataloader")
     if not (ld["shuffle"] and ld["oversample_small_tasks"]) or ld["drop_last"]:
         fail("the floor's loader shuffles, cycles the memory and keeps the last partial batch")
-    if cfg["device"] not in ("cpu", "auto") or torch.cuda.is_available():
-        fail("the floor runs on the CPU only")
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        fail("device=cuda but CUDA is not available")
+
+
+def device(cfg: dict) -> torch.device:
+    """cuda for device=cuda, and for auto when CUDA is available (replaycli's rule); else cpu."""
+    return torch.device("cuda" if cfg["device"] in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
 
 
 def update_buffer(mem_ids, mem_keys, new_ids, max_size, y_of, gen):
@@ -125,7 +137,7 @@ def update_buffer(mem_ids, mem_keys, new_ids, max_size, y_of, gen):
     Capacities split max_size evenly over the classes seen; a class smaller than its share
     keeps all it has and lends the rest (water-filling). Kept: by class, largest key first."""
     ids = torch.cat([mem_ids, new_ids])
-    keys = torch.cat([mem_keys, torch.rand(len(new_ids), generator=gen)])
+    keys = torch.cat([mem_keys, torch.rand(len(new_ids), generator=gen).to(ids.device)])  # drawn on the CPU
     classes, cls = torch.unique(y_of(ids), return_inverse=True)
     sizes = torch.bincount(cls, minlength=len(classes)).tolist()
     caps, open_, left = [0] * len(sizes), list(range(len(sizes))), max_size
@@ -142,9 +154,9 @@ def update_buffer(mem_ids, mem_keys, new_ids, max_size, y_of, gen):
         open_ = [g for g in open_ if g not in small]
     order = torch.argsort(keys, descending=True, stable=True)
     order = order[torch.argsort(cls[order], stable=True)]  # by class, then largest key first
-    counts = torch.tensor(sizes)
-    rank = torch.arange(len(order)) - (torch.cumsum(counts, 0) - counts)[cls[order]]
-    keep = order[rank < torch.tensor(caps)[cls[order]]]
+    counts, caps = torch.tensor(sizes, device=ids.device), torch.tensor(caps, device=ids.device)
+    rank = torch.arange(len(order), device=ids.device) - (torch.cumsum(counts, 0) - counts)[cls[order]]
+    keep = order[rank < caps[cls[order]]]
     return ids[keep], keys[keep]
 
 
@@ -161,13 +173,14 @@ def train(model, opt, d, cur, mem_ids, cfg, gen, names, on_first_step) -> dict:
     bs, bs_mem, epochs = int(cfg["train_mb_size"]), int(cfg["loader"]["batch_size_mem"]), int(cfg["epochs"])
     model.train()
     steps = math.ceil(len(cur) / bs)
-    total, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.int64), 0
+    dev = cur.device
+    total, correct, seen = torch.zeros((), device=dev), torch.zeros((), dtype=torch.int64, device=dev), 0
     for _ in range(epochs):
-        order = cur[torch.randperm(len(cur), generator=gen)]  # [n] this epoch's current ids
+        order = cur[torch.randperm(len(cur), generator=gen).to(dev)]  # [n] this epoch's current ids
         mem = None
         if len(mem_ids):  # the memory, reshuffled and cycled over the epoch: [steps * bs_mem]
             reps = math.ceil(steps * bs_mem / len(mem_ids))
-            mem = mem_ids[torch.cat([torch.randperm(len(mem_ids), generator=gen) for _ in range(reps)])]
+            mem = mem_ids[torch.cat([torch.randperm(len(mem_ids), generator=gen) for _ in range(reps)]).to(dev)]
         for s in range(steps):
             ids = order[s * bs : (s + 1) * bs]
             if mem is not None:
@@ -194,9 +207,10 @@ def evaluate(model, d, cfg, names) -> dict:
     """Accuracy (and, when asked, loss and the confusion matrix) on every test experience."""
     model.eval()
     eval_bs, accs, losses = int(cfg["eval_mb_size"]), [], []
-    confusion = torch.zeros(100, dtype=torch.int64)
+    dev = d["test_y"].device
+    confusion = torch.zeros(100, dtype=torch.int64, device=dev)
     for test in d["test_exps"]:
-        correct, loss = torch.zeros((), dtype=torch.int64), torch.zeros(())
+        correct, loss = torch.zeros((), dtype=torch.int64, device=dev), torch.zeros((), device=dev)
         for s in range(0, len(test), eval_bs):
             x, y = gather(d, "test", test[s : s + eval_bs])
             out = model(x)  # [B, 10]
@@ -230,18 +244,21 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     d = load(cfg)
-    model = build_model(cfg)
+    model = build_model(cfg).to(device(cfg))
     opt_cfg = {k: v for k, v in cfg["optimizer"].items() if k not in ("_target_", "_partial_")}
     opt_name = cfg["optimizer"]["_target_"].rsplit(".", 1)[1]
     if opt_name not in ("Adam", "SGD"):
         fail(f"optimizer {opt_name} is not supported (Adam, SGD)")
     opt = getattr(torch.optim, opt_name)(model.parameters(), **opt_cfg)
     y_train = lambda ids: d["train_y"][ids % len(d["train_y"])]  # noqa: E731
-    mem_ids, mem_keys = torch.empty(0, dtype=torch.int64), torch.empty(0)
+    mem_ids = torch.empty(0, dtype=torch.int64, device=device(cfg))
+    mem_keys = torch.empty(0, device=device(cfg))
     first: dict = {}
 
     def on_first_step() -> None:
         if not first:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
             first.update(first_step_time=time.time(), first_step_cpu=time.process_time())
 
     records = []
