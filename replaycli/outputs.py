@@ -5,10 +5,20 @@ A run directory holds:
 - `accuracy.csv`         row i = after training experience i; columns `test_j` = accuracy on test
                          experience j (a fraction in [0, 1]); `average` = mean over the test stream;
 - `buffer_histogram.csv` row i = samples per class (`class_k`) in the buffer after experience i;
-- `metrics.jsonl`        one JSON object per finished experience (accuracies, loss, histogram, seconds);
+- `metrics.jsonl`        one JSON object per finished experience (accuracies, loss, histogram, seconds,
+                         and what the `metrics` config adds: `train_accuracy`, `test_loss`,
+                         `stream_loss`, `epochs` [one record per epoch], `minibatches`, resources);
+- `confusion.csv`        with `metrics=[...,confusion]`: the test stream's confusion matrix after each
+                         experience, stacked: columns `trained`, `true`, `pred_0` .. `pred_{C-1}`;
+                         row (i, k) counts the test samples of class k predicted as each class after
+                         training experience i, so it sums to the test samples of class k;
+                         `np.loadtxt(f, delimiter=",", skiprows=1, dtype=int)[:, 2:].reshape(E, C, C)`;
 - `summary.json`         final_accuracy, forgetting, bwt, seconds, seed, device, versions, status;
                          absent while the run goes on (or was killed), status "complete" at the end,
                          "failed" / "interrupted" (with `error`) when an error or Ctrl-C stopped it;
+                         with `timing`: `timing` (seconds per experience and epoch); with
+                         `resources`: peak_rss_mb, cpu_seconds, gpu_peak_memory_mb, disk_bytes;
+- `run.log`              what the terminal showed, as plain text without colour (appended line by line);
 - `checkpoint.pt`        after every experience: what `replay resume` needs (replaycli.checkpoint).
 A sweep directory holds one run directory per job (`0/`, `1/`, ...) and `summary.csv`.
 
@@ -30,6 +40,7 @@ CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json",
 )
 CHECKPOINT = "checkpoint.pt"
+CONFUSION, LOG = "confusion.csv", "run.log"
 SWEEP_SUMMARY = "summary.csv"
 
 
@@ -93,6 +104,7 @@ class RunWriter:
     accuracy: list[list[float]] = field(default_factory=list)
     histograms: list[list[int]] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    _lines: list[tuple[dict[str, Any], str]] = field(default_factory=list, repr=False)  # (record, its JSON line)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -120,13 +132,29 @@ class RunWriter:
         write_atomic(self.root / ACCURACY, _csv(acc_header, acc_rows))
         hist_header = ["trained", *(f"class_{k}" for k in range(self.n_classes))]
         write_atomic(self.root / HISTOGRAM, _csv(hist_header, [[i, *r] for i, r in enumerate(self.histograms)]))
-        write_atomic(self.root / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
+        write_atomic(self.root / METRICS, "".join(self._json_lines()))
+        matrices = [r["confusion"] for r in self.records if "confusion" in r]  # in the records: checkpointed with them
+        if matrices:
+            header = ["trained", "true", *(f"pred_{k}" for k in range(self.n_classes))]
+            rows = [[i, k, *row] for i, m in enumerate(matrices) for k, row in enumerate(m)]
+            write_atomic(self.root / CONFUSION, _csv(header, rows))
+
+    def _json_lines(self) -> list[str]:
+        """metrics.jsonl's lines, each record serialised once (the file is rewritten every experience)."""
+        for i, r in enumerate(self.records):
+            if i >= len(self._lines) or self._lines[i][0] is not r:
+                del self._lines[i:]
+                self._lines.append((r, json.dumps({k: v for k, v in r.items() if k != "confusion"}, sort_keys=True) + "\n"))
+        del self._lines[len(self.records):]
+        return [line for _, line in self._lines]
 
     def restore(self, run: "RunRecord") -> None:
         """Continue from a run read back from disk (resume)."""
         self.accuracy = [list(r) for r in run.accuracy]
         self.histograms = [list(r) for r in run.histograms]
-        self.records = list(run.metrics)
+        self.records = [dict(r) for r in run.metrics]
+        for r, m in zip(self.records, run.confusion):
+            r["confusion"] = m
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         final = self.accuracy[-1] if self.accuracy else []
@@ -148,6 +176,7 @@ class RunRecord:
     metrics: list[dict[str, Any]]
     summary: dict[str, Any]
     config_text: str
+    confusion: list[list[list[int]]] = field(default_factory=list)  # [trained][true][predicted]; [] without it
 
     @property
     def complete(self) -> bool:
@@ -199,7 +228,40 @@ def read_run(path: str | Path) -> RunRecord:
             summary = json.loads((path / SUMMARY).read_text())
         except json.JSONDecodeError as e:
             raise OutputError(f"{path / SUMMARY} is not JSON") from e
-    return RunRecord(path, acc, hist, metrics, summary, (path / CONFIG).read_text())
+    return RunRecord(path, acc, hist, metrics, summary, (path / CONFIG).read_text(), read_confusion(path))
+
+
+def read_confusion(path: str | Path) -> list[list[list[int]]]:
+    """confusion.csv as [trained][true][predicted] counts; [] when the run has none."""
+    rows = _read_table(Path(path) / CONFUSION, int)  # [true, pred_0, ...] per line, `trained` dropped
+    n = len(rows[0]) - 1 if rows else 0
+    if any(len(r) != n + 1 for r in rows) or len(rows) % max(n, 1):
+        raise OutputError(f"{Path(path) / CONFUSION} is not a stack of {n} x {n} matrices")
+    return [[r[1:] for r in rows[i:i + n]] for i in range(0, len(rows), n)] if n else []
+
+
+def append_log(path: str | Path, text: str) -> None:
+    """Append `text` (plain, no colour codes) and a newline to the run's log, `run.log`."""
+    with open(Path(path) / LOG, "a", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def read_log(path: str | Path) -> str:
+    """run.log of a run ('' when it has none)."""
+    log = Path(path) / LOG
+    return log.read_text(encoding="utf-8") if log.is_file() else ""
+
+
+def disk_bytes(path: str | Path) -> int:
+    """The size on disk of every file under `path` (links not followed), in bytes."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed while we walk (a temporary file renamed)
+                pass
+    return total
 
 
 # --- jobs, sweeps and the outputs tree (read by inspect, compare and plot) --------------------

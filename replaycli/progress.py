@@ -1,8 +1,11 @@
 """What a run shows while it trains: rich bars on a terminal, plain lines otherwise, and the
-final tables (the accuracy matrix and the buffer histogram)."""
+final tables (the accuracy matrix and the buffer histogram). Given a run directory (`log`), the
+plain lines and the tables also go to its run.log, without colour, whatever the mode."""
 from __future__ import annotations
 
+import io
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -13,13 +16,18 @@ from rich.table import Table
 class Reporter:
     """`mode`: rich | plain | none | auto (rich when stdout is a terminal)."""
 
-    def __init__(self, n_experiences: int, epochs: int, mode: str = "auto", console: Console | None = None):
+    def __init__(
+        self, n_experiences: int, epochs: int, mode: str = "auto", console: Console | None = None,
+        log: Path | None = None,
+    ):
         self.console = console or Console()
+        self.log = log  # a run directory: its run.log gets the plain lines and the tables
         if mode == "auto":
             mode = "rich" if sys.stdout.isatty() else "plain"
         self.mode = mode
         self.n_experiences, self.epochs = n_experiences, epochs
         self.progress: Progress | None = None
+        self.last = ""  # the last epoch's loss and accuracy, for the bar's status
         self.task: Any = None
 
     def __enter__(self) -> "Reporter":
@@ -31,25 +39,49 @@ class Reporter:
             self.progress.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
         if self.progress is not None:
             self.progress.stop()
+        if error is not None:
+            self._log(f"stopped: {kind.__name__}: {error}")
+
+    def _log(self, text: str) -> None:
+        if self.log is not None:
+            from replaycli.outputs import append_log
+
+            append_log(self.log, text)
+
+    def _say(self, text: str) -> None:
+        """A plain line: printed in plain mode, logged in every mode."""
+        if self.mode == "plain":
+            print(text, flush=True)
+        self._log(text)
+
+    def line(self, text: str) -> None:
+        """A message every mode prints (where the outputs are, a resume), logged too."""
+        print(text, flush=True)
+        self._log(text)
 
     def start_experience(self, i: int, n_samples: int, memory: int) -> None:
         text = f"experience {i + 1}/{self.n_experiences}: {n_samples} samples, memory {memory}"
         if self.progress is not None:
             self.task = self.progress.add_task(text, total=None, status="")
-        elif self.mode == "plain":
-            print(text, flush=True)
+        self._say(text)
 
     def step(self, epoch: int, i: int, n_steps: int) -> None:
         if self.progress is not None:
             self.progress.update(
                 self.task, total=n_steps * self.epochs, completed=epoch * n_steps + i + 1,
-                status=f"epoch {epoch + 1}/{self.epochs}",
+                status=f"epoch {epoch + 1}/{self.epochs}{self.last}",
             )
-        elif self.mode == "plain" and i + 1 == n_steps:
-            print(f"  epoch {epoch + 1}/{self.epochs}: {n_steps} batches", flush=True)
+
+    def epoch_done(self, record: dict[str, Any]) -> None:
+        """An epoch's record: its steps, and its loss, accuracy and seconds when measured."""
+        shown = [f"{k} {record[k]:.4f}" for k in ("loss", "accuracy") if k in record]
+        text = f"  epoch {record['epoch'] + 1}/{self.epochs}: {record['steps']} batches"
+        text += "".join(f", {s}" for s in shown) + (f" ({record['seconds']:.2f} s)" if "seconds" in record else "")
+        self.last = f" (last: {', '.join(shown)})" if shown else ""  # the bar's status until the next epoch ends
+        self._say(text)
 
     def experience_done(self, record: dict[str, Any]) -> None:
         text = (
@@ -58,14 +90,18 @@ class Reporter:
         )
         if self.progress is not None:
             self.progress.update(self.task, status=f"loss {record['loss']:.4f} acc {record['average']:.3f}")
-        elif self.mode == "plain":
-            print(text, flush=True)
+        self._say(text)
 
     def tables(self, accuracy: list[list[float]], histograms: list[list[int]]) -> None:
-        if self.mode == "none":
-            return
-        self.console.print(accuracy_table(accuracy))
-        self.console.print(histogram_table(histograms))
+        shown = (accuracy_table(accuracy), histogram_table(histograms))
+        if self.mode != "none":
+            for t in shown:
+                self.console.print(t)
+        if self.log is not None:  # the same tables as plain text: a console on a string, no colour
+            plain = Console(file=io.StringIO(), width=self.console.width, color_system=None, force_terminal=False)
+            for t in shown:
+                plain.print(t)
+            self._log(plain.file.getvalue())
 
 
 def _shade(a: float) -> str:

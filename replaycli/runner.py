@@ -51,6 +51,7 @@ def _build(cfg: DictConfig) -> tuple[Any, Any]:
     from hydra.utils import instantiate
 
     from replaycli import wiring
+    from replaycli.metrics import from_config
     from replaycli.train import Run
 
     device = wiring.resolve_device(cfg.device)
@@ -69,6 +70,7 @@ def _build(cfg: DictConfig) -> tuple[Any, Any]:
         device=device,
         strategy=wiring.make_strategy(cfg, model, generator),
         mask=wiring.make_mask(cfg, bench),
+        metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )
     return run, generator
 
@@ -81,6 +83,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     `cfg` is checked and every object is built, so a refused run leaves `out_dir` as it was.
     """
     from replaycli import checkpoint
+    from replaycli.meters import run_summary
     from replaycli.tblog import make_logger
     from replaycli.train import run_experience
 
@@ -91,16 +94,18 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     bench = run.bench
     writer = RunWriter(out_dir, len(bench.test_stream), bench.n_classes)
     done, before, resumes = 0, 0.0, 0
+    report = Reporter(bench.n_experiences, cfg.epochs, cfg.progress, log=out_dir)  # also to run.log
+    run.on_epoch = report.epoch_done
     if resume is not None:
         checkpoint.restore(resume, run, generator, writer, out_dir / CHECKPOINT)
         done, before, resumes = resume["experiences_done"], resume["seconds"], resume["resumes"] + 1
         writer.write_tables()  # the tables may lag the checkpoint by the experience it last saved
         (out_dir / SUMMARY).unlink(missing_ok=True)  # "failed" / "interrupted" no longer holds
-        print(f"resuming {out_dir} after experience {done}/{bench.n_experiences}", flush=True)
+        report.line(f"resuming {out_dir} after experience {done}/{bench.n_experiences}")
     else:
         writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     try:
-        with Reporter(bench.n_experiences, cfg.epochs, cfg.progress) as report:
+        with report:
             for exp in list(bench.train_stream)[done:]:
                 report.start_experience(exp.current_experience, len(exp.dataset), len(run.buffer or []))
                 record = run_experience(run, exp, report.step)
@@ -118,11 +123,12 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     summary = {
         "status": "complete", "seconds": before + time.perf_counter() - start, "seed": cfg.seed,
         "device": str(run.device), "versions": versions(), "resumes": resumes,
+        **run_summary(run.metrics, writer.records, run.device, out_dir),  # timing, resources
     }
     writer.write_summary(summary)
     logger.close()
     report.tables(writer.accuracy, writer.histograms)
-    print(f"outputs: {out_dir}", flush=True)
+    report.line(f"outputs: {out_dir}")
     return summary
 
 

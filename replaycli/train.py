@@ -11,7 +11,9 @@ import torch
 
 from replaycli.benchmarks import Benchmark, Experience, Stream
 from replaycli.buffers import ExemplarsBuffer
-from replaycli.strategies import Replay, masked
+from replaycli.meters import TrainMeter, evaluate_stream
+from replaycli.metrics import Metrics
+from replaycli.strategies import Replay
 
 
 @dataclass
@@ -28,15 +30,18 @@ class Run:
     device: torch.device
     strategy: Replay = field(default_factory=Replay)  # the replay method (replaycli.strategies)
     mask: torch.Tensor | None = None  # task-IL: bool [n_tasks, n_classes], the classes of each task
+    metrics: Metrics = field(default_factory=Metrics)  # what is measured beyond the record (replaycli.metrics)
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record (the progress display)
 
 
-def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> float:
-    """Train `run.epochs` passes over the method's data for `exp`; returns the mean training loss."""
+def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
+    """Train `run.epochs` passes over the method's data for `exp`: the mean training loss, and the
+    per-epoch and per-minibatch records `run.metrics` asks for."""
     method = run.strategy
     data = method.before_training(run, exp)  # exp.dataset; GDumb: its buffer, model re-initialised
     loader = run.make_loader(data.train(), run.buffer if method.joins_memory else None)
     run.model.train()
-    total, steps = torch.zeros((), device=run.device), 0
+    meter = TrainMeter(run.metrics, run.mask)
     for epoch in range(run.epochs):
         for i, (x, y, t, samples) in enumerate(method.steps(loader)):
             loss, out = method.loss(run, x, y, t)  # x: [B, C, H, W], y, t: [B]; out: [B, n_classes]
@@ -45,30 +50,21 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
-            total += loss.detach()  # no sync per step
-            steps += 1
+            meter.step(loss, out, y, t)  # keeps references: no sync per step
             on_step(epoch, i, len(loader))
-    return float(total) / max(steps, 1)
+        record = meter.epoch_done(epoch)  # at most one sync per epoch
+        if run.on_epoch is not None:
+            run.on_epoch(record)
+    return meter.experience_done()
 
 
 def update_buffer(run: Run, exp: Experience) -> None:
     run.strategy.after_training(run, exp)  # after_experience: the memory takes the experience
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None = None) -> list[float]:
     """Accuracy (a fraction) on each experience of `stream`; task-IL: among the task's classes (`mask`)."""
-    model.eval()
-    accs = []
-    for exp in stream:
-        data = exp.dataset.eval()
-        correct = torch.zeros((), dtype=torch.int64, device=data.ids.device)
-        for start in range(0, len(data), batch_size):
-            pos = torch.arange(start, min(start + batch_size, len(data)), device=data.ids.device)
-            x, y, t = data.batch(pos)
-            correct += (masked(model(x), t, mask).argmax(1) == y).sum()
-        accs.append(int(correct) / max(len(data), 1))
-    return accs
+    return evaluate_stream(model, stream, batch_size, mask)["accuracy"]
 
 
 def class_histogram(run: Run) -> list[int]:
@@ -78,18 +74,22 @@ def class_histogram(run: Run) -> list[int]:
 
 def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
     """Train, update the memory, evaluate: the record of one finished experience."""
+    m = run.metrics
     t0 = time.perf_counter()
-    loss = train_experience(run, exp, on_step)
+    trained = train_experience(run, exp, on_step)
     t1 = time.perf_counter()
     update_buffer(run, exp)
     t2 = time.perf_counter()
-    acc = evaluate(run.model, run.bench.test_stream, run.eval_mb_size, run.mask)
+    test = evaluate_stream(run.model, run.bench.test_stream, run.eval_mb_size, run.mask, run.bench.n_classes,
+                           loss=m.on("loss"), confusion=m.on("confusion"))
     t3 = time.perf_counter()
+    acc = test.pop("accuracy")
     return {
         "experience": exp.current_experience,
         "accuracy": acc,
         "average": sum(acc) / len(acc),
-        "loss": loss,
+        **trained,  # loss, and train_accuracy, epochs, minibatches when asked
+        **test,  # test_loss, stream_loss, confusion when asked
         "histogram": class_histogram(run),
         "train_seconds": t1 - t0,
         "buffer_seconds": t2 - t1,

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from replaycli.errors import ConfigError
+from replaycli.metrics import from_config as check_metrics
 
 GROUPBY = (None, "class", "task", "experience")
 DEVICES = ("auto", "cpu", "cuda")
@@ -80,6 +81,7 @@ def validate(cfg: DictConfig) -> None:
         )
     _sizes(cfg)
     _strategy(cfg, kind, selection)
+    check_metrics(cfg.get("metrics"), cfg.get("granularity"))  # the metrics list and the granularities
 
 
 def _positive_number(key: str, value: Any) -> None:
