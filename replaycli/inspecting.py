@@ -15,6 +15,8 @@ from replaycli.errors import ConfigError
 from replaycli.outputs import OutputError
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
+RESOURCES = ("peak_rss_mb", "cpu_seconds", "gpu_peak_memory_mb", "disk_bytes")
+MAX_CONFUSION_CLASSES = 20  # wider matrices are left to confusion.csv and replay plot
 STATUS_STYLE = {"complete": "green", "incomplete": "yellow", "interrupted": "yellow", "failed": "red"}
 
 
@@ -67,6 +69,15 @@ def describe_run(path: Path) -> dict[str, Any]:
     ]
     if rec.complete:
         d.update({k: rec.summary.get(k) for k in ("final_accuracy", "forgetting", "bwt", "seconds")})
+    d["training"] = [  # what metrics.jsonl holds beyond the accuracy row, per experience
+        {k: m.get(k) for k in ("experience", "loss", "train_accuracy", "stream_loss", "seconds")} | {
+            "epoch_loss": [e.get("loss") for e in m.get("epochs", [])],
+            "epoch_accuracy": [e.get("accuracy") for e in m.get("epochs", [])],
+        }
+        for m in rec.metrics
+    ]
+    d["resources"] = {k: rec.summary[k] for k in RESOURCES if k in rec.summary}
+    d["confusion"] = rec.confusion  # [trained][true][predicted]; [] unless metrics had confusion
     return d
 
 
@@ -158,6 +169,58 @@ def render_run(d: dict[str, Any], console: Any) -> None:
         t.add_column(col, justify=justify)
     for i, h in enumerate(hists):
         t.add_row(str(i), f"[cyan]{bars(h, top)}[/]", str(min(h)), str(max(h)), str(sum(h)))
+    console.print(t)
+    render_training(d, console)
+    render_confusion(d, console)
+
+
+def render_training(d: dict[str, Any], console: Any) -> None:
+    """Training loss and accuracy per experience (and per epoch), test loss, seconds; resources."""
+    from rich.table import Table
+
+    rows = [r for r in d.get("training", []) if r.get("train_accuracy") is not None or r["epoch_loss"]]
+    if rows:
+        t = Table(title="training (per epoch: first -> last)")
+        for col in ("experience", "loss", "train acc", "epoch loss", "epoch acc", "test loss", "seconds"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            t.add_row(str(r["experience"]), _num(r["loss"]), _num(r["train_accuracy"]), _span(r["epoch_loss"]),
+                      _span(r["epoch_accuracy"]), _num(r["stream_loss"]), _num(r["seconds"], 2))
+        console.print(t)
+    res = d.get("resources") or {}
+    if res:
+        gpu = res.get("gpu_peak_memory_mb")
+        console.print(
+            f"resources: peak RSS {res.get('peak_rss_mb', 0):.0f} MiB, CPU {res.get('cpu_seconds', 0):.1f} s, "
+            f"GPU peak {'-' if gpu is None else f'{gpu:.0f} MiB'}, "
+            f"run directory {res.get('disk_bytes', 0) / 2**20:.2f} MiB", highlight=False,
+        )
+
+
+def _span(xs: list[float | None]) -> str:
+    """First -> last of a per-epoch series ('-' when it was not measured)."""
+    return f"{xs[0]:.3f} -> {xs[-1]:.3f}" if xs and None not in xs else "-"
+
+
+def render_confusion(d: dict[str, Any], console: Any) -> None:
+    """The test stream's confusion matrix after the last experience: rows true, columns predicted."""
+    from rich.table import Table
+
+    if not d.get("confusion"):
+        return
+    m, last = d["confusion"][-1], len(d["confusion"]) - 1
+    n = len(m)
+    if n > MAX_CONFUSION_CLASSES:
+        console.print(f"confusion matrix: {n} x {n} classes, too wide to show; see confusion.csv or replay plot")
+        return
+    t = Table(title=f"confusion on the test stream after experience {last} (row: true class, column: predicted)")
+    t.add_column("true", justify="right")
+    for k in range(n):
+        t.add_column(str(k), justify="right")
+    t.add_column("total", justify="right", style="bold")
+    for k, row in enumerate(m):
+        cells = [f"[bold green]{c}[/]" if j == k else f"[red]{c}[/]" if c else "[dim]·[/]" for j, c in enumerate(row)]
+        t.add_row(str(k), *cells, str(sum(row)))
     console.print(t)
 
 

@@ -144,7 +144,8 @@ class RunWriter:
         for i, r in enumerate(self.records):
             if i >= len(self._lines) or self._lines[i][0] is not r:
                 del self._lines[i:]
-                self._lines.append((r, json.dumps({k: v for k, v in r.items() if k != "confusion"}, sort_keys=True) + "\n"))
+                line = json.dumps({k: v for k, v in r.items() if k != "confusion"}, sort_keys=True) + "\n"
+                self._lines.append((r, line))
         del self._lines[len(self.records):]
         return [line for _, line in self._lines]
 

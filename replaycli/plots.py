@@ -1,7 +1,8 @@
 """`replay plot PATH [--by KEY]`: PNG figures of a run or a sweep, written into its directory.
 
-A run: the accuracy matrix as a heatmap, the accuracy on each test experience over time, and the
-buffer's class histogram per experience as stacked bars. A sweep: the final accuracy against the
+A run: the accuracy matrix as a heatmap, the accuracy on each test experience over time, the
+buffer's class histogram per experience as stacked bars, and (with `metrics=[...,confusion]`) the
+test stream's confusion matrix after the last experience. A sweep: the final accuracy against the
 swept key (mean and std over seeds as error bars), and per group the accuracy on the experiences
 seen so far, after each experience.
 Every figure is FIGSIZE at DPI (640 x 400 pixels). matplotlib (Agg) is imported here only.
@@ -18,6 +19,7 @@ from replaycli.outputs import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
 RUN_FIGURES = ("accuracy_matrix.png", "accuracy_curves.png", "buffer_histogram.png")
+CONFUSION_FIGURE = "confusion.png"  # runs with a confusion matrix only
 SWEEP_FIGURES = ("final_accuracy.png", "seen_accuracy.png")
 
 
@@ -85,6 +87,27 @@ def buffer_histogram(hists: list[list[int]], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def confusion(matrix: list[list[int]], title: str, path: Path) -> Path:
+    """Rows: true class, columns: predicted; colour: the share of the true class (row-normalised)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+    n = len(matrix)
+    shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
+    im = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
+    if n <= 10:
+        for i, row in enumerate(matrix):
+            for j, c in enumerate(row):
+                if c:
+                    ax.text(j, i, str(c), ha="center", va="center", fontsize=7,
+                            color="white" if shares[i][j] > 0.6 else "black")
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    if n <= 20:
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+    fig.colorbar(im, ax=ax, label="share of the true class")
+    return _save(fig, path)
+
+
 def plot_run(path: Path) -> list[Path]:
     rec = outputs.read_run(path)
     if not rec.accuracy:
@@ -93,11 +116,15 @@ def plot_run(path: Path) -> list[Path]:
     name = f"{path.parent.name}/{path.name}" if path.name.isdigit() else path.name  # a sweep's job
     name += "" if state == "complete" else f" ({state})"
     final = sum(rec.accuracy[-1]) / len(rec.accuracy[-1])
-    return [
+    figures = [
         accuracy_matrix(rec.accuracy, f"{name}: accuracy, final {final:.3f}", path / RUN_FIGURES[0]),
         accuracy_curves(rec.accuracy, f"{name}: accuracy per test experience", path / RUN_FIGURES[1]),
         buffer_histogram(rec.histograms, f"{name}: buffer samples per class", path / RUN_FIGURES[2]),
     ]
+    if rec.confusion:
+        title = f"{name}: test stream after experience {len(rec.confusion) - 1}"
+        figures.append(confusion(rec.confusion[-1], title, path / CONFUSION_FIGURE))
+    return figures
 
 
 # --- a sweep ----------------------------------------------------------------------------------
