@@ -87,7 +87,8 @@ def run_replay(work: Path, tag: str, overrides: list[str], env_profile: str | No
 
 def run_floor(work: Path, tag: str, config: Path) -> dict:
     out = work / f"floor-{tag}.json"
-    t0 = spawn([sys.executable, str(HERE / "floor.py"), str(config), "--json", str(out), "--clock", CLOCK], work / f"floor-{tag}.log")
+    cmd = [sys.executable, str(HERE / "floor.py"), str(config), "--json", str(out), "--clock", CLOCK]
+    t0 = spawn(cmd, work / f"floor-{tag}.log")
     d = json.loads(out.read_text())
     return summarise(d["records"], d["first_step_time"] - t0, d["first_step_cpu"], d["peak_rss_mb"])
 
@@ -127,7 +128,9 @@ def part_tutorial(work: Path, reps: int, lines: list[str]) -> None:
     config = work / "tutorial.yaml"
     config.write_text(compose(overrides))
     print(f"tutorial: 60,000-sample SplitMNIST ({origin} x 12), {reps} alternating repetitions", flush=True)
-    ra, rb = alternate(reps, lambda i: run_replay(work, f"tutorial{i}", overrides), lambda i: run_floor(work, f"tutorial{i}", config))
+    ra, rb = alternate(
+        reps, lambda i: run_replay(work, f"tutorial{i}", overrides), lambda i: run_floor(work, f"tutorial{i}", config)
+    )
     same = all(x["accuracy"] == y["accuracy"] for x, y in zip(ra, rb))
     rows = [("training (s, 5 experiences)", "train", "<= 1.10x the floor", lambda r: r <= 1.10),
             ("evaluation (s, 5 x 10,000 test digits)", "eval", "<= 1.20x the floor", lambda r: r <= 1.20),
@@ -207,7 +210,9 @@ def part_scale(work: Path, reps: int, lines: list[str]) -> None:
     config = work / "scale.yaml"
     config.write_text(compose(overrides))
     print(f"scale: 50-experience PermutedMNIST ({origin}), {reps} alternating repetitions", flush=True)
-    ra, rb = alternate(reps, lambda i: run_replay(work, f"scale{i}", overrides), lambda i: run_floor(work, f"scale{i}", config))
+    ra, rb = alternate(
+        reps, lambda i: run_replay(work, f"scale{i}", overrides), lambda i: run_floor(work, f"scale{i}", config)
+    )
     lines += [f"### Scale: 50-experience PermutedMNIST ({origin}: 5,000 training digits per experience, 1,000 test "
               f"digits x 50 permutations evaluated after every experience), {reps} repetition(s)", "",
               f"`replay run {' '.join(overrides)}`", "",
@@ -216,9 +221,11 @@ def part_scale(work: Path, reps: int, lines: list[str]) -> None:
         ("experience time, first full-buffer (exp 1-5, s)", lambda r: med(r["seconds"][1:6]), ""),
         ("experience time, last (exp 45-49, s)", lambda r: med(r["seconds"][-5:]), ""),
         ("last / first full-buffer", lambda r: med(r["seconds"][-5:]) / med(r["seconds"][1:6]), "within 0.80-1.20"),
-        ("trend over exp 1-49: line through 7 block medians (% change)", lambda r: _drift(r["seconds"][1:]), "within +-20%"),
+        ("trend over exp 1-49: line through 7 block medians (% change)", lambda r: _drift(r["seconds"][1:]),
+         "within +-20%"),
         ("wall time per experience incl. checkpoint and outputs, exp 1-5 (s)", lambda r: med(r["wall_each"][:5]), ""),
-        ("wall time per experience incl. checkpoint and outputs, exp 45-49 (s)", lambda r: med(r["wall_each"][-5:]), "(wall: noisy here)"),
+        ("wall time per experience incl. checkpoint and outputs, exp 45-49 (s)", lambda r: med(r["wall_each"][-5:]),
+         "(wall: noisy here)"),
         ("buffer update, exp 1-5 (ms)", lambda r: 1000 * med(r["buffer_each"][1:6]), ""),
         ("buffer update, exp 45-49 (ms)", lambda r: 1000 * med(r["buffer_each"][-5:]), "flat (same size each)"),
         ("resident memory after exp 1 (MB)", lambda r: r["rss_each"][1], ""),
@@ -265,7 +272,9 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
             self.image, self.x = Image.fromarray, pool.x.permute(0, 2, 3, 1).cpu().numpy()  # [N, 32, 32, 3]
             self.y, self.ids = pool.y.tolist(), ids.tolist()
             mean, std = pool.mean.flatten().tolist(), pool.std.flatten().tolist()
-            self.tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+            self.tf = T.Compose(
+                [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
+            )
 
         def __len__(self):
             return len(self.ids)
@@ -278,7 +287,8 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
 
     def ours(_i):
         t, n = time.perf_counter(), 0
-        for x, _y, _t in ReplayDataLoader(data, buf.buffer, True, batch_size=100, batch_size_mem=32, shuffle=True, generator=g):
+        loader = ReplayDataLoader(data, buf.buffer, True, batch_size=100, batch_size_mem=32, shuffle=True, generator=g)
+        for x, _y, _t in loader:
             n += len(x)
         if DEVICE == "cuda":
             torch.cuda.synchronize()
@@ -300,11 +310,12 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
             for f in ((ours, theirs(workers)) if i % 2 == 0 else (theirs(workers), ours)):
                 (ra if f is ours else rb).append(f(i))
         results[workers] = paired(ra, rb, "rate")
-    lines += ["### Data-bound: SplitCIFAR10 batches (100 current + 32 memory) with random crop (padding 4) and flip", "",
+    lines += ["### Data-bound: SplitCIFAR10 batches (100 current + 32 memory), random crop (padding 4) and flip", "",
               "| pipeline | samples/s | replaycli's speed-up | target |", "|---|---:|---:|---|"]
     lines.append(f"| replaycli: ReplayDataLoader, uint8 pool, batched CropFlip | {results[0][0]:,.0f} | | |")
     for w, (a, b, r) in results.items():
-        lines.append(f"| torchvision per-sample transforms, DataLoader num_workers={w} | {b:,.0f} | {r:.1f}x | >= 10x |")
+        name = f"torchvision per-sample transforms, DataLoader num_workers={w}"
+        lines.append(f"| {name} | {b:,.0f} | {r:.1f}x | >= 10x |")
     lines.append("")
 
 
@@ -316,7 +327,8 @@ def profile(work: Path, lines: list[str]) -> None:
     if not root.exists():
         datafiles.write_mnist_root(root, train_repeat=12)
     prof = work / "replay.prof"
-    run_replay(work, "profile", [*TUTORIAL, f"device={DEVICE}", f"data_root={root}", "download=false"], env_profile=str(prof))
+    overrides = [*TUTORIAL, f"device={DEVICE}", f"data_root={root}", "download=false", *EXTRA]
+    run_replay(work, "profile", overrides, env_profile=str(prof))
     buf = io.StringIO()
     stats = pstats.Stats(str(prof), stream=buf)
     stats.sort_stats("tottime").print_stats(25)
@@ -332,7 +344,7 @@ def _trim(text: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="tutorial,buffer,scale,cifar", help="comma-separated: tutorial,buffer,scale,cifar")
+    ap.add_argument("--parts", default="tutorial,buffer,scale,cifar", help="comma-separated subset of the default")
     ap.add_argument("--reps", type=int, default=5, help="alternating repetitions of each side (scale: --scale-reps)")
     ap.add_argument("--scale-reps", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="also profile one replaycli tutorial run")
@@ -366,8 +378,8 @@ def main() -> None:
     lines = [f"Machine: {os.cpu_count()} CPU cores, CUDA: {_cuda()}, device: {DEVICE}, torch threads per process: "
              f"{threads}, phases timed by {CLOCK} clock; {time.strftime('%Y-%m-%d %H:%M')}", ""]
     for part in parts:
-        {"tutorial": lambda: part_tutorial(work, args.reps, lines), "buffer": lambda: part_buffer(work, args.reps, lines),
-         "scale": lambda: part_scale(work, args.scale_reps, lines), "cifar": lambda: part_cifar(work, args.reps, lines)}[part]()
+        run_part = {"tutorial": part_tutorial, "buffer": part_buffer, "scale": part_scale, "cifar": part_cifar}[part]
+        run_part(work, args.scale_reps if part == "scale" else args.reps, lines)
     if args.profile:
         profile(work, lines)
     text = "\n".join(lines)
@@ -379,7 +391,8 @@ def main() -> None:
 
 
 def _cuda() -> str:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True)
+    probe = [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"]
+    out = subprocess.run(probe, capture_output=True, text=True)
     return "available" if out.stdout.strip() == "True" else "none"
 
 

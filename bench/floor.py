@@ -75,7 +75,8 @@ def load(cfg: dict) -> dict:
         per = 10 // n_exp
         for split in ("train", "test"):
             y = d[split + "_y"]
-            d[split + "_exps"] = [torch.isin(y, torch.arange(i * per, (i + 1) * per)).nonzero().flatten() for i in range(n_exp)]
+            classes = [torch.arange(i * per, (i + 1) * per) for i in range(n_exp)]
+            d[split + "_exps"] = [torch.isin(y, c).nonzero().flatten() for c in classes]
         d["perms"] = None
     dev = device(cfg)
     for k, v in d.items():  # the whole data set goes to the device once, like replaycli's pools

@@ -36,8 +36,10 @@ class CropFlip:
         p = self.padding
         if p <= 0 and not self.flip:
             return x
-        oy = (_rand(b, x, generator) * (2 * p + 1)).long() if p > 0 else torch.zeros(b, dtype=torch.long, device=x.device)
-        ox = (_rand(b, x, generator) * (2 * p + 1)).long() if p > 0 else torch.zeros_like(oy)
+        oy = ox = torch.zeros(b, dtype=torch.long, device=x.device)  # [B] crop offsets
+        if p > 0:
+            oy = (_rand(b, x, generator) * (2 * p + 1)).long()
+            ox = (_rand(b, x, generator) * (2 * p + 1)).long()
         j = torch.arange(w, device=x.device)
         cols = ox[:, None] + j  # [B, W] source column in the padded image
         if self.flip:
