@@ -51,6 +51,13 @@ class TensorBoardLogger:
         for j, a in enumerate(record["accuracy"]):
             w.add_scalar(f"accuracy/experience_{j}", a, step)
         w.add_scalar("loss/train", record["loss"], step)
+        for key, tag in (("train_accuracy", "accuracy/train"), ("stream_loss", "loss/test_stream")):
+            if key in record:  # metrics=[accuracy, loss, ...]
+                w.add_scalar(tag, record[key], step)
+        for e in record.get("epochs", []):  # one step per epoch: experience * epochs + epoch
+            for key in ("loss", "accuracy"):
+                if key in e:
+                    w.add_scalar(f"{key}/train_epoch", e[key], step * len(record["epochs"]) + e["epoch"])
         for key in ("seconds", "train_seconds", "buffer_seconds", "eval_seconds"):
             if key in record:
                 w.add_scalar(f"time/{key}", record[key], step)

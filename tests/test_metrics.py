@@ -266,3 +266,21 @@ def test_inspect_shows_the_confusion_matrix_and_plot_draws_it(full, capsys):
     assert all(str(sum(row)) in out for row in last)
     files = plots.plot(path)
     assert files[-1] == path / plots.CONFUSION_FIGURE and files[-1].stat().st_size > 1000
+
+
+def test_tensorboard_gets_the_epoch_records(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from replaycli.tblog import TensorBoardLogger
+
+    logger = TensorBoardLogger(tmp_path)
+    for i in range(2):
+        epochs = [{"epoch": e, "steps": 3, "loss": 1.0, "accuracy": 0.25 * (2 * i + e)} for e in range(2)]
+        logger.experience_done({"experience": i, "accuracy": [0.5], "average": 0.5, "loss": 0.5, "histogram": [1],
+                                "train_accuracy": 0.5, "stream_loss": 0.75, "epochs": epochs})
+    logger.close()
+    ea = EventAccumulator(str(tmp_path / "tensorboard"))
+    ea.Reload()
+    assert [(e.step, e.value) for e in ea.Scalars("accuracy/train_epoch")] == [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75)]
+    assert [e.value for e in ea.Scalars("loss/test_stream")] == [0.75, 0.75]
