@@ -2,13 +2,14 @@
 each step already holds, the test stream's accuracy, loss and confusion matrix, and the
 process's resources.
 
-Nothing here syncs the device per step: a step keeps references, an epoch reduces them on the
-device, and a value reaches Python once per log line (an epoch record, an experience record).
+Nothing here syncs the device per step or per epoch: a step keeps references, and the values
+reach Python once per experience, for its line in metrics.jsonl.
 """
 from __future__ import annotations
 
 import sys
 import time
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -21,98 +22,115 @@ from replaycli.strategies import masked
 
 
 class TrainMeter:
-    """The training loss and accuracy of one experience, at the granularity of `metrics`."""
+    """The training loss and accuracy of one experience, at the granularity of `metrics`.
+
+    A step keeps references to its loss and logits (no kernel, no sync); every CHUNK steps they
+    are folded, on the device, into a vector of losses and one bool per sample (predicted right
+    or not), so few small tensors stay alive (they would pin the heap) and memory stays bounded.
+    The experience's end syncs once, for the experience's metrics.jsonl line.
+    """
+
+    CHUNK = 32  # steps kept as tensors before they are folded
 
     def __init__(self, metrics: Metrics, mask: torch.Tensor | None = None):
         self.mask = mask
         self.accuracy = metrics.on("accuracy")
-        self.per_epoch, self.per_minibatch = metrics.per_epoch, metrics.per_minibatch  # looked up once
-        self.shown = {key: metrics.at(name, level) for name, key, level in (  # what the records hold
+        self.records = metrics.per_epoch  # epoch records in the experience's line
+        self.want = {key: metrics.at(name, level) for name, key, level in (  # what the records hold
             ("loss", "loss", "epoch"), ("accuracy", "accuracy", "epoch"), ("timing", "seconds", "epoch"),
             ("loss", "mb_loss", "minibatch"), ("accuracy", "mb_accuracy", "minibatch"))}
-        self.losses: list[torch.Tensor] = []  # this epoch's step losses (0-d)
-        self.outs: list[torch.Tensor] = []  # ... and logits [B, C], labels [B], tasks [B] (accuracy only)
+        self.losses: list[torch.Tensor] = []  # the steps not folded yet: losses (0-d), and (accuracy)
+        self.outs: list[torch.Tensor] = []  # logits [B, C], labels [B], tasks [B]
         self.ys: list[torch.Tensor] = []
         self.ts: list[torch.Tensor] = []
-        self.total: torch.Tensor | None = None  # [loss sum, correct] of the epochs not synced, on the device
-        self.synced = [0.0, 0.0]  # ... and of those synced (per-epoch records)
-        self.steps = self.samples = 0
+        self.loss_chunks: list[torch.Tensor] = []  # [k] the folded steps' losses
+        self.hits: list[torch.Tensor] = []  # bool [n] their samples, predicted right or not
+        self.sizes: list[int] = []  # samples per folded step
+        self.steps = self.counted = 0  # steps so far; steps of the finished epochs
         self.epochs: list[dict[str, Any]] = []
-        self.minibatches: list[dict[str, Any]] = []
         self.clock = time.perf_counter()
 
     def step(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
-        """Keep the step's loss and logits (no kernel, no sync); `out` [B, C] is aligned with `y` [B]."""
+        """Keep the step's loss and logits; `out` [B, C] is aligned with `y` [B]."""
         self.losses.append(loss.detach())
         if self.accuracy:
             self.outs.append(out.detach())
             self.ys.append(y)
             if self.mask is not None:
                 self.ts.append(t)
+        self.steps += 1
+        if len(self.losses) == self.CHUNK:
+            self._fold()
 
-    def _reduce(self) -> tuple[torch.Tensor, list[float] | None]:
-        """The kept steps summed on the device: [loss sum, correct]; with per-minibatch records also
-        synced, as a list: the two sums, the step losses, the steps' correct counts."""
-        losses = torch.stack(self.losses)  # [S]
-        if not self.accuracy:
-            sums = torch.stack([losses.sum(), torch.zeros_like(losses[0])])
-            return sums, (torch.cat([sums, losses, torch.zeros_like(losses)]).tolist() if self.per_minibatch else None)
-        t = torch.cat(self.ts) if self.mask is not None else None
-        hit = masked(torch.cat(self.outs), t, self.mask).argmax(1) == torch.cat(self.ys)  # [N]
-        sums = torch.stack([losses.sum(), hit.sum(dtype=losses.dtype)])
-        if not self.per_minibatch:
-            return sums, None
-        sizes = torch.tensor([len(y) for y in self.ys], device=hit.device)
-        step_of = torch.repeat_interleave(torch.arange(len(sizes), device=hit.device), sizes)  # [N]
-        correct = torch.zeros_like(losses).index_add_(0, step_of, hit.to(losses.dtype))  # [S]
-        return sums, torch.cat([sums, losses, correct]).tolist()
+    @torch.no_grad()
+    def _fold(self) -> None:
+        self.loss_chunks.append(torch.stack(self.losses))
+        if self.accuracy:
+            t = torch.cat(self.ts) if self.mask is not None else None
+            self.hits.append(masked(torch.cat(self.outs), t, self.mask).max(1).indices == torch.cat(self.ys))  # [n]
+            self.sizes += [len(y) for y in self.ys]
+        self.losses, self.outs, self.ys, self.ts = [], [], [], []
 
     def epoch_done(self, epoch: int) -> dict[str, Any]:
-        """The epoch's record: its steps, and its loss, accuracy and seconds where asked (one sync)."""
-        n, shown = len(self.losses), self.shown
-        record: dict[str, Any] = {"epoch": epoch, "steps": n}
-        if n == 0:
-            return record
-        sums, v = self._reduce()
-        samples = sum(len(y) for y in self.ys)
-        self.steps, self.samples = self.steps + n, self.samples + samples
-        if not self.per_epoch:  # summed on the device, synced when the experience ends
-            self.total = sums if self.total is None else self.total + sums
-        else:
-            v = sums.tolist() if v is None else v  # the epoch's one sync
-            self.synced = [self.synced[0] + v[0], self.synced[1] + v[1]]
-            if shown["loss"]:
-                record["loss"] = v[0] / n
-            if shown["accuracy"]:
-                record["accuracy"] = v[1] / samples
-            for i in range(n) if self.per_minibatch else ():
-                mb: dict[str, Any] = {"epoch": epoch, "step": i}
-                if shown["mb_loss"]:
-                    mb["loss"] = v[2 + i]
-                if shown["mb_accuracy"]:
-                    mb["accuracy"] = v[2 + n + i] / len(self.ys[i])
-                self.minibatches.append(mb)
-            if shown["seconds"]:  # after the sync: the epoch's kernels are done, its time is real
-                now = time.perf_counter()
-                record["seconds"], self.clock = now - self.clock, now
-            self.epochs.append(record)
-        self.losses, self.outs, self.ys, self.ts = [], [], [], []
+        """The epoch's record so far: its steps and seconds (its loss and accuracy come with the
+        experience's end, when the device is synced once)."""
+        record: dict[str, Any] = {"epoch": epoch, "steps": self.steps - self.counted}
+        self.counted = self.steps
+        if self.want["seconds"]:
+            if self.losses and self.losses[-1].is_cuda:
+                torch.cuda.synchronize(self.losses[-1].device)  # the epoch's kernels are done: its time is real
+            now = time.perf_counter()
+            record["seconds"], self.clock = now - self.clock, now
+        self.epochs.append(record)
         return record
 
+    @torch.no_grad()
     def experience_done(self) -> dict[str, Any]:
-        """`loss` (mean over steps), `train_accuracy` and the epoch and minibatch records asked for."""
-        loss_sum, correct = self.synced
-        if self.total is not None:
-            unsynced = self.total.tolist()
-            loss_sum, correct = loss_sum + unsynced[0], correct + unsynced[1]
-        out: dict[str, Any] = {"loss": loss_sum / max(self.steps, 1)}
+        """`loss` (mean over steps), `train_accuracy`, and the epoch and minibatch records asked for."""
+        if self.losses:
+            self._fold()
+        if not self.loss_chunks:
+            return {"loss": 0.0}
+        parts = [torch.cat(self.loss_chunks).double()]  # [S]
         if self.accuracy:
-            out["train_accuracy"] = correct / max(self.samples, 1)
-        if self.epochs:
-            out["epochs"] = self.epochs
-        if self.minibatches:
-            out["minibatches"] = self.minibatches
+            hits = torch.cat(self.hits).cumsum(0)  # [N] right predictions so far
+            ends = torch.tensor([n - 1 for n in accumulate(self.sizes)], device=hits.device)  # each step's last sample
+            parts.append(hits[ends].double())  # [S] right predictions up to each step's end
+        values = torch.cat(parts).tolist()  # the experience's one sync
+        step_loss, upto = values[:self.steps], values[self.steps:]
+        step_correct = [c - p for c, p in zip(upto, [0.0, *upto[:-1]])]
+        out: dict[str, Any] = {"loss": sum(step_loss) / self.steps}
+        if self.accuracy:
+            out["train_accuracy"] = upto[-1] / sum(self.sizes)
+        if self.records:
+            out["epochs"] = self._epoch_records(step_loss, step_correct)
+        if self.want["mb_loss"] or self.want["mb_accuracy"]:
+            out["minibatches"] = self._minibatch_records(step_loss, step_correct)
         return out
+
+    def _epoch_records(self, step_loss: list[float], step_correct: list[float]) -> list[dict[str, Any]]:
+        start = 0
+        for e in self.epochs:
+            span = slice(start, start + e["steps"])
+            if e["steps"] and self.want["loss"]:
+                e["loss"] = sum(step_loss[span]) / e["steps"]
+            if e["steps"] and self.want["accuracy"]:
+                e["accuracy"] = sum(step_correct[span]) / sum(self.sizes[span])
+            start += e["steps"]
+        return self.epochs
+
+    def _minibatch_records(self, step_loss: list[float], step_correct: list[float]) -> list[dict[str, Any]]:
+        records, i = [], 0
+        for e in self.epochs:
+            for j in range(e["steps"]):
+                mb: dict[str, Any] = {"epoch": e["epoch"], "step": j}
+                if self.want["mb_loss"]:
+                    mb["loss"] = step_loss[i]
+                if self.want["mb_accuracy"]:
+                    mb["accuracy"] = step_correct[i] / self.sizes[i]
+                records.append(mb)
+                i += 1
+        return records
 
 
 @torch.no_grad()
@@ -138,7 +156,7 @@ def evaluate_stream(
     if not outs:
         return {"accuracy": [0.0] * len(sizes)}
     out, y = torch.cat(outs), torch.cat(ys)  # [N, C], [N]: the stream, experience after experience
-    pred = out.argmax(1)
+    pred = out.max(1).indices  # the argmax (first of equal maxima), faster on the CPU
     per_sample = (pred == y).to(out.dtype)  # [N] hits; with the loss [N, 2]: hits, cross-entropy
     if loss:
         per_sample = torch.stack([per_sample, F.cross_entropy(out, y, reduction="none")], 1)

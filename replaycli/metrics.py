@@ -50,7 +50,7 @@ class Metrics:
 
     @property
     def per_epoch(self) -> bool:
-        """Whether an epoch ends with a record (one device sync) rather than with nothing."""
+        """Whether an experience's line in metrics.jsonl holds one record per epoch."""
         return any(self.at(n, "epoch") for n in GRANULARITY)
 
     @property

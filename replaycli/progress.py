@@ -27,7 +27,6 @@ class Reporter:
         self.mode = mode
         self.n_experiences, self.epochs = n_experiences, epochs
         self.progress: Progress | None = None
-        self.last = ""  # the last epoch's loss and accuracy, for the bar's status
         self.task: Any = None
 
     def __enter__(self) -> "Reporter":
@@ -72,24 +71,28 @@ class Reporter:
         if self.progress is not None:
             self.progress.update(
                 self.task, total=n_steps * self.epochs, completed=epoch * n_steps + i + 1,
-                status=f"epoch {epoch + 1}/{self.epochs}{self.last}",
+                status=f"epoch {epoch + 1}/{self.epochs}",
             )
 
     def epoch_done(self, record: dict[str, Any]) -> None:
-        """An epoch's record: its steps, and its loss, accuracy and seconds when measured."""
-        shown = [f"{k} {record[k]:.4f}" for k in ("loss", "accuracy") if k in record]
+        """An epoch's record as it ends: its steps, and its seconds when timed."""
         text = f"  epoch {record['epoch'] + 1}/{self.epochs}: {record['steps']} batches"
-        text += "".join(f", {s}" for s in shown) + (f" ({record['seconds']:.2f} s)" if "seconds" in record else "")
-        self.last = f" (last: {', '.join(shown)})" if shown else ""  # the bar's status until the next epoch ends
-        self._say(text)
+        self._say(text + (f" ({record['seconds']:.2f} s)" if "seconds" in record else ""))
 
     def experience_done(self, record: dict[str, Any]) -> None:
+        """The experience's line; its epochs' loss and accuracy (they reach Python only now)."""
+        train = f"  train accuracy {record['train_accuracy']:.4f}" if "train_accuracy" in record else ""
         text = (
-            f"  loss {record['loss']:.4f}  stream accuracy {record['average']:.4f}"
+            f"  loss {record['loss']:.4f}{train}  stream accuracy {record['average']:.4f}"
             f"  ({record['seconds']:.2f} s)"
         )
         if self.progress is not None:
             self.progress.update(self.task, status=f"loss {record['loss']:.4f} acc {record['average']:.3f}")
+        epochs = record.get("epochs", [])
+        per_epoch = [f"{k} " + " ".join(f"{e[k]:.3f}" for e in epochs)
+                     for k in ("loss", "accuracy") if len(epochs) > 1 and all(k in e for e in epochs)]
+        if per_epoch:
+            self._say("  per epoch: " + ", ".join(per_epoch))
         self._say(text)
 
     def tables(self, accuracy: list[list[float]], histograms: list[list[int]]) -> None:

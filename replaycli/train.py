@@ -50,9 +50,9 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
-            meter.step(loss, out, y, t)  # keeps references: no sync per step
+            meter.step(loss, out, y, t)  # keeps references: no kernel, no sync
             on_step(epoch, i, len(loader))
-        record = meter.epoch_done(epoch)  # at most one sync per epoch
+        record = meter.epoch_done(epoch)  # steps and seconds; loss and accuracy sync once, at the end
         if run.on_epoch is not None:
             run.on_epoch(record)
     return meter.experience_done()

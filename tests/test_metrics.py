@@ -181,6 +181,26 @@ def test_epoch_and_minibatch_records_come_from_the_steps_logits(full):
         assert len(r["test_loss"]) == 2 and r["stream_loss"] > 0
 
 
+def test_folding_logits_into_hits_changes_no_number(tmp_path, monkeypatch):
+    """Kept logits are folded into one bool per sample every CHUNK steps: the chunk size changes
+    no record (task-IL, whose masked logits decide the hits, here)."""
+    from replaycli.meters import TrainMeter
+    from replaycli.runner import execute
+
+    cfg = compose_cfg([*TINY, *ALL, "scenario=task_il", "benchmark.return_task_id=true"])
+    execute(cfg, tmp_path / "kept")
+    monkeypatch.setattr(TrainMeter, "CHUNK", 3)  # every third step, across epochs
+    execute(cfg, tmp_path / "folded")
+
+    def numbers(path):
+        return [{k: v for k, v in r.items() if "seconds" not in k and k != "epochs"}
+                | {"epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in r["epochs"]]}
+                for r in read_run(path).metrics]
+
+    kept = numbers(tmp_path / "kept")
+    assert kept == numbers(tmp_path / "folded") and 0 < kept[-1]["train_accuracy"] <= 1
+
+
 def test_summary_has_timing_and_resources(full):
     path = full[0]
     s = read_run(path).summary
@@ -220,7 +240,8 @@ def test_the_default_run_logs_epochs_and_resources(small_run):
 def test_run_log_is_what_the_terminal_showed(small_run):
     log = outputs.read_log(small_run.path)
     assert log == small_run.proc.stdout  # progress=auto off a terminal: plain lines, then the tables
-    assert "\x1b[" not in log and re.search(r"  epoch 1/1: \d+ batches, loss \d\.\d{4}, accuracy \d\.\d{4}", log)
+    assert "\x1b[" not in log and re.search(r"  epoch 1/1: \d+ batches \(\d+\.\d\d s\)", log)
+    assert re.search(r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log)
 
 
 def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path, monkeypatch):
