@@ -17,7 +17,7 @@ from replaycli.outputs import OutputError
 
 METRICS = ("final_accuracy", "forgetting", "bwt")
 # keys that do not change what a run learns: never a default grouping key
-IGNORED = ("seed", "progress", "device", "data_root", "download", "eval_mb_size", "logger")
+IGNORED = ("seed", "progress", "device", "data_root", "download", "eval_mb_size", "logger", "metrics", "granularity")
 
 
 def run_dirs(paths: list[str | Path]) -> list[Path]:
