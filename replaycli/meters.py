@@ -30,7 +30,7 @@ class TrainMeter:
     The experience's end syncs once, for the experience's metrics.jsonl line.
     """
 
-    CHUNK = 32  # steps kept as tensors before they are folded
+    CHUNK = 256  # steps kept as tensors before they are folded
 
     def __init__(self, metrics: Metrics, mask: torch.Tensor | None = None):
         self.mask = mask
@@ -77,8 +77,9 @@ class TrainMeter:
         record: dict[str, Any] = {"epoch": epoch, "steps": self.steps - self.counted}
         self.counted = self.steps
         if self.want["seconds"]:
-            if self.losses and self.losses[-1].is_cuda:
-                torch.cuda.synchronize(self.losses[-1].device)  # the epoch's kernels are done: its time is real
+            last = self.losses[-1] if self.losses else self.loss_chunks[-1] if self.loss_chunks else None
+            if last is not None and last.is_cuda:
+                torch.cuda.synchronize(last.device)  # the epoch's kernels are done: its time is real
             now = time.perf_counter()
             record["seconds"], self.clock = now - self.clock, now
         self.epochs.append(record)
@@ -89,8 +90,8 @@ class TrainMeter:
         """`loss` (mean over steps), `train_accuracy`, and the epoch and minibatch records asked for."""
         if self.losses:
             self._fold()
-        if not self.loss_chunks:
-            return {"loss": 0.0}
+        if not self.loss_chunks:  # no step at all
+            return {"loss": 0.0, **({"epochs": self.epochs} if self.records else {})}
         parts = [torch.cat(self.loss_chunks).double()]  # [S]
         if self.accuracy:
             hits = torch.cat(self.hits).cumsum(0)  # [N] right predictions so far
