@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     check(cfg)
     names = measured(cfg)
     seed, max_size = int(cfg["seed"]), int(cfg["buffer"]["max_size"])
+    torch.set_flush_denormal(True)  # as replay run does: same arithmetic, same numbers
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     d = load(cfg)

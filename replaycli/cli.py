@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `replay inspect ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted; go on after the last finished experience with: replay resume RUN_DIR",
               file=sys.stderr)
