@@ -69,14 +69,22 @@ class _MatrixLoader:
         self.generator = generator
 
     def __iter__(self) -> Iterator[Batch]:
+        data = self.data
         m = self.positions()
         full = (m >= 0).all(1).tolist()  # rows needing no mask: no device sync for them
-        m = m.to(self.data.ids.device)
-        for i, row in enumerate(m):
+        m = m.to(data.ids.device)
+        safe = m.clamp(min=0)
+        # the epoch's ids, labels and tasks in three vectorised lookups: a step only slices rows
+        ids, tasks = data.ids[safe], data.tasks[safe]  # [steps, B]
+        ys = data.pool.targets(ids)
+        for i in range(len(m)):
+            row_ids, y, t = ids[i], ys[i], tasks[i]
             if not full[i]:
-                row = row[row >= 0]
-            if len(row):
-                yield self.data.batch(row, self.generator)
+                keep = m[i] >= 0
+                row_ids, y, t = row_ids[keep], y[keep], t[keep]
+            if len(row_ids):
+                x = data.pool.images(row_ids, train=data.train_mode, generator=self.generator)
+                yield x, y, t.to(x.device)
 
 
 class GroupBalancedDataLoader(_MatrixLoader):
