@@ -57,6 +57,25 @@ def test_mnist_files_load_into_pools(root, make, folder):
     assert yi == int(arrays[folder]["train"][1][int(ds.ids[3])]) and ti == 0
 
 
+@pytest.mark.parametrize("source,folder", [("mnist", "MNIST"), ("fmnist", "FashionMNIST")])
+def test_fast_idx_reader_equals_torchvisions_reader(root, source, folder):
+    """A run reads present idx files without importing torchvision (start-up); torchvision's own
+    MNIST/FashionMNIST classes, which also serve the download path, must read the same tensors."""
+    import torchvision.datasets as tvd
+
+    from replaycli.sources import _torchvision
+
+    root, arrays = root
+    ours = _torchvision(source, root, download=False)
+    theirs = _torchvision(source, root, download=True)  # files present: torchvision reads them
+    cls = tvd.MNIST if source == "mnist" else tvd.FashionMNIST
+    for split, mine, tv in zip(("train", "test"), ours, theirs):
+        direct = cls(str(root), train=split == "train", download=False)
+        assert torch.equal(mine.x[:, 0], direct.data) and torch.equal(mine.y, direct.targets)
+        assert torch.equal(mine.x, tv.x) and torch.equal(mine.y, tv.y)
+        assert torch.equal(mine.x[:, 0], torch.from_numpy(arrays[folder][split][0]))
+
+
 def test_cifar10_pickles_load_channel_major(root):
     root, arrays = root
     bench = SplitCIFAR10(5, root=root, download=False)
