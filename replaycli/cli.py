@@ -5,6 +5,7 @@ import os
 import sys
 
 from replaycli.errors import ConfigError
+from replaycli.outputs import OutputError
 
 USAGE = """usage: replay VERB [ARGS]
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return VERBS[verb](argv[1:])
-    except ConfigError as e:
+    except (ConfigError, OutputError) as e:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `replay inspect ... | head`: the reader left, nothing to report

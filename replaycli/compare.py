@@ -165,12 +165,8 @@ def main(args: list[str]) -> int:
                    help="config key(s) to group by, e.g. buffer.max_size (repeat or comma-separate); "
                         "default: the keys that differ among the runs")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
-    try:
-        a = p.parse_args(args)
-        d = compare(a.paths, keys(a.by))
-    except (ConfigError, OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    a = p.parse_args(args)
+    d = compare(a.paths, keys(a.by))  # ConfigError / OutputError: one line and exit 2, in replaycli.cli
     if a.json:
         print(json.dumps(d, indent=2))
         return 0

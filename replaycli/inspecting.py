@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from replaycli import outputs
-from replaycli.errors import ConfigError
 from replaycli.outputs import OutputError
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -276,12 +275,8 @@ def main(args: list[str]) -> int:
     p = ArgParser(prog="replay inspect", description="Show what a run, a sweep or an outputs directory holds.")
     p.add_argument("path", metavar="PATH", help="a run directory, a sweep directory or an outputs directory")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
-    try:
-        a = p.parse_args(args)
-        d = describe(a.path)
-    except (ConfigError, OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    a = p.parse_args(args)
+    d = describe(a.path)  # ConfigError / OutputError: one line and exit 2, in replaycli.cli
     if a.json:
         print(json.dumps(d, indent=2))
         return 0

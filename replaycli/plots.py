@@ -9,12 +9,10 @@ Every figure is FIGSIZE at DPI (640 x 400 pixels). matplotlib (Agg) is imported 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from replaycli import compare, outputs
-from replaycli.errors import ConfigError
 from replaycli.outputs import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
@@ -213,12 +211,8 @@ def main(args: list[str]) -> int:
     p.add_argument("path", metavar="PATH", help="a run directory or a sweep directory")
     p.add_argument("--by", action="append", metavar="KEY",
                    help="a sweep's x axis (then its lines): config keys; default: the keys that differ")
-    try:
-        a = p.parse_args(args)
-        files = plot(a.path, keys(a.by))
-    except (ConfigError, OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    a = p.parse_args(args)
+    files = plot(a.path, keys(a.by))  # ConfigError / OutputError: one line and exit 2, in replaycli.cli
     for f in files:
         print(f)
     return 0
