@@ -69,6 +69,11 @@ class _MatrixLoader:
         self.generator = generator
 
     def __iter__(self) -> Iterator[Batch]:
+        return self.batches(with_samples=False)  # type: ignore[return-value]
+
+    def batches(self, with_samples: bool = False) -> Iterator[tuple]:
+        """The epoch's `(x, y, t)` batches; `with_samples` adds each batch's own samples as a
+        dataset (so that a method can insert them into the memory)."""
         data = self.data
         m = self.positions()
         full = (m >= 0).all(1).tolist()  # rows needing no mask: no device sync for them
@@ -84,7 +89,10 @@ class _MatrixLoader:
                 row_ids, y, t = row_ids[keep], y[keep], t[keep]
             if len(row_ids):
                 x = data.pool.images(row_ids, train=data.train_mode, generator=self.generator)
-                yield x, y, t.to(x.device)
+                if with_samples:
+                    yield x, y, t.to(x.device), StreamDataset(data.pool, row_ids, t, data.train_mode)
+                else:
+                    yield x, y, t.to(x.device)
 
 
 class GroupBalancedDataLoader(_MatrixLoader):

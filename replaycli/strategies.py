@@ -10,7 +10,7 @@ buffer extra, so it follows its sample through selection, `resize`, `state_dict`
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -60,18 +60,6 @@ def sample_memory(
     pos = torch.randperm(len(store), generator=generator)[:n].to(store.ids.device)
     x, y, t = store.dataset().train().batch(pos, generator)
     return x, y, t, {k: v[pos] for k, v in store.extras.items()}
-
-
-def batches_with_samples(loader: Any) -> Iterator[Step]:
-    """The batches of a matrix loader (`positions()`, `data`, `generator`), each with the dataset
-    of its own samples, so that they can be inserted into the memory."""
-    data, m = loader.data, loader.positions()
-    full = (m >= 0).all(1).tolist()  # rows needing no mask: no device sync for them
-    for i, row in enumerate(m.to(data.ids.device)):
-        row = row if full[i] else row[row >= 0]
-        if len(row):
-            x, y, t = data.batch(row, loader.generator)
-            yield x, y, t, data.subset(row)
 
 
 @torch.no_grad()
@@ -128,7 +116,7 @@ class Replay:
 
     def steps(self, loader: Any) -> Iterable[Step]:
         if self.every_batch:
-            return batches_with_samples(loader)
+            return loader.batches(with_samples=True)
         return ((x, y, t, None) for x, y, t in loader)
 
     def loss(self, run: Any, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
