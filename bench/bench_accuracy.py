@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from replaycli.outputs import RunRecord, read_run
+from replaycli.outputs.rundir import RunRecord, read_run
 
 SETTINGS = {  # label -> overrides of `replay run`
     "replay (parametric, groupby=class, 200)": ["buffer=parametric", "groupby=class", "buffer.max_size=200"],

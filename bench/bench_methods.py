@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from replaycli.outputs import read_run
-from replaycli.runner import execute
+from replaycli.outputs.rundir import read_run
+from replaycli.run.runner import execute
 
 METHODS = {  # label -> overrides
     "no buffer": ["buffer=none"],

@@ -48,8 +48,8 @@ class Variant:
     """One run, trained an experience at a time as `replay run` does; `seconds`: its CPU time."""
 
     def __init__(self, overrides: list[str], out_dir: Path):
-        from replaycli.outputs import RunWriter
-        from replaycli.runner import build
+        from replaycli.outputs.rundir import RunWriter
+        from replaycli.run.runner import build
 
         self.run, _generator = build(compose(overrides))
         self.run.on_epoch = lambda record: None  # the progress display's hook
@@ -57,7 +57,7 @@ class Variant:
         self.out_dir, self.seconds = out_dir, 0.0
 
     def train(self) -> "Variant":
-        from replaycli.meters import run_summary
+        from replaycli.run.meters import run_summary
         from replaycli.train import run_experience
 
         t0 = time.process_time()

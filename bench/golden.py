@@ -33,7 +33,7 @@ EXTRA = [  # loaders, task-IL, memory sizes
     ["loader=group_balanced", "buffer=class_balanced"],
     ["loader=group_balanced", "buffer=parametric", "groupby=experience"],
     ["loader=task_balanced", "benchmark.return_task_id=true"],
-    ["loader=replay", "loader.batch_size_mem=10", "buffer.max_size=50"],
+    ["loader=replay", "mem_mb_size=10", "buffer.max_size=50"],
     ["scenario=task_il", "benchmark.return_task_id=true"],
     ["scenario=task_il", "benchmark.return_task_id=true", "strategy=derpp"],
     ["scenario=task_il", "benchmark.return_task_id=true", "strategy=der", "buffer_update=every_batch"],

@@ -5,7 +5,7 @@ import os
 import sys
 
 from replaycli.errors import ConfigError
-from replaycli.outputs import OutputError
+from replaycli.outputs.rundir import OutputError
 
 USAGE = """usage: replay VERB [ARGS]
 
@@ -30,19 +30,21 @@ def run(args: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from replaycli.validate import check_command_line, hydra_message
+    from replaycli.run.cmdline import check_command_line, hydra_message, remove_if_empty
 
-    check_command_line(args)  # Hydra's own errors as one line, before any directory is made
-    from replaycli.runner import hydra_main
+    if os.getcwd() not in sys.path:  # a user's own `_target_` may name a module of the working directory
+        sys.path.insert(0, os.getcwd())
+    made = check_command_line(args)  # Hydra's own errors as one line, before any directory is made
+    from replaycli.run.runner import Refused, hydra_main
 
     sys.argv = ["replay run", *args]
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
     try:
         hydra_main()
-    except ConfigError as e:  # in a sweep: the first failed job, raised once all jobs have run
-        job = getattr(e, "sweep_job", None)
-        raise ConfigError(f"{job} failed: {e}" if job else str(e)) from None
+    except Refused as e:  # refused before anything was written: no directory left behind
+        remove_if_empty(made)
+        raise e.args[0] from None
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(hydra_message(e)) from None
     finally:
@@ -57,25 +59,25 @@ def resume(args: list[str]) -> int:
     """`replay resume RUN_DIR`: exit 0 when the run finishes, or when it was already complete."""
     if len(args) != 1 or args[0].startswith("-"):
         raise ConfigError(f"resume takes one RUN_DIR, got {' '.join(args) or 'nothing'}; usage: replay resume RUN_DIR")
-    from replaycli.runner import resume_run
+    from replaycli.run.runner import resume_run
 
     return resume_run(args[0])
 
 
 def inspect(args: list[str]) -> int:
-    from replaycli.inspecting import main as inspect_main
+    from replaycli.outputs.inspect import main as inspect_main
 
     return inspect_main(args)
 
 
 def compare(args: list[str]) -> int:
-    from replaycli.compare import main as compare_main
+    from replaycli.outputs.compare import main as compare_main
 
     return compare_main(args)
 
 
 def plot(args: list[str]) -> int:
-    from replaycli.plots import main as plot_main
+    from replaycli.outputs.plots import main as plot_main
 
     return plot_main(args)
 

@@ -1,7 +1,9 @@
 """Balanced and replay dataloaders: an epoch is one [steps, B] matrix of positions, drawn at once.
 
 Each step gathers its batch with one indexing call into the pool (uint8 -> normalised float),
-never a per-sample `__getitem__`. Positions of -1 pad groups that ran out.
+never a per-sample `__getitem__`. Positions of -1 pad groups that ran out. The constructors are
+Avalanche's; `for_run(data, buffer, batch_size, batch_size_mem, generator, **options)` is the one
+signature `replay run` builds every loader with.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import torch
 
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError
-from replaycli.memory import group_lengths
+from replaycli.memory.buffer import Buffer
+from replaycli.memory.store import group_lengths
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 _IGNORED = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "collate_fn"}
@@ -69,11 +72,11 @@ class _MatrixLoader:
         self.generator = generator
 
     def __iter__(self) -> Iterator[Batch]:
-        return self.batches(with_samples=False)  # type: ignore[return-value]
+        return ((x, y, t) for x, y, t, _ in self.batches())
 
     def batches(self, with_samples: bool = False) -> Iterator[tuple]:
-        """The epoch's `(x, y, t)` batches; `with_samples` adds each batch's own samples as a
-        dataset (so that a method can insert them into the memory)."""
+        """The epoch's `(x, y, t, samples)` batches; `samples` is each batch's own samples as a
+        dataset with `with_samples` (so that the memory can take them), else None."""
         data = self.data
         m = self.positions()
         full = (m >= 0).all(1).tolist()  # rows needing no mask: no device sync for them
@@ -89,10 +92,8 @@ class _MatrixLoader:
                 row_ids, y, t = row_ids[keep], y[keep], t[keep]
             if len(row_ids):
                 x = data.pool.images(row_ids, train=data.train_mode, generator=self.generator)
-                if with_samples:
-                    yield x, y, t.to(x.device), StreamDataset(data.pool, row_ids, t, data.train_mode)
-                else:
-                    yield x, y, t.to(x.device)
+                samples = StreamDataset(data.pool, row_ids, t, data.train_mode) if with_samples else None
+                yield x, y, t.to(x.device), samples
 
 
 class GroupBalancedDataLoader(_MatrixLoader):
@@ -119,6 +120,16 @@ class GroupBalancedDataLoader(_MatrixLoader):
             data = data.concat(d)
         super().__init__(data, gen)
         self.quotas = group_lengths(len(self.datasets), self.batch_size)
+
+    @classmethod
+    def for_run(cls, data: StreamDataset, buffer: Buffer | None, batch_size: int, batch_size_mem: int,
+                generator: torch.Generator | None, oversample_small_groups: bool = False, shuffle: bool = False,
+                drop_last: bool = False) -> "GroupBalancedDataLoader":
+        """`loader=group_balanced`: the current data and each buffer group, `batch_size` samples
+        of each per step (`batch_size_mem` is not used: every group gets as many as the data)."""
+        groups = [data] + ([d for d, _ in buffer.groups().values()] if buffer is not None and len(buffer) else [])
+        return cls(groups, oversample_small_groups, batch_size * len(groups), shuffle=shuffle,
+                   drop_last=drop_last, generator=generator)
 
     def __len__(self) -> int:
         return max(_n_steps(len(d), q, self.drop_last) for d, q in zip(self.datasets, self.quotas))
@@ -173,6 +184,16 @@ class ReplayDataLoader(_MatrixLoader):
         for m in self.memory_groups:
             combined = combined.concat(m)
         super().__init__(combined, gen)
+
+    @classmethod
+    def for_run(cls, data: StreamDataset, buffer: Buffer | None, batch_size: int, batch_size_mem: int,
+                generator: torch.Generator | None, oversample_small_tasks: bool = False,
+                task_balanced_dataloader: bool = False, shuffle: bool = False,
+                drop_last: bool = False) -> "ReplayDataLoader":
+        """`loader=replay` / `task_balanced`: the current data, then the whole buffer."""
+        memory = buffer.buffer if buffer is not None and len(buffer) else None
+        return cls(data, memory, oversample_small_tasks, batch_size, batch_size_mem, task_balanced_dataloader,
+                   shuffle=shuffle, drop_last=drop_last, generator=generator)
 
     def __len__(self) -> int:
         return _n_steps(len(self.current), self.batch_size, self.drop_last)

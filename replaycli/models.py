@@ -1,9 +1,13 @@
 """Models: each has a `features` body and a `classifier` head, so feature-based selection can
-name either (or any sub-layer, e.g. `features.0`)."""
+name either (or any sub-layer, e.g. `features.0`). `replay run` builds every model as
+`Model(num_classes=..., input_shape=(C, H, W), **its YAML keys)`."""
 from __future__ import annotations
 
+import math
 import torch
 from torch import nn
+
+from replaycli.errors import ConfigError, integer
 
 
 class SimpleMLP(nn.Module):
@@ -16,16 +20,21 @@ class SimpleMLP(nn.Module):
         hidden_size: int = 512,
         hidden_layers: int = 1,
         drop_rate: float = 0.5,
+        input_shape: tuple[int, ...] | None = None,
     ):
+        """`input_shape` (the run's uniform argument), when given, sets `input_size` to its product."""
         super().__init__()
+        integer("hidden_size", hidden_size)
+        integer("hidden_layers", hidden_layers, 0)
+        if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
+            raise ConfigError(f"drop_rate={drop_rate!r} must be a number in [0, 1)")
+        width = math.prod(input_shape) if input_shape is not None else input_size
         layers: list[nn.Module] = [nn.Flatten()]
-        width = input_size
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, hidden_size), nn.ReLU(inplace=True), nn.Dropout(drop_rate)]
             width = hidden_size
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, num_classes)
-        self._input_size = input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))  # [B, num_classes]
@@ -34,8 +43,10 @@ class SimpleMLP(nn.Module):
 class SmallCNN(nn.Module):
     """Two conv blocks (conv, ReLU, max-pool) and a global average pool, then a linear head."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
+    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28), width: int = 32):
         super().__init__()
+        in_channels = input_shape[0]
+        integer("width", width)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
@@ -66,8 +77,10 @@ class _Block(nn.Module):
 class SlimResNet18(nn.Module):
     """The reduced ResNet-18 of GEM/DER for CIFAR: `nf` base filters (20), 4 stages of 2 blocks."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, nf: int = 20):
+    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (3, 32, 32), nf: int = 20):
         super().__init__()
+        in_channels = input_shape[0]
+        integer("nf", nf)
         stages, cin = [], nf
         for i, stride in enumerate((1, 2, 2, 2)):
             cout = nf * 2**i

@@ -1,50 +1,72 @@
-"""Exemplar selection: a strategy ranks a group's candidates, best first.
+"""Exemplar selection: a strategy ranks a group's candidates, best first (`rank(data, limit)`),
+or, when `online`, scores each sample once as it arrives (`scores(data)`; random selection).
 
 A buffer keeps each group's best-ranked share, so shrinking a group drops the last-ranked first.
+Avalanche's names and methods (`make_sorted_indices`, `make_sorted_indices_from_features`) are
+the public face: a user's subclass overriding either is honoured.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from replaycli.data import StreamDataset
-from replaycli.errors import ConfigError
+from replaycli.errors import ConfigError, integer
 
 
-class SelectionStrategy(Protocol):
-    def rank(self, strategy: Any, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
-        """Positions of `data`, best first; only the first `limit` need be exact."""
-        ...
+def _overrides(obj: object, base: type, name: str) -> bool:
+    """Whether `obj`'s class redefines method `name` of `base` (a user's Avalanche-style subclass)."""
+    return getattr(type(obj), name) is not getattr(base, name)
 
 
-class RandomExemplarsSelectionStrategy:
-    """A uniform random ranking. Buffers draw one persistent key per sample (`by_key`), so a
-    random group is a reservoir sample of everything it was offered."""
+class ExemplarsSelectionStrategy:
+    """Avalanche's base class: a subclass defines `make_sorted_indices(strategy, data)`, a list of
+    positions of `data`, best first. `strategy` is what the buffer's `update(strategy)` was given
+    last (None when the memory is filled by `replay run`)."""
 
-    by_key = True
+    online = False  # ranks whole groups
+    strategy: Any = None
 
-    def __init__(self, generator: torch.Generator | None = None):
-        self.generator = generator
-
-    def rank(self, strategy: Any, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
-        return torch.randperm(len(data), generator=self.generator)
+    def rank(self, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
+        return torch.as_tensor(self.make_sorted_indices(self.strategy, data), dtype=torch.int64)
 
     def make_sorted_indices(self, strategy: Any, data: StreamDataset) -> list[int]:
-        return self.rank(strategy, data).tolist()
+        raise NotImplementedError
 
 
-class FeatureBasedExemplarsSelectionStrategy:
-    """Ranks by the features that layer `layer_name` of `model` outputs (flattened).
+class RandomExemplarsSelectionStrategy(ExemplarsSelectionStrategy):
+    """A uniform random ranking: one persistent random key per sample, drawn when it arrives, so
+    a random group is a reservoir sample of everything it was offered."""
+
+    def __init__(self, generator: torch.Generator | None = None, model: torch.nn.Module | None = None):
+        self.generator = generator  # `model` is unused: every selection takes (model, generator)
+
+    @property
+    def online(self) -> bool:  # type: ignore[override]
+        return not _overrides(self, RandomExemplarsSelectionStrategy, "make_sorted_indices")
+
+    def scores(self, data: StreamDataset) -> torch.Tensor:
+        return torch.rand(len(data), generator=self.generator)
+
+    def make_sorted_indices(self, strategy: Any, data: StreamDataset) -> list[int]:
+        return torch.randperm(len(data), generator=self.generator).tolist()
+
+
+class FeatureBasedExemplarsSelectionStrategy(ExemplarsSelectionStrategy):
+    """Ranks by the features that layer `layer_name` of `model` outputs (flattened); a subclass
+    defines `make_sorted_indices_from_features(features)` (Avalanche's contract).
 
     Features are computed in batches of `batch_size`, without gradients, in eval mode, on the
     model's device; the model's train/eval mode is restored afterwards.
     """
 
-    def __init__(self, model: torch.nn.Module, layer_name: str, batch_size: int = 256):
+    def __init__(self, model: torch.nn.Module, layer_name: str, batch_size: int = 256,
+                 generator: torch.Generator | None = None):  # `generator` unused: no randomness
         names = [n for n, _ in model.named_modules() if n]
         if layer_name not in names:
             raise ConfigError(f"layer_name={layer_name!r} is not a layer of the model; allowed: {', '.join(names)}")
+        integer("batch_size", batch_size)
         self.model = model
         self.layer_name = layer_name
         self.batch_size = batch_size
@@ -69,31 +91,38 @@ class FeatureBasedExemplarsSelectionStrategy:
             self.model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, 0, device=device)
 
-    def rank(self, strategy: Any, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
+    def rank(self, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
+        if _overrides(self, FeatureBasedExemplarsSelectionStrategy, "make_sorted_indices"):
+            return super().rank(data, limit)
         if len(data) == 0:
             return torch.empty(0, dtype=torch.int64)
         return self.rank_features(self.features(data), limit).cpu()
 
     def make_sorted_indices(self, strategy: Any, data: StreamDataset) -> list[int]:
-        return self.rank(strategy, data).tolist()
+        return self.rank(data).tolist()
 
     def rank_features(self, features: torch.Tensor, limit: int | None = None) -> torch.Tensor:
-        """Ranking from features; by default nearest to the mean first (subclasses refine)."""
-        return closest_to_center(features)
+        """Ranking from features [n, d]: the subclass's `make_sorted_indices_from_features`."""
+        return torch.as_tensor(self.make_sorted_indices_from_features(features), dtype=torch.int64)
+
+    def make_sorted_indices_from_features(self, features: torch.Tensor) -> list[int]:
+        return closest_to_center(features).tolist()  # by default nearest to the mean first
 
 
 class ClosestToCenterSelectionStrategy(FeatureBasedExemplarsSelectionStrategy):
     """Nearest to the mean feature first."""
-
-    def rank_features(self, features: torch.Tensor, limit: int | None = None) -> torch.Tensor:
-        return closest_to_center(features)
 
 
 class HerdingSelectionStrategy(FeatureBasedExemplarsSelectionStrategy):
     """iCaRL herding: each next exemplar keeps the mean of those chosen closest to the mean of all."""
 
     def rank_features(self, features: torch.Tensor, limit: int | None = None) -> torch.Tensor:
-        return herding(features, limit)
+        if _overrides(self, HerdingSelectionStrategy, "make_sorted_indices_from_features"):
+            return super().rank_features(features, limit)
+        return herding(features, limit)  # herds only the first `limit`: the rest is never kept
+
+    def make_sorted_indices_from_features(self, features: torch.Tensor) -> list[int]:
+        return herding(features).tolist()
 
 
 def closest_to_center(features: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:

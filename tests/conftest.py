@@ -1,5 +1,6 @@
-"""Shared helpers: run the `replay` console script as a subprocess, and one small run reused by
-several tests (runs cost seconds; the suite must stay fast on two cores)."""
+"""Shared helpers: compose a config and build a run the way `replay run` does, call the CLI in
+this process, run the `replay` console script as a subprocess (one smoke test per verb), and one
+small run reused by several tests (runs cost seconds; the suite must stay fast on two cores)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+
+def compose_cfg(overrides: list[str] | tuple[str, ...] = (), hydra: bool = False):
+    """The config `replay run OVERRIDES` composes (with Hydra's section when `hydra`)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("replaycli.configs", version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def build_run(overrides: list[str] | tuple[str, ...] = ()):
+    """The run's objects for OVERRIDES, built by the runner's own function (Hydra's section
+    composed too, so that messages name the options as typed)."""
+    from replaycli.run.build import build
+
+    return build(compose_cfg(overrides, hydra=True))[0]
+
+
+def cli(*args: str, capsys) -> tuple[int, str, str]:
+    """`replay ARGS` in this process: (exit code, stdout, stderr)."""
+    from replaycli.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def replay_command() -> list[str]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from replaycli.outputs import RunWriter
+from replaycli.outputs.rundir import RunWriter
 
 # 3 memory sizes x 2 seeds on the tiny stream; max_size=-1 is refused, so 2 of the 6 jobs fail.
 SWEEP = (
@@ -47,7 +47,8 @@ def write_run(
     hydra.mkdir()
     (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides) or "[]\n")
     for i, (acc, hist) in enumerate(zip(accuracy, histograms)):
-        w.experience_done(acc, hist, {"experience": i, "accuracy": acc, "histogram": hist})
+        w.add_experience(acc, hist, {"experience": i, "accuracy": acc, "histogram": hist})
+        w.write_tables()
     if complete:
         w.write_summary({"status": "complete", "seconds": 1.5, "seed": 0})
     if started is not None:  # when the run started, as `inspect` reads it

@@ -18,7 +18,7 @@ from replaycli.buffers import (
 )
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError
-from replaycli.memory import fill_lengths, group_lengths
+from replaycli.memory.store import fill_lengths, group_lengths
 from replaycli.pool import Pool
 
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -212,9 +212,9 @@ def test_fixed_shares_are_not_lent_and_too_many_groups_is_an_error():
 
 def test_bad_arguments_are_config_errors():
     for bad in (-1, 2.5, True, "30"):
-        with pytest.raises(ConfigError, match=rf"max_size={bad!r} must be a non-negative integer"):
+        with pytest.raises(ConfigError, match=rf"max_size={bad!r} must be an integer >= 0"):
             ReservoirSamplingBuffer(bad)
-    with pytest.raises(ConfigError, match=r"groupby='label'.*allowed: None, 'class', 'task', 'experience'"):
+    with pytest.raises(ConfigError, match=r"groupby='label' is not allowed; allowed: null, class, task, experience"):
         ParametricBuffer(30, groupby="label")
     with pytest.raises(ConfigError, match="total_num_groups=None must be a positive integer"):
         ExperienceBalancedBuffer(30, adaptive_size=False)

@@ -7,7 +7,7 @@ import statistics
 import pytest
 from made_outputs import real_sweep, replay, write_run
 
-from replaycli import outputs
+from replaycli.outputs import formulas, rundir
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,9 @@ def test_a_sweep_grouped_by_the_key_that_differs_averaged_over_seeds(sweep, tmp_
     assert [s["status"] for s in d["skipped"]] == ["failed", "failed"]
     jobs = {20: ["2", "3"], 40: ["4", "5"]}  # the sweep's job order: max_size major, seed minor
     for g in d["groups"]:
-        runs = [outputs.read_run(sweep / j) for j in jobs[g["buffer.max_size"]]]
+        runs = [rundir.read_run(sweep / j) for j in jobs[g["buffer.max_size"]]]
         finals = [sum(r.accuracy[-1]) / len(r.accuracy[-1]) for r in runs]
-        forgets = [outputs.forgetting(r.accuracy) for r in runs]
+        forgets = [formulas.forgetting(r.accuracy) for r in runs]
         assert g["n"] == 2 and g["seeds"] == [0, 1]
         assert g["final_accuracy_mean"] == pytest.approx(statistics.fmean(finals))
         assert g["final_accuracy_std"] == pytest.approx(statistics.stdev(finals))

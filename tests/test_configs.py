@@ -1,4 +1,4 @@
-"""Every option of every config group composes, validates, wires and trains one step; every key is
+"""Every option of every config group composes, builds and trains one step; every key is
 documented where it is declared; every option file begins with the command that uses it."""
 from __future__ import annotations
 
@@ -6,30 +6,22 @@ import re
 import shlex
 from importlib.resources import files
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from conftest import compose_cfg
+from omegaconf import OmegaConf
 from rawfiles import write_cifar10, write_cifar100, write_mnist
 
-from replaycli import wiring
-from replaycli.validate import validate
+from replaycli.methods.base import Batch
+from replaycli.run.build import build, logger
+from replaycli.run.loop import update_memory
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 YAMLS = sorted(CONFIGS.rglob("*.yaml"))
-BUILT_BELOW = {"experiment", "benchmark", "model", "optimizer", "buffer", "selection", "loader"}
 KEY = re.compile(r"^\s*(?:-\s+)?(?:override\s+)?[\w/@.+-]+\s*:(\s|$)")  # `key:`, `- [override] key:` (defaults)
-
-
-def compose_cfg(overrides: list[str], hydra: bool = False) -> DictConfig:
-    with initialize_config_module("replaycli.configs", version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=hydra)
 
 
 def header_command(path: Path) -> str:
@@ -87,9 +79,9 @@ def test_option_file_begins_with_the_command_that_uses_it(group, option):
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)
-def test_every_option_composes_wires_and_trains_one_step(group, option, data_root):
-    """Compose the option with the command at the top of its file, then build every object the
-    runner builds and take one optimizer step on current data joined with memory."""
+def test_every_option_composes_builds_and_trains_one_step(group, option, data_root, tmp_path):
+    """Compose the option with the command at the top of its file, build every object through the
+    runner's own function (the logger too), and take one step of the method on the loader's batch."""
     path = CONFIGS / group / f"{option}.yaml"
     local = [f"data_root={data_root}", "download=false", "device=cpu", "progress=none", "train_mb_size=8"]
     cfg = compose_cfg(header_overrides(path) + local, hydra=True)
@@ -98,44 +90,33 @@ def test_every_option_composes_wires_and_trains_one_step(group, option, data_roo
         declared = OmegaConf.load(path).get("_target_")
         assert cfg[group].get("_target_") == declared
     del cfg.hydra
-    validate(cfg)
-    for g in set(GROUPS) - BUILT_BELOW:  # the other groups' targets import and take their keys
-        if g in cfg and cfg[g].get("_target_") is not None:
-            assert callable(instantiate(cfg[g]))
-
-    device = wiring.resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    bench = wiring.make_benchmark(cfg).to(device)
-    model = wiring.make_model(cfg, bench)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
-    buffer = wiring.make_buffer(cfg, model, generator)
-    make_loader = wiring.LoaderFactory(cfg.loader, cfg.train_mb_size, generator)
+    run, _ = build(cfg)
+    log = logger(cfg, tmp_path)
+    assert callable(log.experience_done) and callable(log.close)
+    bench, buffer, method = run.bench, run.buffer, run.method
+    assert type(method).__name__ == cfg.strategy._target_.rsplit(".", 1)[1]
 
     first, second = bench.train_stream[0], bench.train_stream[min(1, bench.n_experiences - 1)]
     if buffer is not None:
-        buffer.update(SimpleNamespace(experience=first, device=device, model=model))
+        buffer.add(first.dataset, 0) if method.trains_on_memory else update_memory(run, first)  # as the loop does
         assert 0 < len(buffer) <= cfg.buffer.max_size
         assert int(buffer.class_histogram(bench.n_classes).sum()) == len(buffer)
+    joined = buffer is not None and method.joins_memory and not run.every_batch
     data = second.dataset.train()
-    x, y, _t = next(iter(make_loader(data, buffer)))
+    x, y, t, _ = next(iter(run.make_loader(data, buffer if joined else None).batches()))
     current = min(cfg.train_mb_size, len(data))
-    if buffer is None:
-        assert len(y) == current
-    else:
-        assert len(y) > current  # the batch joins memory samples to the current ones
+    assert len(y) > current if joined else len(y) == current  # joined: memory follows the current samples
     assert x.shape[1:] == bench.train_pool.sample_shape and x.dtype == torch.float32
 
-    before = [p.detach().clone() for p in model.parameters()]
-    model.train()
-    logits = model(x)
+    before = [p.detach().clone() for p in run.model.parameters()]
+    run.model.train()
+    loss, logits = method.step(Batch(x, y, t, 1), run.memory if buffer is not None and not joined else None)
     assert logits.shape == (len(y), bench.n_classes)
-    loss = F.cross_entropy(logits, y)
-    optimizer.zero_grad()
+    run.optimizer.zero_grad()
     loss.backward()
-    optimizer.step()
+    run.optimizer.step()
     assert torch.isfinite(loss)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
 
 
 @pytest.mark.parametrize("model", [o for g, o in OPTIONS if g == "model"])
@@ -143,8 +124,8 @@ def test_every_option_composes_wires_and_trains_one_step(group, option, data_roo
 def test_every_model_fits_every_input_shape(model, bench_option, data_root):
     """The wiring sizes each model for the classes and image shape (1x8x8, 1x28x28, 3x32x32)."""
     cfg = compose_cfg([f"model={model}", f"benchmark={bench_option}", f"data_root={data_root}", "download=false"])
-    bench = wiring.make_benchmark(cfg)
-    net = wiring.make_model(cfg, bench).eval()
+    run = build(cfg)[0]
+    bench, net = run.bench, run.model.eval()
     x, _y, _t = bench.test_stream[0].dataset.eval().batch(torch.arange(3))
     with torch.no_grad():
         assert net(x).shape == (3, bench.n_classes)
@@ -156,4 +137,4 @@ def test_tutorial_preset_is_the_avalanche_example(data_root):
     assert cfg.buffer._target_.endswith("ParametricBuffer") and cfg.buffer.max_size == 500
     assert cfg.buffer.groupby == "class" and cfg.selection._target_.endswith("RandomExemplarsSelectionStrategy")
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
-    assert (cfg.train_mb_size, cfg.eval_mb_size, cfg.epochs, cfg.loader.batch_size_mem) == (100, 100, 1, 32)
+    assert (cfg.train_mb_size, cfg.eval_mb_size, cfg.epochs, cfg.mem_mb_size) == (100, 100, 1, 32)

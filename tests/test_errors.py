@@ -1,16 +1,15 @@
 """Bad input is refused before any training: one line naming the bad value and what is allowed,
-exit code 2, no traceback, and no run directory left behind. A failed sweep job fails alone."""
+exit code 2, no traceback, and no run directory left behind. A failed sweep job fails alone.
+Every case runs in this process through `cli.main`, as `replay run` would."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli, replay
 
-from replaycli.outputs import SUMMARY, read_run
+from replaycli.outputs.rundir import SUMMARY, read_run
 
 CUDA = torch.cuda.is_available()
 
@@ -25,18 +24,20 @@ BAD = [
     ("unknown-nested-key", ["buffer.maxsize=3"],
      ["unknown key buffer.maxsize in buffer.maxsize=3", "did you mean buffer.max_size?",
       "allowed keys of buffer: max_size"]),
-    ("key-of-another-option", ["loader=group_balanced", "loader.batch_size_mem=4"],
-     ["unknown key loader.batch_size_mem", "allowed keys of loader: oversample_small_groups"]),
+    ("key-of-another-option", ["loader=group_balanced", "loader.task_balanced_dataloader=true"],
+     ["unknown key loader.task_balanced_dataloader", "allowed keys of loader: oversample_small_groups"]),
     ("bad-syntax", ["epochs=["], ["cannot parse override 'epochs=['", "allowed: key=value, group=option"]),
     ("sweep-without-m", ["buffer.max_size=1,2"], ["buffer.max_size=1,2", "--multirun"]),
     ("zero-epochs", ["epochs=0"], ["epochs=0 must be a positive integer"]),
     ("text-epochs", ["epochs=abc"], ["epochs='abc' must be a positive integer"]),
     ("negative-batch", ["train_mb_size=-4"], ["train_mb_size=-4 must be a positive integer"]),
     ("zero-eval-batch", ["eval_mb_size=0"], ["eval_mb_size=0 must be a positive integer"]),
-    ("zero-memory-batch", ["loader.batch_size_mem=0"], ["loader.batch_size_mem=0 must be a positive integer"]),
-    ("zero-buffer", ["buffer.max_size=0"], ["buffer.max_size=0 must be a positive integer"]),
+    ("zero-memory-batch", ["mem_mb_size=0"], ["mem_mb_size=0 must be a positive integer"]),
+    ("negative-buffer", ["buffer.max_size=-5"], ["buffer.max_size=-5 must be an integer >= 0"]),
     ("zero-hidden", ["model.hidden_size=0"], ["model.hidden_size=0 must be a positive integer"]),
-    ("negative-lr", ["optimizer.lr=-0.1"], ["optimizer.lr=-0.1 must be a positive number"]),
+    ("negative-lr", ["optimizer.lr=-0.1"], ["optimizer.lr=-0.1 must be a finite number >= 0"]),
+    ("infinite-lr", ["optimizer.lr=inf"], ["optimizer.lr=inf must be a finite number >= 0"]),
+    ("nan-alpha", ["strategy=der", "strategy.alpha=nan"], ["strategy.alpha=nan must be a finite number >= 0"]),
     ("negative-seed", ["seed=-1"], ["seed=-1 must be an integer >= 0"]),
     ("bad-progress", ["progress=loud"], ["progress='loud' is not allowed; allowed: auto, rich, plain, none"]),
     ("bad-groupby", ["groupby=colour"], ["groupby='colour' is not allowed; allowed: null, class, task, experience"]),
@@ -47,7 +48,7 @@ BAD = [
     ("class-order", ["benchmark.fixed_class_order=[0,1]"], ["fixed_class_order=[0, 1] must be a permutation"]),
     ("unknown-argument", ["+model.foo=1"],
      ["model.foo=1 is not an argument of replaycli.models.SimpleMLP",
-      "allowed: drop_rate, hidden_layers, hidden_size"]),
+      "allowed: drop_rate, hidden_layers, hidden_size, input_size"]),
     ("offline-data-missing", ["benchmark=split_mnist", "data_root={tmp}/nodata", "download=false"],
      ["mnist data not found under data_root={tmp}/nodata (download is off)", "train-images-idx3-ubyte"]),
     ("unwritable-output", ["hydra.run.dir={tmp}/blocker/run"],
@@ -62,59 +63,61 @@ if not CUDA:
     BAD.append(("cuda-missing", ["device=cuda"], ["device=cuda but CUDA is not available here; allowed: auto, cpu"]))
 
 
-def replay(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "experiment")
+
+
+def refused_in(tmp: Path, args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """`replay run ARGS` in this process, from `tmp` (where outputs/ would go)."""
+    (tmp / "blocker").write_text("a file where a directory should be\n")
+    monkeypatch.chdir(tmp)
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags come before the overrides
-    rest = [a for a in args if not a.startswith("-")]
-    cmd = [sys.executable, "-m", "replaycli.cli", "run", *flags, "epochs=1", "progress=none", *rest]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    rest = [a.format(tmp=tmp) for a in args if not a.startswith("-")]
+    return cli("run", *flags, "epochs=1", "progress=none", *rest, capsys=capsys)
 
 
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
-    """Every bad command line run once, a few at a time (each is a fresh process)."""
-    def one(case):
-        name, args, _ = case
-        tmp = tmp_path_factory.mktemp(name)
-        (tmp / "blocker").write_text("a file where a directory should be\n")
-        return name, (tmp, replay([a.format(tmp=tmp) for a in args], tmp))
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(one, BAD))
-
-
-@pytest.mark.parametrize("name, args, expected", BAD, ids=[c[0] for c in BAD])
-def test_bad_input_is_one_line_exit_2_and_leaves_no_run_dir(refused, name, args, expected):
-    tmp, p = refused[name]
-    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
-    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr[-2000:]
-    assert "Traceback" not in p.stderr + p.stdout
+def assert_refused(tmp: Path, code: int, out: str, err: str, expected: list[str]) -> None:
+    assert code == 2, (code, err[-2000:])
+    assert err.startswith("error: ") and err.count("\n") == 1, err[-2000:]
+    assert "Traceback" not in err + out
     for text in expected:
-        assert text.format(tmp=tmp) in p.stderr, p.stderr
+        assert text.format(tmp=tmp) in err, err
     left = [d for d in tmp.rglob("*") if d.is_dir() and d.name not in ("nodata",)]
     assert not [d for d in left if (d / ".hydra").exists() or list(d.glob("*.csv"))], left
     assert not (tmp / "outputs" / "runs").exists() or not any((tmp / "outputs" / "runs").iterdir())
     assert not (tmp / "outputs" / "sweeps").exists()
 
 
-def test_hydra_flags_still_work(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "replaycli.cli", "run", "--cfg", "job", "buffer.max_size=7"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and "max_size: 7" in p.stdout, p.stderr
-    p = subprocess.run([sys.executable, "-m", "replaycli.cli", "run", "--cfg", "job", "fooo=1"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and p.stderr.startswith("error: unknown key fooo") and p.stderr.count("\n") == 1
-    p = subprocess.run([sys.executable, "-m", "replaycli.cli", "run", "--help"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("name, args, expected", BAD, ids=[c[0] for c in BAD])
+def test_bad_input_is_one_line_exit_2_and_leaves_no_run_dir(name, args, expected, tmp_path, capsys, monkeypatch):
+    assert_refused(tmp_path, *refused_in(tmp_path, args, capsys, monkeypatch), expected)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_an_unknown_key_in_any_group_is_one_line(group, tmp_path, capsys, monkeypatch):
+    """`+GROUP.foo=1`, for every group the package ships (read from configs/), names the key."""
+    args = [f"+{group}.foo=1"] + (["buffer=reservoir"] if group == "buffer" else [])
+    assert_refused(tmp_path, *refused_in(tmp_path, args, capsys, monkeypatch), [f"{group}.foo=1 is not an argument of "])
+
+
+def test_hydra_flags_still_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", "--cfg", "job", "buffer.max_size=7", capsys=capsys)
+    assert code == 0 and "max_size: 7" in out, err
+    code, out, err = cli("run", "--cfg", "job", "fooo=1", capsys=capsys)
+    assert code == 2 and err.startswith("error: unknown key fooo") and err.count("\n") == 1
+    p = replay("run", "--help", cwd=tmp_path)  # the subprocess smoke test of `replay run`
     assert p.returncode == 0 and "buffer: class_balanced, experience_balanced" in p.stdout
     assert not (tmp_path / "outputs").exists()
 
 
 def test_a_failed_sweep_job_does_not_take_the_others_down(tmp_path):
     sweep = tmp_path / "sweep"
-    p = replay(["-m", "buffer.max_size=0,5", "benchmark.n_experiences=2", f"hydra.sweep.dir={sweep}"], tmp_path)
+    p = replay("run", "-m", "epochs=1", "progress=none", "buffer.max_size=-1,5", "benchmark.n_experiences=2",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert p.returncode == 2, p.stderr[-2000:]
     last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "buffer.max_size=0 must be a positive integer" in last, p.stderr
+    assert last.startswith("error: ") and "buffer.max_size=-1 must be an integer >= 0" in last, p.stderr
     assert "Traceback" not in p.stderr
     good = read_run(sweep / "1")  # the job after the failed one ran to its end
     assert good.complete and len(good.accuracy) == 2 and sum(good.histograms[-1]) == 5

@@ -8,7 +8,7 @@ import sys
 import pytest
 from made_outputs import real_sweep, replay, write_run
 
-from replaycli import outputs
+from replaycli.outputs import rundir, sweepdir
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def inspect_json(path, cwd):
 
 def test_a_run_as_json_holds_what_the_run_wrote(sweep, tmp_path):
     d = inspect_json(sweep / "3", tmp_path)
-    run = outputs.read_run(sweep / "3")
+    run = rundir.read_run(sweep / "3")
     assert d["kind"] == "run" and d["status"] == "complete" and d["error"] == ""
     assert d["overrides"] == ["buffer.max_size=20", "seed=1", "epochs=1", "benchmark.n_experiences=2",
                               "progress=none", "device=cpu"]
@@ -42,14 +42,14 @@ def test_a_run_as_json_holds_what_the_run_wrote(sweep, tmp_path):
 def test_a_run_as_tables(sweep, tmp_path):
     proc = replay("inspect", str(sweep / "3"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    run = outputs.read_run(sweep / "3")
+    run = rundir.read_run(sweep / "3")
     out = proc.stdout
     assert "status: complete, 2 of 2 experiences finished" in out
     assert "overrides: buffer.max_size=20 seed=1" in out
     assert f"final accuracy {run.summary['final_accuracy']:.4f}" in out
     assert "test 1" in out and "per experience" in out and "buffer samples per class" in out
     top = max(max(h) for h in run.histograms)
-    from replaycli.inspecting import bars
+    from replaycli.outputs.inspect import bars
 
     for h in run.histograms:  # one bar line per experience, its total at the end
         assert bars(h, top) in out
@@ -57,7 +57,7 @@ def test_a_run_as_tables(sweep, tmp_path):
 
 
 def test_bars_scale_each_class_to_the_fullest():
-    from replaycli.inspecting import bars
+    from replaycli.outputs.inspect import bars
 
     assert bars([0, 4, 8, 1], 8) == "·▄█▁"  # empty classes show as dots, a non-empty one never does
     assert bars([0, 0], 0) == "··"
@@ -77,18 +77,18 @@ def test_an_incomplete_run_says_so_and_shows_its_finished_experiences(tmp_path):
 
 def test_a_failed_job_shows_why(sweep, tmp_path):
     d = inspect_json(sweep / "0", tmp_path)
-    assert d["status"] == "failed" and d["error"] == "buffer.max_size=-1 must be a positive integer"
+    assert d["status"] == "failed" and d["error"] == "buffer.max_size=-1 must be an integer >= 0"
     assert d["overrides"][:2] == ["buffer.max_size=-1", "seed=0"] and d["accuracy"] == []
 
 
 def test_a_sweep_lists_its_jobs(sweep, tmp_path):
     d = inspect_json(sweep, tmp_path)
     assert d["kind"] == "sweep" and d["status_counts"] == {"failed": 2, "complete": 4}
-    assert d["jobs"] == outputs.read_sweep_summary(sweep)
+    assert d["jobs"] == sweepdir.read_sweep_summary(sweep)
     proc = replay("inspect", str(sweep), cwd=tmp_path)
     assert proc.returncode == 0 and "6 jobs, 2 failed, 4 complete" in proc.stdout
     assert "common overrides: epochs=1 benchmark.n_experiences=2 progress=none device=cpu" in proc.stdout
-    assert "buffer.max_size" in proc.stdout and "must be a positive integer" in proc.stdout
+    assert "buffer.max_size" in proc.stdout and "must be an integer >= 0" in proc.stdout
 
 
 def test_an_outputs_dir_lists_runs_and_sweeps_newest_first(sweep, tmp_path):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError
 from replaycli.loaders import GroupBalancedDataLoader, ReplayDataLoader, TaskBalancedDataLoader
-from replaycli.memory import group_lengths
+from replaycli.memory.store import group_lengths
 from replaycli.pool import Pool
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

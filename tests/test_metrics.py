@@ -8,12 +8,13 @@ import json
 import re
 
 import pytest
+from conftest import build_run, compose_cfg
 import torch
 
-from replaycli import outputs
+from replaycli.outputs import rundir
 from replaycli.errors import ConfigError
-from replaycli.metrics import Metrics, from_config
-from replaycli.outputs import read_confusion, read_run
+from replaycli.run.metrics import Metrics, from_config
+from replaycli.outputs.rundir import read_confusion, read_run
 
 N_CLASSES = 10
 # 2 experiences of 5 classes, 2 epochs each, a small model: a run of about a second, in process
@@ -23,42 +24,34 @@ ALL = ["metrics=[accuracy,loss,timing,resources,confusion]", "granularity.accura
        "granularity.loss=minibatch"]
 
 
-def compose_cfg(overrides: list[str]):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module("replaycli.configs", version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     """A tiny run with every metric at its finest, in process: its run dir, the model after each
     experience, and the (logits, labels) of every training step, as the method computed them."""
-    import replaycli.train
-    from replaycli import wiring
-    from replaycli.runner import execute
-    from replaycli.strategies import Replay
+    import replaycli.run.loop
+    from replaycli.methods.er import Replay
+    from replaycli.run.runner import execute
 
     models, steps = [], []
-    real_run, real_loss = replaycli.train.run_experience, Replay.loss
+    real_run, real_step = replaycli.run.loop.run_experience, Replay.step
 
     def run_and_keep_the_model(run, exp, on_step):
         record = real_run(run, exp, on_step)
         models.append(copy.deepcopy(run.model).eval())
         return record
 
-    def loss_and_keep_the_logits(self, run, x, y, t):
-        loss, out = real_loss(self, run, x, y, t)
-        steps.append((out.detach().clone(), y.clone(), loss.item()))
+    def step_and_keep_the_logits(self, batch, memory):
+        loss, out = real_step(self, batch, memory)
+        steps.append((out.detach().clone(), batch.y.clone(), loss.item()))
         return loss, out
 
     path = tmp_path_factory.mktemp("metrics") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(replaycli.train, "run_experience", run_and_keep_the_model)
-        mp.setattr(Replay, "loss", loss_and_keep_the_logits)
+        mp.setattr(replaycli.run.loop, "run_experience", run_and_keep_the_model)
+        mp.setattr(Replay, "step", step_and_keep_the_logits)
         cfg = compose_cfg([*TINY, *ALL])
         execute(cfg, path)
-    return path, models, steps, wiring.make_benchmark(cfg)  # the same streams (a fixed class order)
+    return path, models, steps, build_run([*TINY, *ALL]).bench  # the same streams (a fixed class order)
 
 
 # --- the config ----------------------------------------------------------------------------------
@@ -144,14 +137,14 @@ def test_confusion_csv_has_the_documented_layout(full):
     path = full[0]
     import numpy as np
 
-    text = (path / outputs.CONFUSION).read_text().splitlines()
+    text = (path / rundir.CONFUSION).read_text().splitlines()
     assert text[0] == "trained,true," + ",".join(f"pred_{k}" for k in range(N_CLASSES))
-    table = np.loadtxt(path / outputs.CONFUSION, delimiter=",", skiprows=1, dtype=int)
+    table = np.loadtxt(path / rundir.CONFUSION, delimiter=",", skiprows=1, dtype=int)
     assert table.shape == (2 * N_CLASSES, 2 + N_CLASSES)
     assert table[:, 0].tolist() == [0] * N_CLASSES + [1] * N_CLASSES  # trained
     assert table[:N_CLASSES, 1].tolist() == list(range(N_CLASSES))  # true
     assert table[:, 2:].reshape(2, N_CLASSES, N_CLASSES).tolist() == read_confusion(path)
-    assert "confusion" not in (path / outputs.METRICS).read_text()  # in its own file only
+    assert "confusion" not in (path / rundir.METRICS).read_text()  # in its own file only
 
 
 # --- training records ----------------------------------------------------------------------------
@@ -184,8 +177,8 @@ def test_epoch_and_minibatch_records_come_from_the_steps_logits(full):
 def test_folding_logits_into_hits_changes_no_number(tmp_path, monkeypatch):
     """Kept logits are folded into one bool per sample every CHUNK steps: the chunk size changes
     no record (task-IL, whose masked logits decide the hits, here)."""
-    from replaycli.meters import TrainMeter
-    from replaycli.runner import execute
+    from replaycli.run.meters import TrainMeter
+    from replaycli.run.runner import execute
 
     cfg = compose_cfg([*TINY, *ALL, "scenario=task_il", "benchmark.return_task_id=true"])
     execute(cfg, tmp_path / "kept")
@@ -206,7 +199,7 @@ def test_summary_has_timing_and_resources(full):
     s = read_run(path).summary
     assert s["status"] == "complete"
     assert s["peak_rss_mb"] > 10 and s["cpu_seconds"] > 0 and s["gpu_peak_memory_mb"] is None  # on the CPU
-    files = [p for p in path.rglob("*") if p.is_file() and p.name != outputs.SUMMARY]
+    files = [p for p in path.rglob("*") if p.is_file() and p.name != rundir.SUMMARY]
     assert 0 < s["disk_bytes"] <= sum(p.stat().st_size for p in files)  # run.log grows after the summary
     t = s["timing"]
     assert len(t["experience_seconds"]) == 2 and all(x > 0 for x in t["experience_seconds"])
@@ -215,11 +208,11 @@ def test_summary_has_timing_and_resources(full):
 
 
 def test_no_metrics_writes_todays_files_only(tmp_path):
-    from replaycli.runner import execute
+    from replaycli.run.runner import execute
 
     execute(compose_cfg([*TINY, "epochs=1", "metrics=[]"]), tmp_path / "run")
     run = read_run(tmp_path / "run")
-    assert not (tmp_path / "run" / outputs.CONFUSION).exists() and run.confusion == []
+    assert not (tmp_path / "run" / rundir.CONFUSION).exists() and run.confusion == []
     for r in run.metrics:
         assert set(r) == {"experience", "accuracy", "average", "loss", "histogram", "train_seconds",
                           "buffer_seconds", "eval_seconds", "seconds"}
@@ -238,19 +231,19 @@ def test_the_default_run_logs_epochs_and_resources(small_run):
 
 # --- run.log, resume, inspect, plot --------------------------------------------------------------
 def test_run_log_is_what_the_terminal_showed(small_run):
-    log = outputs.read_log(small_run.path)
+    log = rundir.read_log(small_run.path)
     assert log == small_run.proc.stdout  # progress=auto off a terminal: plain lines, then the tables
     assert "\x1b[" not in log and re.search(r"  epoch 1/1: \d+ batches \(\d+\.\d\d s\)", log)
     assert re.search(r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log)
 
 
 def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path, monkeypatch):
-    import replaycli.train
-    from replaycli.runner import execute, resume_run
+    import replaycli.run.loop
+    from replaycli.run.runner import execute, resume_run
 
     cfg = compose_cfg([*TINY, "epochs=1", "benchmark.n_experiences=5", "metrics=[confusion]"])
     execute(cfg, tmp_path / "whole")
-    real, calls = replaycli.train.run_experience, []
+    real, calls = replaycli.run.loop.run_experience, []
 
     def stop_at_the_third(run, exp, on_step):
         calls.append(exp)
@@ -258,21 +251,21 @@ def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path
             raise KeyboardInterrupt
         return real(run, exp, on_step)
 
-    monkeypatch.setattr(replaycli.train, "run_experience", stop_at_the_third)
+    monkeypatch.setattr(replaycli.run.loop, "run_experience", stop_at_the_third)
     with pytest.raises(KeyboardInterrupt):
         execute(cfg, tmp_path / "cut")
-    monkeypatch.setattr(replaycli.train, "run_experience", real)
+    monkeypatch.setattr(replaycli.run.loop, "run_experience", real)
     assert len(read_confusion(tmp_path / "cut")) == 2
     assert resume_run(tmp_path / "cut") == 0
-    for name in (outputs.CONFUSION, outputs.ACCURACY):
+    for name in (rundir.CONFUSION, rundir.ACCURACY):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
-    log = outputs.read_log(tmp_path / "cut")
+    log = rundir.read_log(tmp_path / "cut")
     assert "stopped: KeyboardInterrupt" in log and f"resuming {tmp_path / 'cut'} after experience 2/5" in log
     assert log.count("experience 5/5") == 1 and log.rstrip().endswith(f"outputs: {tmp_path / 'cut'}")
 
 
 def test_inspect_shows_the_confusion_matrix_and_plot_draws_it(full, capsys):
-    from replaycli import inspecting, plots
+    from replaycli.outputs import inspect as inspecting, plots
 
     path = full[0]
     assert inspecting.main([str(path), "--json"]) == 0
@@ -293,7 +286,7 @@ def test_tensorboard_gets_the_epoch_records(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from replaycli.tblog import TensorBoardLogger
+    from replaycli.run.loggers import TensorBoardLogger
 
     logger = TensorBoardLogger(tmp_path)
     for i in range(2):

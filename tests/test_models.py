@@ -33,8 +33,8 @@ CASES = {
     "mlp-digits": (lambda: SimpleMLP(num_classes=5, input_size=64, hidden_size=16, hidden_layers=2), DIGITS,
                    {"features": 16, "features.4": 16, "classifier": 5}),
     "cnn": (lambda: SmallCNN(), MNIST, {"features": 64, "features.0": 32 * 28 * 28, "classifier": 10}),
-    "cnn-digits": (lambda: SmallCNN(10, 1, width=8), DIGITS, {"features": 16, "features.5": 16 * 2 * 2}),
-    "cnn-cifar": (lambda: SmallCNN(100, 3, width=8), CIFAR, {"features": 16, "classifier": 100}),
+    "cnn-digits": (lambda: SmallCNN(10, (1, 8, 8), width=8), DIGITS, {"features": 16, "features.5": 16 * 2 * 2}),
+    "cnn-cifar": (lambda: SmallCNN(100, (3, 32, 32), width=8), CIFAR, {"features": 16, "classifier": 100}),
     # nf=4 keeps the CPU cost small; the default width is checked in test_slim_resnet_default_width
     "resnet": (lambda: SlimResNet18(nf=4), CIFAR, {"features": 32, "features.3": 4 * 32 * 32,
                                                    "features.10.conv1": 32 * 4 * 4, "classifier": 10}),
@@ -76,7 +76,7 @@ def test_feature_selection_reads_each_named_layer(name):
                 ref = model.features(x) if layer == "features" else model(x)
             model.train()
             assert torch.allclose(f, ref, atol=1e-5)
-        assert sorted(strat.rank(None, ds).tolist()) == list(range(8))
+        assert sorted(strat.rank(ds).tolist()) == list(range(8))
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn-digits", "resnet"])
@@ -92,7 +92,7 @@ def test_feature_strategies_fill_a_parametric_buffer(name, strategy):
     # each class keeps the head of the strategy's ranking of its own samples
     for c, g in buf.buffer_groups.items():
         members = ds.subset((ds.y == c).nonzero().flatten())
-        ranked = strategy(model, "features").rank(None, members)
+        ranked = strategy(model, "features").rank(members)
         assert g.buffer.ids.tolist() == members.ids[ranked[:2]].tolist()
 
 

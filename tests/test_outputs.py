@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from replaycli import outputs
-from replaycli.outputs import OutputError, RunWriter, bwt, forgetting, read_run, write_atomic
+from replaycli.outputs import rundir
+from replaycli.outputs.formulas import bwt, forgetting
+from replaycli.outputs.rundir import OutputError, RunWriter, read_run, write_atomic
 
 # rows: after training experience i; columns: accuracy on test experience j
 ACC = [
@@ -44,7 +45,8 @@ def _write_run(root, summary_extra=None):
     for i, (acc, hist) in enumerate(zip(ACC, hists)):
         record = {"experience": i, "accuracy": acc, "loss": 1.0 / (i + 1), "histogram": hist, "seconds": 0.5}
         records.append(record)
-        w.experience_done(acc, hist, record)
+        w.add_experience(acc, hist, record)
+        w.write_tables()
     w.write_summary({"status": "complete", "seconds": 1.5, "seed": 0, "device": "cpu", **(summary_extra or {})})
     return hists, records
 
@@ -65,25 +67,26 @@ def test_run_writer_round_trip(tmp_path):
 
 def test_tables_have_the_documented_columns(tmp_path):
     _write_run(tmp_path)
-    with open(tmp_path / outputs.ACCURACY, newline="") as f:
+    with open(tmp_path / rundir.ACCURACY, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["trained", "test_0", "test_1", "test_2", "average"]
     for i, row in enumerate(rows[1:]):
         assert int(row[0]) == i
         assert [float(v) for v in row[1:4]] == ACC[i]
         assert float(row[4]) == pytest.approx(sum(ACC[i]) / 3)
-    with open(tmp_path / outputs.HISTOGRAM, newline="") as f:
+    with open(tmp_path / rundir.HISTOGRAM, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["trained", "class_0", "class_1", "class_2", "class_3"]
     assert [int(v) for v in rows[2][1:]] == [2, 1, 2, 1]
-    lines = (tmp_path / outputs.METRICS).read_text().splitlines()
+    lines = (tmp_path / rundir.METRICS).read_text().splitlines()
     assert [json.loads(line)["experience"] for line in lines] == [0, 1, 2]
 
 
 def test_a_run_without_summary_reads_as_incomplete(tmp_path):
     w = RunWriter(tmp_path, n_test=3, n_classes=4)
     w.write_config("seed: 0\n")
-    w.experience_done(ACC[0], [1, 1, 0, 0], {"experience": 0})
+    w.add_experience(ACC[0], [1, 1, 0, 0], {"experience": 0})
+    w.write_tables()
     run = read_run(tmp_path)
     assert not run.complete and run.summary == {} and run.accuracy == [ACC[0]]
 
@@ -92,7 +95,7 @@ def test_reading_what_is_not_a_run_says_why(tmp_path):
     with pytest.raises(OutputError, match="not a run directory"):
         read_run(tmp_path)
     _write_run(tmp_path)
-    (tmp_path / outputs.METRICS).write_text('{"experience": 0}\nnot json\n')
+    (tmp_path / rundir.METRICS).write_text('{"experience": 0}\nnot json\n')
     with pytest.raises(OutputError, match="line 2"):
         read_run(tmp_path)
 
@@ -100,7 +103,7 @@ def test_reading_what_is_not_a_run_says_why(tmp_path):
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
     _write_run(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert {outputs.CONFIG, outputs.ACCURACY, outputs.HISTOGRAM, outputs.METRICS, outputs.SUMMARY} <= names
+    assert {rundir.CONFIG, rundir.ACCURACY, rundir.HISTOGRAM, rundir.METRICS, rundir.SUMMARY} <= names
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]
 
 
@@ -111,7 +114,7 @@ def test_a_failed_write_keeps_the_old_file_whole(tmp_path, monkeypatch):
     def killed(src, dst):
         raise KeyboardInterrupt  # killed between writing the temporary file and the rename
 
-    monkeypatch.setattr(outputs.os, "replace", killed)
+    monkeypatch.setattr(rundir.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         write_atomic(path, "new,but,never,renamed\n")
     assert path.read_text() == "old,complete\n"

@@ -8,7 +8,7 @@ import pytest
 from made_outputs import real_sweep, replay, write_run
 from matplotlib.image import imread
 
-from replaycli.plots import DPI, FIGSIZE, RUN_FIGURES, SWEEP_FIGURES
+from replaycli.outputs.plots import DPI, FIGSIZE, RUN_FIGURES, SWEEP_FIGURES
 
 PIXELS = (round(FIGSIZE[1] * DPI), round(FIGSIZE[0] * DPI))  # (rows, columns)
 

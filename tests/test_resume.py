@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import compose_cfg
 import torch
 
 from replaycli.cli import main
-from replaycli.outputs import ACCURACY, CHECKPOINT, HISTOGRAM, METRICS, SUMMARY, read_run
+from replaycli.outputs.rundir import ACCURACY, CHECKPOINT, HISTOGRAM, METRICS, SUMMARY, read_run
 
 # enough epochs that one experience lasts long enough to be killed in its middle
 KILL_ARGS = ["epochs=5", "seed=3", "buffer.max_size=40", "groupby=class", "progress=none", "model.hidden_size=64"]
@@ -37,13 +38,6 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
-def compose_cfg(overrides: list[str]):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module("replaycli.configs", version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
 def resume(run_dir: Path, capsys) -> tuple[int, str, str]:
     """`replay resume RUN_DIR` in this process: (exit code, stdout, stderr)."""
     code = main(["resume", str(run_dir)])
@@ -54,7 +48,7 @@ def resume(run_dir: Path, capsys) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A short run that went to the end."""
-    from replaycli.runner import execute
+    from replaycli.run.runner import execute
 
     run = tmp_path_factory.mktemp("finished") / "run"
     execute(compose_cfg(SHORT_ARGS), run)
@@ -88,7 +82,7 @@ def test_sigkill_mid_experience_then_resume_matches_an_uninterrupted_run(tmp_pat
     assert ckpt["experiences_done"] == done
     ids = ckpt["state"]["buffer"]["store"]["ids"]  # the buffer holds ids into the stream
     assert ids.dtype == torch.int64 and len(ids) == 40
-    assert {"torch", "generator", "numpy", "python"} <= set(ckpt["rng"])
+    assert set(ckpt["rng"]) == {"torch", "generator", "cuda"}  # nothing draws from numpy or Python
     p = replay("inspect", str(killed), "--json", cwd=tmp_path)  # what a user sees of the killed run
     shown = json.loads(p.stdout)
     assert p.returncode == 0 and shown["status"] == "incomplete" and shown["experiences_done"] == done
@@ -185,14 +179,14 @@ METHODS = [
 
 @pytest.mark.parametrize("overrides", METHODS, ids=lambda o: " ".join(o) or "replay")
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
-    import replaycli.train
-    from replaycli.runner import execute, resume_run
+    import replaycli.run.loop
+    from replaycli.run.runner import execute, resume_run
 
     small = ["epochs=1", "seed=5", "buffer.max_size=30", "progress=none", "train_mb_size=64", "model.hidden_size=32"]
     cfg = compose_cfg([*small, *overrides])
     execute(cfg, tmp_path / "whole")
 
-    real, calls = replaycli.train.run_experience, []
+    real, calls = replaycli.run.loop.run_experience, []
 
     def stop_at_the_third(run, exp, on_step):
         calls.append(exp.current_experience)
@@ -200,10 +194,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, ov
             raise KeyboardInterrupt  # Ctrl-C at the start of the third experience
         return real(run, exp, on_step)
 
-    monkeypatch.setattr(replaycli.train, "run_experience", stop_at_the_third)
+    monkeypatch.setattr(replaycli.run.loop, "run_experience", stop_at_the_third)
     with pytest.raises(KeyboardInterrupt):
         execute(cfg, tmp_path / "cut")
-    monkeypatch.setattr(replaycli.train, "run_experience", real)
+    monkeypatch.setattr(replaycli.run.loop, "run_experience", real)
     cut = read_run(tmp_path / "cut")
     assert cut.status == "interrupted" and len(cut.accuracy) == 2 and cut.resumable
 

@@ -102,12 +102,12 @@ def test_strategies_rank_the_named_layer_features():
     model = Probe().train()
     herd = HerdingSelectionStrategy(model, "embed")
     assert torch.allclose(herd.features(ds), torch.tensor([[v, 7.0] for v in LINE]), atol=1e-4)
-    assert herd.rank(None, ds).tolist() == LINE_HERDING
+    assert herd.rank(ds).tolist() == LINE_HERDING
     assert herd.make_sorted_indices(None, ds) == LINE_HERDING
-    assert ClosestToCenterSelectionStrategy(model, "embed").rank(None, ds).tolist() == LINE_CLOSEST
-    assert FeatureBasedExemplarsSelectionStrategy(model, "embed").rank(None, ds).tolist() == LINE_CLOSEST
+    assert ClosestToCenterSelectionStrategy(model, "embed").rank(ds).tolist() == LINE_CLOSEST
+    assert FeatureBasedExemplarsSelectionStrategy(model, "embed").rank(ds).tolist() == LINE_CLOSEST
     assert model.training  # the model's mode is restored
-    assert herd.rank(None, ds.subset([])).tolist() == []
+    assert herd.rank(ds.subset([])).tolist() == []
 
 
 def test_in_place_activation_does_not_rewrite_features():
@@ -161,6 +161,40 @@ def test_parametric_buffer_reranks_a_group_when_new_candidates_arrive():
 
 def test_random_strategy_is_a_seeded_permutation():
     ds = _points([[i, 0] for i in range(50)], [0] * 50)
-    a = RandomExemplarsSelectionStrategy(torch.Generator().manual_seed(0)).rank(None, ds)
+    a = RandomExemplarsSelectionStrategy(torch.Generator().manual_seed(0)).rank(ds)
     b = RandomExemplarsSelectionStrategy(torch.Generator().manual_seed(0)).make_sorted_indices(None, ds)
     assert sorted(a.tolist()) == list(range(50)) and a.tolist() == b and a.tolist() != list(range(50))
+
+
+# --- Avalanche-style user subclasses are honoured -------------------------------------------------
+def test_a_subclass_overriding_make_sorted_indices_ranks_the_groups():
+    """A user's ranking by `make_sorted_indices(strategy, data)` (here: largest first coordinate
+    first) decides what each group keeps, and sees the object `update(strategy)` was given."""
+    seen = []
+
+    class LargestFirst(RandomExemplarsSelectionStrategy):
+        def make_sorted_indices(self, strategy, data):
+            seen.append(strategy)
+            return torch.argsort(data.pool.images(data.ids)[:, 0, 0, 0], descending=True).tolist()
+
+    values = [[v, 0] for v in (5, 90, 30, 60, 10, 80)]
+    ds = _points(values, [0, 0, 0, 1, 1, 1])
+    exp = SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=0))
+    buf = ParametricBuffer(4, groupby="class", selection_strategy=LargestFirst())
+    buf.update(exp)
+    assert _buffer_ids(buf) == {0: [1, 2], 1: [5, 3]} and seen == [exp, exp]  # one call per group
+    buf.resize(exp, 2)
+    assert _buffer_ids(buf) == {0: [1], 1: [5]}
+
+
+def test_a_subclass_overriding_make_sorted_indices_from_features_ranks_by_them():
+    class FarthestFromCenter(HerdingSelectionStrategy):
+        def make_sorted_indices_from_features(self, features):
+            return torch.argsort((features - features.mean(0)).norm(dim=1), descending=True).tolist()
+
+    ds = _points([[v, 0] for v in LINE], [0] * len(LINE))
+    f = torch.tensor([[v, 0] for v in LINE], dtype=torch.float64)
+    far = torch.argsort((f - f.mean(0)).norm(dim=1), descending=True).tolist()
+    buf = ParametricBuffer(2, selection_strategy=FarthestFromCenter(Probe(), "embed"))
+    buf.update(SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=0)))
+    assert buf.buffer.ids.tolist() == far[:2] != LINE_HERDING[:2]

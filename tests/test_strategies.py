@@ -8,40 +8,25 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
+from conftest import build_run, compose_cfg
 
-from replaycli import wiring
 from replaycli.errors import ConfigError
-from replaycli.outputs import read_run
-from replaycli.runner import execute
-from replaycli.strategies import DERpp, GDumb, Weighted, masked, sample_memory
-from replaycli.train import Run, evaluate, run_experience, train_experience, update_buffer
-from replaycli.validate import validate
+from replaycli.methods.base import Batch
+from replaycli.methods.der import DERpp
+from replaycli.methods.gdumb import GDumb
+from replaycli.methods.weighted import Weighted
+from replaycli.outputs.rundir import read_run
+from replaycli.run.loop import Run, run_experience, train_experience, update_memory
+from replaycli.run.meters import evaluate_stream
+from replaycli.run.runner import execute
+from replaycli.scenario import masked
 
 QUICK = ["device=cpu", "progress=none", "epochs=1", "model.hidden_size=32", "buffer.max_size=40"]
 
 
-def compose_cfg(overrides: list[str]):
-    with initialize_config_module("replaycli.configs", version_base="1.3"):
-        return compose("config", overrides=QUICK + overrides)
-
-
 def build(overrides: list[str]) -> Run:
-    """The runner's objects for `overrides`, built through the same wiring."""
-    cfg = compose_cfg(overrides)
-    validate(cfg)
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    bench = wiring.make_benchmark(cfg)
-    model = wiring.make_model(cfg, bench)
-    return Run(
-        bench=bench, model=model, optimizer=instantiate(cfg.optimizer)(model.parameters()),
-        buffer=wiring.make_buffer(cfg, model, generator),
-        make_loader=wiring.LoaderFactory(cfg.loader, cfg.train_mb_size, generator),
-        epochs=cfg.epochs, eval_mb_size=cfg.eval_mb_size, device=torch.device("cpu"),
-        strategy=wiring.make_strategy(cfg, model, generator), mask=wiring.make_mask(cfg, bench),
-    )
+    """The runner's objects for `overrides`, built by the runner's own function."""
+    return build_run(QUICK + overrides)
 
 
 def no_step(*_: int) -> None:
@@ -61,17 +46,17 @@ def test_stored_logits_are_the_models_output_at_insertion_and_never_change(metho
     run = build([f"strategy={method}", f"buffer_update={protocol}", "buffer=reservoir", "model.drop_rate=0.0"])
     pool = run.bench.train_pool  # no augmentation, no dropout: train and eval outputs agree
     expected: dict[int, torch.Tensor] = {}
-    offer = run.buffer.update_from_dataset
+    offer = run.buffer.add
 
-    def spy(dataset, strategy=None, experience=0, extras=None):
+    def spy(dataset, experience=0, extras=None):
         with torch.no_grad():
             now = run.model(pool.images(dataset.ids))  # the model as it is when the samples are offered
         torch.testing.assert_close(extras["logits"], now, rtol=0, atol=1e-5)
         held = set(run.buffer.store.ids.tolist())
         expected.update({i: row for i, row in zip(dataset.ids.tolist(), now) if i not in held})
-        offer(dataset, strategy, experience, extras)
+        offer(dataset, experience, extras)
 
-    run.buffer.update_from_dataset = spy
+    run.buffer.add = spy
     drifted = 0.0
     for exp in run.bench.train_stream[:3]:
         run_experience(run, exp, no_step)
@@ -105,13 +90,13 @@ def test_der_loss_adds_alpha_mse_and_derpp_beta_ce_on_two_memory_batches():
     run = build(["strategy=derpp", "strategy.alpha=0.3", "strategy.beta=0.7", "buffer=reservoir"])
     run_experience(run, run.bench.train_stream[0], no_step)
     x, y, t = run.bench.train_stream[1].dataset.train().batch(torch.arange(8))
-    gen = run.strategy.generator
+    gen = run.memory.generator
     state = gen.get_state()
-    loss, out = run.strategy.loss(run, x, y, t)
+    loss, out = run.method.step(Batch(x, y, t, 1), run.memory)
     gen.set_state(state)  # draw the same two memory batches again
-    m1, _, _, e1 = sample_memory(run.buffer, run.strategy.mem_mb_size, gen)
-    m2, y2, _, _ = sample_memory(run.buffer, run.strategy.mem_mb_size, gen)
-    assert isinstance(run.strategy, DERpp) and not torch.equal(m1, m2)
+    m1, _, _, e1 = run.memory.sample()
+    m2, y2, _, _ = run.memory.sample()
+    assert isinstance(run.method, DERpp) and not torch.equal(m1, m2) and len(m1) == 32
     want = F.cross_entropy(run.model(x), y) + 0.3 * F.mse_loss(run.model(m1), e1["logits"]) + 0.7 * F.cross_entropy(run.model(m2), y2)
     torch.testing.assert_close(loss, want)
     torch.testing.assert_close(out, run.model(x))
@@ -119,10 +104,10 @@ def test_der_loss_adds_alpha_mse_and_derpp_beta_ce_on_two_memory_batches():
 
 # --- weighted replay -----------------------------------------------------------------------------
 def test_alpha_schedule_values():
-    assert [Weighted(alpha=0.5).alpha_at(t) for t in range(5)] == [0.5] * 5
-    assert [Weighted(alpha=0.5, schedule="linear").alpha_at(t) for t in range(5)] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [Weighted(None, None, alpha=0.5).alpha_at(t) for t in range(5)] == [0.5] * 5
+    assert [Weighted(None, None, alpha=0.5, schedule="linear").alpha_at(t) for t in range(5)] == [0.0, 0.5, 1.0, 1.5, 2.0]
     with pytest.raises(ConfigError, match="schedule='cosine' is not allowed; allowed: constant, linear"):
-        Weighted(schedule="cosine")
+        Weighted(None, None, schedule="cosine")
 
 
 def test_weighted_loss_keeps_current_and_memory_apart_with_alpha_of_the_experience():
@@ -130,15 +115,13 @@ def test_weighted_loss_keeps_current_and_memory_apart_with_alpha_of_the_experien
     for exp in run.bench.train_stream[:3]:
         run_experience(run, exp, no_step)
     exp = run.bench.train_stream[3]
-    data = run.strategy.before_training(run, exp)
-    assert data is exp.dataset and run.strategy.alpha_at(run.strategy.experience) == 1.5
-    loader = run.make_loader(data.train(), run.buffer if run.strategy.joins_memory else None)
-    x, y, t = next(iter(loader))
+    assert not run.method.joins_memory and run.method.alpha_at(exp.current_experience) == 1.5
+    x, y, t = next(iter(run.make_loader(exp.dataset.train(), None)))
     assert set(y.tolist()) <= set(exp.classes_in_this_experience)  # no memory joined to the batch
-    state = run.strategy.generator.get_state()
-    loss, _ = run.strategy.loss(run, x, y, t)
-    run.strategy.generator.set_state(state)
-    mx, my, _, _ = sample_memory(run.buffer, run.strategy.mem_mb_size, run.strategy.generator)
+    state = run.memory.generator.get_state()
+    loss, _ = run.method.step(Batch(x, y, t, exp.current_experience), run.memory)
+    run.memory.generator.set_state(state)
+    mx, my, _, _ = run.memory.sample()
     assert set(my.tolist()) <= {c for e in run.bench.train_stream[:3] for c in e.classes_in_this_experience}
     torch.testing.assert_close(loss, F.cross_entropy(run.model(x), y) + 1.5 * F.cross_entropy(run.model(mx), my))
 
@@ -146,7 +129,7 @@ def test_weighted_loss_keeps_current_and_memory_apart_with_alpha_of_the_experien
 # --- GDumb ----------------------------------------------------------------------------------------
 def test_gdumb_reinitialises_the_model_and_trains_on_its_class_balanced_buffer_alone():
     run = build(["strategy=gdumb", "buffer.max_size=30", "optimizer.lr=0.01"])
-    method = run.strategy
+    method = run.method
     assert isinstance(method, GDumb)
     init = {k: v.clone() for k, v in run.model.state_dict().items()}
     trained_on: list[torch.Tensor] = []
@@ -158,7 +141,8 @@ def test_gdumb_reinitialises_the_model_and_trains_on_its_class_balanced_buffer_a
     assert run.optimizer.state  # Adam holds moments of the trained model
 
     exp = run.bench.train_stream[1]
-    method.before_training(run, exp)
+    run.buffer.add(exp.dataset, 1)  # what the loop does first for a method that trains on its memory
+    method.begin_experience(1)
     now = run.model.state_dict()
     assert all(torch.equal(now[k], init[k]) for k in init)  # back to the initial weights ...
     assert all(not torch.equal(now[k], trained[k]) for k in init)  # ... not the trained ones
@@ -185,7 +169,7 @@ def test_every_batch_inserts_and_replays_from_the_first_experience(method):
     train_experience(run, exp0, on_step)
     assert sizes[0] == 16 and sizes[1] == 32 and sizes[-1] == 40  # one batch in per step, up to max_size
     assert drawn[0] == 16 and sum(drawn) > 16 * len(sizes)  # memory replayed from the second step on
-    update_buffer(run, exp0)  # a no-op under every_batch
+    update_memory(run, exp0)  # a no-op under every_batch
     assert len(run.buffer) == 40
     train_experience(run, run.bench.train_stream[1], no_step)
     assert set(run.buffer.store.exps.tolist()) == {0, 1}  # a reservoir of the whole stream so far
@@ -208,8 +192,8 @@ def test_task_il_masks_training_and_evaluation_logits():
     with torch.no_grad():
         head[1].weight.zero_()
         head[1].bias.copy_(torch.arange(10.0))  # always predicts class 9 in class-IL
-    assert evaluate(head, run.bench.test_stream, 256)[0] == 0.0
-    per_task = evaluate(head, run.bench.test_stream, 256, mask)  # predicts the task's last class
+    assert evaluate_stream(head, run.bench.test_stream, 256)["accuracy"][0] == 0.0
+    per_task = evaluate_stream(head, run.bench.test_stream, 256, mask)["accuracy"]  # the task's last class
     for e, acc in zip(run.bench.test_stream, per_task):
         share = float((e.dataset.y == max(e.classes_in_this_experience)).float().mean())
         assert acc == pytest.approx(share)
@@ -218,18 +202,22 @@ def test_task_il_masks_training_and_evaluation_logits():
 # --- configuration ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides,message", [
     (["strategy=der", "buffer=none"], "strategy=der needs a memory but buffer=none"),
-    (["strategy=gdumb", "buffer=reservoir"], "strategy=gdumb samples class-balanced"),
+    (["strategy=gdumb", "buffer=reservoir"],
+     "strategy=gdumb needs a buffer grouped by class; buffer=reservoir groups by nothing; "
+     "allowed: one that does, e.g. buffer=parametric groupby=class"),
+    (["strategy=gdumb", "buffer=parametric", "groupby=task"], "buffer=parametric groups by task"),
     (["strategy=gdumb", "buffer_update=every_batch"], "allowed: buffer_update=after_experience"),
     (["buffer_update=always"], "buffer_update='always' is not allowed; allowed: after_experience, every_batch"),
     (["scenario=task_il"], "scenario=task_il masks logits by task label; set benchmark.return_task_id=true"),
     (["strategy=weighted", "strategy.schedule=cosine"], "strategy.schedule='cosine' is not allowed"),
-    (["strategy=derpp", "strategy.beta=-1"], "strategy.beta=-1 must be a number >= 0"),
-    (["strategy=der", "strategy.mem_mb_size=0"], "strategy.mem_mb_size=0 must be a positive integer"),
+    (["strategy=derpp", "strategy.beta=-1"], "strategy.beta=-1 must be a finite number >= 0"),
+    (["strategy=der", "strategy.alpha=nan"], "strategy.alpha=nan must be a finite number >= 0"),
+    (["strategy=der", "mem_mb_size=0"], "mem_mb_size=0 must be a positive integer"),
     (["buffer_update=every_batch", "selection=herding"], "allowed: selection=random"),
 ])
 def test_bad_strategy_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
-        validate(compose_cfg(overrides))
+        build(overrides)
 
 
 def test_every_strategy_runs_end_to_end(tmp_path):
@@ -240,7 +228,7 @@ def test_every_strategy_runs_end_to_end(tmp_path):
         [sys.executable, "-m", "replaycli.cli", "run", "-m", "strategy=replay,weighted,gdumb,der,derpp",
          *args, f"hydra.sweep.dir={tmp_path}/sweep"], capture_output=True, text=True, cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
-    online = compose_cfg(["strategy=derpp", "buffer_update=every_batch", "scenario=task_il",
+    online = compose_cfg(QUICK + ["strategy=derpp", "buffer_update=every_batch", "scenario=task_il",
                           "benchmark.return_task_id=true", "benchmark.n_experiences=2"])
     execute(online, tmp_path / "online")
     runs = sorted((tmp_path / "sweep").glob("[0-9]*")) + [tmp_path / "online"]
@@ -252,4 +240,5 @@ def test_every_strategy_runs_end_to_end(tmp_path):
         assert rec.complete and len(rec.accuracy) == 2 and 0.0 < rec.summary["final_accuracy"] <= 1.0
         assert sum(rec.histograms[-1]) == 40
     targets = [read_run(p).config_text.split("strategy:")[1].split("_target_: ")[1].split()[0] for p in runs]
-    assert targets == [f"replaycli.strategies.{c}" for c in ("Replay", "Weighted", "GDumb", "DER", "DERpp", "DERpp")]
+    assert targets == [f"replaycli.methods.{c}" for c in ("er.Replay", "weighted.Weighted", "gdumb.GDumb", "der.DER",
+                                                          "der.DERpp", "der.DERpp")]

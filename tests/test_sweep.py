@@ -12,9 +12,9 @@ from hydra.types import RunMode
 from made_outputs import real_sweep, write_run
 from omegaconf import OmegaConf
 
-from replaycli import outputs
+from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.errors import ConfigError
-from replaycli.sweep import SweepSummary
+from replaycli.run.sweep import SweepSummary
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_joblib_sweep_runs_every_job_and_writes_its_summary(sweep):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert lines[0].startswith("error: 2 of 6 jobs failed (job 0: buffer.max_size=-1 must be a positive integer)")
+    assert lines[0].startswith("error: 2 of 6 jobs failed (job 0: buffer.max_size=-1 must be an integer >= 0)")
     assert f"summary: {root / 'summary.csv'}" in proc.stdout
 
     with open(root / "summary.csv", newline="") as f:
@@ -40,17 +40,17 @@ def test_joblib_sweep_runs_every_job_and_writes_its_summary(sweep):
         ("-1", "0"), ("-1", "1"), ("20", "0"), ("20", "1"), ("40", "0"), ("40", "1")]
     assert [r["status"] for r in rows] == ["failed"] * 2 + ["complete"] * 4
     for r in rows[:2]:
-        assert r["error"] == "buffer.max_size=-1 must be a positive integer" and r["final_accuracy"] == ""
+        assert r["error"] == "buffer.max_size=-1 must be an integer >= 0" and r["final_accuracy"] == ""
         failure = json.loads((root / r["job"] / "failure.json").read_text())
         assert failure["type"] == "ConfigError" and f"seed={r['seed']}" in failure["overrides"]
     for r in rows[2:]:  # the other jobs' outputs are complete, and the summary agrees with them
-        run = outputs.read_run(root / r["job"])
+        run = rundir.read_run(root / r["job"])
         assert run.complete and len(run.accuracy) == 2 and sum(run.histograms[-1]) == int(r["buffer.max_size"])
         assert float(r["final_accuracy"]) == sum(run.accuracy[-1]) / 2
-        assert float(r["forgetting"]) == outputs.forgetting(run.accuracy)
-        assert float(r["bwt"]) == outputs.bwt(run.accuracy)
+        assert float(r["forgetting"]) == formulas.forgetting(run.accuracy)
+        assert float(r["bwt"]) == formulas.bwt(run.accuracy)
         assert int(r["experiences_done"]) == 2 and float(r["seconds"]) > 0 and r["error"] == ""
-    assert outputs.read_sweep_summary(root) == outputs.sweep_rows(root)  # written and read back alike
+    assert sweepdir.read_sweep_summary(root) == sweepdir.sweep_rows(root)  # written and read back alike
 
 
 def _job_config(tmp_path: Path, num: int) -> OmegaConf:
@@ -72,10 +72,10 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     ret = _failed(ConfigError("buffer.max_size=0 must be a positive integer"), ["buffer.max_size=0"])
     SweepSummary().on_job_end(_job_config(tmp_path, 1), ret)
     assert ret.status == JobStatus.COMPLETED  # the sweeper does not raise: the other jobs run
-    failure = outputs.read_failure(sweep / "1")
+    failure = sweepdir.read_failure(sweep / "1")
     assert failure["type"] == "ConfigError" and failure["overrides"] == ["buffer.max_size=0"]
     assert "ConfigError: buffer.max_size=0" in failure["traceback"]
-    rows = outputs.read_sweep_summary(sweep)  # written at the end of each job already
+    rows = sweepdir.read_sweep_summary(sweep)  # written at the end of each job already
     assert [(r["job"], r["buffer.max_size"], r["status"]) for r in rows] == [
         (0, "2", "complete"), (1, "0", "failed")]
     assert rows[0]["final_accuracy"] == 0.625 and rows[0]["forgetting"] == -0.25 and rows[0]["bwt"] == 0.25
@@ -108,7 +108,7 @@ def test_the_end_of_a_complete_sweep_writes_the_summary(tmp_path, capsys):
     (tmp_path / "sweep" / "summary.csv").write_text("stale\n")
     SweepSummary().on_multirun_end(_job_config(tmp_path, 0))  # no exit: every job is complete
     assert capsys.readouterr().out == f"summary: {tmp_path / 'sweep' / 'summary.csv'}\n"
-    rows = outputs.read_sweep_summary(tmp_path / "sweep")
+    rows = sweepdir.read_sweep_summary(tmp_path / "sweep")
     assert [(r["job"], r["seed"], r["status"], r["final_accuracy"]) for r in rows] == [
         (0, "0", "complete", 0.5), (1, "1", "complete", 0.75)]
 
@@ -116,10 +116,10 @@ def test_the_end_of_a_complete_sweep_writes_the_summary(tmp_path, capsys):
 def test_a_job_killed_midway_reads_as_incomplete_and_fails_the_sweep(tmp_path):
     write_run(tmp_path / "sweep" / "0", [[1.0, 0.0]], [[1, 1]], ["seed=0"])
     write_run(tmp_path / "sweep" / "1", [[0.5, 0.0]], [[1, 1]], ["seed=1"], complete=False)
-    rows = outputs.sweep_rows(tmp_path / "sweep")
+    rows = sweepdir.sweep_rows(tmp_path / "sweep")
     assert [r["status"] for r in rows] == ["complete", "incomplete"]
     assert rows[1]["experiences_done"] == 1 and rows[1]["final_accuracy"] is None
     with pytest.raises(SystemExit) as e:
         SweepSummary().on_multirun_end(_job_config(tmp_path, 0))
     assert e.value.code == 1
-    assert outputs.read_sweep_summary(tmp_path / "sweep") == rows
+    assert sweepdir.read_sweep_summary(tmp_path / "sweep") == rows

@@ -6,9 +6,9 @@ import sys
 import pytest
 from made_outputs import replay
 
-from replaycli import outputs
+from replaycli.outputs import rundir
 from replaycli.errors import ConfigError
-from replaycli.tblog import NullLogger, TensorBoardLogger, make_logger
+from replaycli.run.loggers import NullLogger, TensorBoardLogger, make_logger
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -47,7 +47,7 @@ def test_a_run_with_logger_tensorboard(tmp_path):
     proc = replay("run", "logger=tensorboard", "epochs=1", "benchmark.n_experiences=2", "buffer.max_size=20",
                   "progress=none", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    run = outputs.read_run(tmp_path / "run")
+    run = rundir.read_run(tmp_path / "run")
     ea = events(tmp_path / "run" / "tensorboard")
     for j in range(2):  # float32 in the event file
         assert [e.value for e in ea.Scalars(f"accuracy/experience_{j}")] == pytest.approx([r[j] for r in run.accuracy])
@@ -64,7 +64,7 @@ def test_logger_none_logs_nothing(tmp_path):
     from omegaconf import OmegaConf
 
     assert isinstance(make_logger(None, tmp_path), NullLogger)
-    cfg = OmegaConf.create({"_target_": "replaycli.tblog.NullLogger", "_partial_": True})
+    cfg = OmegaConf.create({"_target_": "replaycli.run.loggers.NullLogger", "_partial_": True})
     logger = make_logger(cfg, tmp_path)
     logger.experience_done({"experience": 0})
     logger.close()

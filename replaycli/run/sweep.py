@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from replaycli import outputs
+from replaycli.outputs import sweepdir
 
 
 def sweep_dir(config: DictConfig) -> Path:
@@ -40,18 +40,18 @@ class SweepSummary(Callback):
             return
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value  # the public getter re-raises it
-            outputs.write_failure(
+            sweepdir.write_failure(
                 Path(config.hydra.runtime.output_dir), one_line(error), type(error).__name__,
                 [str(o) for o in job_return.overrides or []],
                 "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             )
             job_return.status = JobStatus.COMPLETED  # recorded above; the other jobs go on
-        outputs.write_sweep_summary(sweep_dir(config))
+        sweepdir.write_sweep_summary(sweep_dir(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = sweep_dir(config)
-        rows = outputs.sweep_rows(root)
-        path = outputs.write_sweep_summary(root, rows)
+        rows = sweepdir.sweep_rows(root)
+        path = sweepdir.write_sweep_summary(root, rows)
         print(f"summary: {path}", flush=True)
         failed = [r for r in rows if r["status"] != "complete"]
         if not failed:
@@ -62,5 +62,5 @@ class SweepSummary(Callback):
             f"error: {len(failed)} of {len(rows)} jobs failed (job {first['job']}: {why}); see {path}",
             file=sys.stderr, flush=True,
         )
-        kinds = [(outputs.read_failure(root / str(r["job"])) or {}).get("type") for r in failed]
+        kinds = [(sweepdir.read_failure(root / str(r["job"])) or {}).get("type") for r in failed]
         sys.exit(2 if all(k == "ConfigError" for k in kinds) else 1)

@@ -1,4 +1,4 @@
-"""Measuring a run (what `replaycli.metrics` asks for): training loss and accuracy from the tensors
+"""Measuring a run (what `replaycli.run.metrics` asks for): training loss and accuracy from the tensors
 each step already holds, the test stream's accuracy, loss and confusion matrix, and the
 process's resources.
 
@@ -7,6 +7,7 @@ reach Python once per experience, for its line in metrics.jsonl.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from itertools import accumulate
@@ -16,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from replaycli.benchmarks import Stream
-from replaycli.metrics import Metrics
-from replaycli.outputs import disk_bytes
-from replaycli.strategies import masked
+from replaycli.run.metrics import Metrics
+from replaycli.scenario import masked
 
 
 class TrainMeter:
@@ -214,3 +214,15 @@ def run_summary(metrics: Metrics, records: list[dict[str, Any]], device: torch.d
         out.update(resources(device))
         out["disk_bytes"] = disk_bytes(run_dir)
     return out
+
+
+def disk_bytes(path: str | Path) -> int:
+    """The size on disk of every file under `path` (links not followed), in bytes."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed while we walk (a temporary file renamed)
+                pass
+    return total

@@ -46,7 +46,7 @@ class Reporter:
 
     def _log(self, text: str) -> None:
         if self.log is not None:
-            from replaycli.outputs import append_log
+            from replaycli.outputs.rundir import append_log
 
             append_log(self.log, text)
 

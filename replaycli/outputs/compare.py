@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from replaycli import outputs
+from replaycli.outputs import rundir, sweepdir
 from replaycli.errors import ConfigError
-from replaycli.outputs import OutputError
+from replaycli.outputs.rundir import OutputError
 
 METRICS = ("final_accuracy", "forgetting", "bwt")
 # keys that do not change what a run learns: never a default grouping key
@@ -24,15 +24,15 @@ def run_dirs(paths: list[str | Path]) -> list[Path]:
     """Every run or job directory in `paths` (each a run, a sweep or an outputs directory)."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if outputs.is_job(p):
+        if sweepdir.is_job(p):
             found.append(p)
-        elif outputs.is_sweep(p):
-            found += outputs.job_dirs(p)
+        elif sweepdir.is_sweep(p):
+            found += sweepdir.job_dirs(p)
         else:
-            runs, sweeps = outputs.find_outputs(p) if p.is_dir() else ([], [])
+            runs, sweeps = sweepdir.find_outputs(p) if p.is_dir() else ([], [])
             if not runs and not sweeps:
                 raise OutputError(f"{p} holds no run; allowed: run, sweep or outputs directories")
-            found += runs + [j for s in sweeps for j in outputs.job_dirs(s)]
+            found += runs + [j for s in sweeps for j in sweepdir.job_dirs(s)]
     return list(dict.fromkeys(found))
 
 
@@ -40,14 +40,14 @@ def load(dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """(complete runs: path, params, override keys, summary metrics; skipped runs: path, status)."""
     runs, skipped = [], []
     for d in dirs:
-        state = outputs.status(d)
+        state = sweepdir.status(d)
         if state != "complete":
             skipped.append({"path": str(d), "status": state})
             continue
-        summary = outputs.read_summary(d)
+        summary = rundir.read_summary(d)
         runs.append({
-            "path": d, "params": outputs.run_params(d),
-            "override_keys": list(outputs.override_items(outputs.read_overrides(d))),
+            "path": d, "params": sweepdir.run_params(d),
+            "override_keys": list(sweepdir.override_items(sweepdir.read_overrides(d))),
             **{m: summary.get(m) for m in METRICS},
         })
     return runs, skipped

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from replaycli import compare, outputs
-from replaycli.outputs import OutputError
+from replaycli.outputs import compare, rundir, sweepdir
+from replaycli.outputs.rundir import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
 RUN_FIGURES = ("accuracy_matrix.png", "accuracy_curves.png", "buffer_histogram.png")
@@ -107,10 +107,10 @@ def confusion(matrix: list[list[int]], title: str, path: Path) -> Path:
 
 
 def plot_run(path: Path) -> list[Path]:
-    rec = outputs.read_run(path)
+    rec = rundir.read_run(path)
     if not rec.accuracy:
         raise OutputError(f"{path} has no finished experience to plot yet")
-    state = outputs.status(path)
+    state = sweepdir.status(path)
     name = f"{path.parent.name}/{path.name}" if path.name.isdigit() else path.name  # a sweep's job
     name += "" if state == "complete" else f" ({state})"
     final = sum(rec.accuracy[-1]) / len(rec.accuracy[-1])
@@ -166,7 +166,7 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, pat
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     cmap = plt.get_cmap("tab10")
     for i, g in enumerate(groups):
-        accs = [outputs.read_run(p).accuracy for p in g["runs"]]
+        accs = [rundir.read_run(p).accuracy for p in g["runs"]]
         curves = [[sum(row[: t + 1]) / len(row[: t + 1]) for t, row in enumerate(acc)] for acc in accs]
         steps = min(len(c) for c in curves)
         mean = [sum(c[t] for c in curves) / len(curves) for t in range(steps)]
@@ -192,13 +192,13 @@ def plot_sweep(path: Path, by: list[str] | None = None) -> list[Path]:
 def plot(path: str | Path, by: list[str] | None = None) -> list[Path]:
     """Write the figures of a run or a sweep into it; returns their paths."""
     path = Path(path)
-    if outputs.is_run(path):
+    if rundir.is_run(path):
         return plot_run(path)
-    if outputs.is_sweep(path):
+    if sweepdir.is_sweep(path):
         return plot_sweep(path, by)
-    if outputs.is_job(path):
-        raise OutputError(f"{path} is a job that {outputs.status(path)} before it wrote a run "
-                          f"({outputs.error(path) or 'no config.yaml'}); nothing to plot")
+    if sweepdir.is_job(path):
+        raise OutputError(f"{path} is a job that {sweepdir.status(path)} before it wrote a run "
+                          f"({sweepdir.error(path) or 'no config.yaml'}); nothing to plot")
     raise OutputError(f"{path} is not a run or a sweep directory; allowed: a directory with config.yaml, "
                       "or a sweep directory (replay inspect lists them)")
 

@@ -5,7 +5,8 @@ dicts, lists and numbers only, so it loads with `torch.load(..., weights_only=Tr
 - `experiences_done`, `seconds` (training time so far), `resumes`;
 - `state`: the `state_dict()` of every field of the `Run` that has one (model, optimizer,
   buffer with its ids and extras, and any replay method that keeps state);
-- `rng`: torch's global RNG, the run's `torch.Generator`, CUDA's RNGs, numpy's and Python's;
+- `rng`: torch's global RNG, the run's `torch.Generator` and CUDA's RNGs (nothing draws from
+  numpy's or Python's);
 - `writer`: the metrics so far (accuracy rows, histograms, per-experience records).
 
 A resumed run restores all of it at an experience boundary, so it goes on with exactly the
@@ -15,19 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from replaycli.buffers import ExemplarsBuffer
 from replaycli.errors import ConfigError
-from replaycli.outputs import CHECKPOINT, RunWriter, write_atomic
-from replaycli.train import Run
+from replaycli.memory.buffer import Buffer
+from replaycli.outputs.rundir import CHECKPOINT, RunWriter, write_atomic
+from replaycli.run.loop import Run
 
-FORMAT = 1  # bump when the layout changes; older checkpoints are refused with a clear error
+FORMAT = 2  # bump when the layout changes; older checkpoints are refused with a clear error
 
 
 def stateful(run: Run) -> dict[str, Any]:
@@ -41,14 +40,10 @@ def stateful(run: Run) -> dict[str, Any]:
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()  # ('MT19937', uint32[624], pos, has_gauss, gauss)
-    version, py_state, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *map(int, np_state[2:4]), float(np_state[4])],
-        "python": [int(version), list(py_state), gauss],
     }
 
 
@@ -57,10 +52,6 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-    keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, py_state, gauss = state["python"]
-    random.setstate((version, tuple(py_state), gauss))
 
 
 def capture(run: Run, generator: torch.Generator, writer: RunWriter, seconds: float, resumes: int) -> dict[str, Any]:
@@ -123,7 +114,7 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
         )
     try:
         for name, obj in objs.items():
-            if isinstance(obj, ExemplarsBuffer):
+            if isinstance(obj, Buffer):
                 obj.load_state_dict(ckpt["state"][name], run.bench.train_pool)
             else:
                 obj.load_state_dict(ckpt["state"][name])

@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from replaycli import outputs
-from replaycli.outputs import OutputError
+from replaycli.outputs import formulas, rundir, sweepdir
+from replaycli.outputs.rundir import OutputError
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 RESOURCES = ("peak_rss_mb", "cpu_seconds", "gpu_peak_memory_mb", "disk_bytes")
@@ -20,11 +20,7 @@ STATUS_STYLE = {"complete": "green", "incomplete": "yellow", "interrupted": "yel
 
 
 def _when(path: Path) -> str:
-    return datetime.fromtimestamp(outputs.started(path)).isoformat(sep=" ", timespec="seconds")
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
+    return datetime.fromtimestamp(sweepdir.started(path)).isoformat(sep=" ", timespec="seconds")
 
 
 # --- what is there (the --json answer) --------------------------------------------------------
@@ -33,11 +29,11 @@ def describe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise OutputError(f"PATH={path} is not a directory; allowed: a run, a sweep or an outputs directory")
-    if outputs.is_job(path):
+    if sweepdir.is_job(path):
         return describe_run(path)
-    if outputs.is_sweep(path):
+    if sweepdir.is_sweep(path):
         return describe_sweep(path)
-    runs, sweeps = outputs.find_outputs(path)
+    runs, sweeps = sweepdir.find_outputs(path)
     if runs or sweeps:
         return describe_outputs(path, runs, sweeps)
     raise OutputError(
@@ -48,21 +44,21 @@ def describe(path: str | Path) -> dict[str, Any]:
 
 def describe_run(path: Path) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "kind": "run", "path": str(path), "started": _when(path), "status": outputs.status(path),
-        "error": outputs.error(path), "overrides": outputs.read_overrides(path),
+        "kind": "run", "path": str(path), "started": _when(path), "status": sweepdir.status(path),
+        "error": sweepdir.error(path), "overrides": sweepdir.read_overrides(path),
         "experiences_done": 0, "n_experiences": None, "accuracy": [], "histograms": [],
     }
-    if not outputs.is_run(path):  # a sweep job refused before it wrote anything
+    if not rundir.is_run(path):  # a sweep job refused before it wrote anything
         return d
-    rec = outputs.read_run(path)
+    rec = rundir.read_run(path)
     acc = rec.accuracy
-    n = len(acc[0]) if acc else outputs.run_params(path).get("benchmark.n_experiences")
+    n = len(acc[0]) if acc else sweepdir.run_params(path).get("benchmark.n_experiences")
     d.update(experiences_done=len(acc), n_experiences=n, accuracy=acc, histograms=rec.histograms)
-    d["stream_accuracy"] = [_mean(row) for row in acc]  # after each experience, over the test stream
+    d["stream_accuracy"] = [formulas.mean(row) for row in acc]  # after each experience, over the test stream
     d["per_experience"] = [  # forgetting: best earlier accuracy - final; 0 for the last trained
         {
             "experience": j, "after_training_it": acc[j][j], "final": acc[-1][j], "best": max(r[j] for r in acc),
-            "forgetting": max(r[j] for r in acc[:-1]) - acc[-1][j] if j < len(acc) - 1 else 0.0,
+            "forgetting": formulas.forgetting_of(acc, j),
         }
         for j in range(min(len(acc), n))
     ]
@@ -81,7 +77,7 @@ def describe_run(path: Path) -> dict[str, Any]:
 
 
 def describe_sweep(path: Path) -> dict[str, Any]:
-    rows = outputs.read_sweep(path)
+    rows = sweepdir.read_sweep(path)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -90,16 +86,16 @@ def describe_sweep(path: Path) -> dict[str, Any]:
 
 def describe_outputs(path: Path, runs: list[Path], sweeps: list[Path]) -> dict[str, Any]:
     def run_line(p: Path) -> dict[str, Any]:
-        s = outputs.read_summary(p)
+        s = rundir.read_summary(p)
         return {
-            "path": str(p), "started": _when(p), "status": outputs.status(p),
-            "experiences_done": len(outputs.read_run(p).accuracy),
+            "path": str(p), "started": _when(p), "status": sweepdir.status(p),
+            "experiences_done": len(rundir.read_run(p).accuracy),
             "final_accuracy": s.get("final_accuracy") if s.get("status") == "complete" else None,
-            "overrides": outputs.read_overrides(p),
+            "overrides": sweepdir.read_overrides(p),
         }
 
     def sweep_line(p: Path) -> dict[str, Any]:
-        rows = outputs.read_sweep(p)
+        rows = sweepdir.read_sweep(p)
         return {
             "path": str(p), "started": _when(p), "jobs": len(rows),
             "complete": sum(r["status"] == "complete" for r in rows),
@@ -113,7 +109,7 @@ def describe_outputs(path: Path, runs: list[Path], sweeps: list[Path]) -> dict[s
 
 def swept_keys(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The override keys of a sweep that take more than one value, with their values."""
-    fixed = {"job", "status", "error", *outputs.SWEEP_METRICS}
+    fixed = {"job", "status", "error", *sweepdir.SWEEP_METRICS}
     keys = list(dict.fromkeys(k for r in rows for k in r if k not in fixed))
     values = {k: list(dict.fromkeys(str(r.get(k, "")) for r in rows)) for k in keys}
     return {k: v for k, v in values.items() if len(v) > 1}
@@ -138,7 +134,7 @@ def bars(counts: list[int], top: int) -> str:
 def render_run(d: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    from replaycli.progress import accuracy_table
+    from replaycli.run.progress import accuracy_table
 
     done, n = d["experiences_done"], d["n_experiences"]
     console.print(f"[bold]run[/] {d['path']}  (started {d['started']})")
@@ -228,7 +224,7 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
 
     rows = d["jobs"]
     swept = swept_keys(rows)
-    fixed = {"job", "status", "error", *outputs.SWEEP_METRICS}
+    fixed = {"job", "status", "error", *sweepdir.SWEEP_METRICS}
     common = [f"{k}={v}" for k in dict.fromkeys(k for r in rows for k in r if k not in fixed)
               if k not in swept for v in {str(rows[0].get(k, ""))}]
     counts = ", ".join(f"{v} {k}" for k, v in d["status_counts"].items())

@@ -1,0 +1,175 @@
+"""The storage policy: which samples the rehearsal memory keeps, as ids into the stream's pool.
+
+One algorithm for every policy: add the new candidates, split `max_size` over the groups, keep
+the best-scored of each group. Policies differ only in the group key (`groupby`: none, class,
+task, experience) and the score: a random key drawn once per sample (no selection, or random
+selection), which makes every group a reservoir sample, or a selection strategy's ranking of
+the group. A group is always ordered best first, so shrinking it is truncation.
+
+Shares: by default (`adaptive_size`) `max_size` is split over the groups seen so far, and a group
+with fewer samples than its share keeps them all and lends the rest to the others (Avalanche
+leaves it empty), so the buffer holds min(max_size, samples seen). With `adaptive_size=False`
+each of `total_num_groups` groups has a fixed share, indexed by the group key (class id or
+experience index, in 0..total_num_groups-1; the remainder goes to the lowest keys), never lent.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from replaycli.data import StreamDataset, empty_dataset
+from replaycli.errors import ConfigError, integer
+from replaycli.memory.store import Store, fill_lengths, group_lengths, top_per_group
+
+GROUPBY = (None, "class", "task", "experience")
+
+
+class Selection(Protocol):
+    """How a group's candidates are ranked (replaycli.selection)."""
+
+    online: bool  # True: `scores` each sample once, on arrival (batch-by-batch insertion is exact);
+    #               False: `rank` ranks a whole group anew whenever it takes new samples
+
+    def scores(self, data: StreamDataset) -> torch.Tensor:
+        """A persistent score per new sample [n], higher kept first (online selections)."""
+
+    def rank(self, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
+        """Positions of `data`, best first; only the first `limit` need be exact."""
+
+
+class Buffer:
+    """A rehearsal memory of at most `max_size` samples; `buffer` is the dataset it holds now.
+
+    `generator` makes the random keys reproducible (None: torch's global RNG); a selection
+    strategy brings its own.
+    """
+
+    def __init__(
+        self,
+        max_size: int,
+        groupby: str | None = None,
+        selection_strategy: Selection | None = None,
+        adaptive_size: bool = True,
+        total_num_groups: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        self.max_size = integer("max_size", max_size, 0)
+        if groupby not in GROUPBY:
+            raise ConfigError(f"groupby={groupby!r} is not allowed; allowed: null, class, task, experience")
+        if adaptive_size not in (True, False):
+            raise ConfigError(f"adaptive_size={adaptive_size!r} is not allowed; allowed: true, false")
+        if not adaptive_size:  # fixed shares, one per group key
+            integer("total_num_groups", total_num_groups)
+        self.groupby = groupby
+        self.selection_strategy = selection_strategy
+        self.adaptive_size = adaptive_size
+        self.total_num_groups = total_num_groups
+        self.generator = generator
+        self.store = Store()
+
+    @property
+    def buffer(self) -> StreamDataset:
+        return self.store.dataset() if self.store.pool is not None else empty_dataset()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def add(self, data: StreamDataset, experience: int = 0, extras: dict[str, torch.Tensor] | None = None) -> None:
+        """Offer every sample of `data` (from experience `experience`) to the memory; `extras`
+        are per-sample rows to keep with them (e.g. DER's logits [n, C])."""
+        groups = self.group_of(data, experience)
+        if not self.adaptive_size:  # refuse a key out of range before anything is stored
+            bad = groups[(groups < 0) | (groups >= self.total_num_groups)]
+            if len(bad):
+                raise ConfigError(
+                    f"group {int(bad[0])} is outside the {self.total_num_groups} fixed groups "
+                    f"(total_num_groups={self.total_num_groups}); raise it or use adaptive_size"
+                )
+        self.store.append(data, experience, groups, self._new_scores(data), extras)
+        self._select(touched=torch.unique(groups))
+
+    def update(self, strategy: Any, **kwargs: Any) -> None:
+        """Avalanche's `update(strategy)`: add `strategy.experience` (its dataset and index)."""
+        exp = strategy.experience
+        if self.selection_strategy is not None:  # Avalanche's make_sorted_indices reads it
+            self.selection_strategy.strategy = strategy
+        self.add(exp.dataset, int(getattr(exp, "current_experience", 0)), **kwargs)
+
+    def resize(self, strategy: Any, new_size: int) -> None:
+        """Change `max_size`; when shrinking, each group drops its last-ranked samples."""
+        self.max_size = integer("new_size", new_size, 0)
+        self._select(touched=None)
+
+    def groups(self) -> dict[int, tuple[StreamDataset, int]]:
+        """Group key -> (that group's data, best first; its capacity)."""
+        if not len(self.store):
+            return {}
+        keys, dense = self.store.group_keys()
+        caps = self.capacities(torch.bincount(dense).tolist())
+        return {int(k): (self.store.dataset((dense == i).nonzero().flatten()), caps[i]) for i, k in enumerate(keys.tolist())}
+
+    def sample(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """`n` stored samples drawn uniformly without replacement, with training transforms:
+        (x, y, t, extras), the extras (e.g. `logits` [n, C]) row-aligned with x."""
+        store = self.store
+        pos = torch.randperm(len(store), generator=generator)[:n].to(store.ids.device)
+        x, y, t = store.dataset().train().batch(pos, generator)
+        return x, y, t, {k: v[pos] for k, v in store.extras.items()}
+
+    def class_histogram(self, n_classes: int) -> torch.Tensor:
+        """Samples per class in the buffer: int64 [n_classes]."""
+        return torch.bincount(self.buffer.y.cpu(), minlength=n_classes)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"max_size": self.max_size, "store": self.store.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], pool: Any) -> None:
+        self.max_size = int(state["max_size"])
+        self.store.load_state_dict(state["store"], pool)
+
+    # --- the policy ------------------------------------------------------------------------
+    def group_of(self, data: StreamDataset, experience: int) -> torch.Tensor:
+        """Group key of each sample of `data` [n]."""
+        if self.groupby == "class":
+            return data.y.to(data.ids.device)
+        if self.groupby == "task":
+            return data.tasks
+        if self.groupby == "experience":
+            return torch.full_like(data.ids, experience)
+        return torch.zeros_like(data.ids)
+
+    def capacities(self, sizes: list[int]) -> list[int]:
+        """Capacity of each present group (sorted by key) holding `sizes` candidates."""
+        if self.adaptive_size:
+            return fill_lengths(sizes, self.max_size)
+        shares = group_lengths(self.total_num_groups, self.max_size)  # fixed: indexed by the key itself
+        keys, _ = self.store.group_keys()
+        return [shares[k] for k in keys.tolist()]
+
+    def _new_scores(self, data: StreamDataset) -> torch.Tensor:
+        sel = self.selection_strategy
+        if sel is None:  # a reservoir: one random key per sample
+            return torch.rand(len(data), generator=self.generator).to(data.ids.device)
+        if sel.online:  # scored once, on arrival
+            return sel.scores(data).to(data.ids.device)
+        return torch.zeros(len(data), device=data.ids.device)  # ranked in _rescore
+
+    def _rescore(self, touched: torch.Tensor) -> None:
+        """Rank every touched group anew (scores of the others stand: they are only truncated)."""
+        store = self.store
+        for key in touched.tolist():
+            pos = (store.groups == key).nonzero().flatten()
+            order = torch.as_tensor(self.selection_strategy.rank(store.dataset(pos), limit=self.max_size), dtype=torch.int64)
+            scores = torch.empty(len(pos), dtype=torch.float32, device=store.scores.device)
+            scores[order.to(scores.device)] = -torch.arange(len(pos), dtype=torch.float32, device=scores.device)
+            store.scores[pos] = scores
+
+    def _select(self, touched: torch.Tensor | None) -> None:
+        if not len(self.store):
+            return
+        if touched is not None and self.selection_strategy is not None and not self.selection_strategy.online:
+            self._rescore(touched)
+        _, dense = self.store.group_keys()
+        caps = torch.tensor(self.capacities(torch.bincount(dense).tolist()), dtype=torch.int64, device=dense.device)
+        self.store.keep(top_per_group(dense, self.store.scores, caps))

@@ -1,0 +1,1 @@
+"""Replay methods, one file each: a class with one `step(batch, memory)` (base.Method)."""

@@ -1,0 +1,71 @@
+"""What a replay method is: one `step(batch, memory) -> (loss, logits)` (Mammoth's `observe`
+in spirit), at most one hook at the start of each experience, and class attributes that say what
+it needs, which the loop and `run/rules.py` read. The loop owns the update protocol
+(`after_experience` / `every_batch`): it feeds the batches, hands the memory to the step, and
+offers samples (with their logits when `stores_logits`) to the buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from replaycli.memory.buffer import Buffer
+from replaycli.scenario import masked
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor  # [B, ...] current samples, training transforms applied
+    y: torch.Tensor  # [B] class labels
+    t: torch.Tensor  # [B] task labels
+    experience: int  # index of the experience being trained
+
+
+@dataclass
+class Memory:
+    """The live buffer as a step sees it: `sample()` draws `batch_size` stored samples."""
+
+    buffer: Buffer
+    batch_size: int
+    generator: torch.Generator | None = None
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(x, y, t, extras) of `batch_size` samples drawn uniformly without replacement."""
+        return self.buffer.sample(self.batch_size, self.generator)
+
+
+class Method:
+    """The base of every method: plain cross-entropy on the current batch."""
+
+    needs_memory = True  # refused with buffer=none
+    protocols = ("after_experience", "every_batch")  # the update protocols it is defined under
+    joins_memory = False  # after_experience: the loader joins memory samples into each batch
+    stores_logits = False  # the buffer keeps each sample's logits (extras["logits"])
+    trains_on_memory = False  # the memory takes each experience first and is all it trains on
+    memory_groupby: str | None = None  # the grouping its buffer must have (None: any)
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None):
+        self.model = model
+        self.optimizer = optimizer
+        self.mask = mask  # task-IL: bool [n_tasks, n_classes]; None: class-IL
+
+    def ce(self, out: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(masked(out, t, self.mask), y)
+
+    def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's loss and the logits [B, C] its training accuracy is read from. `memory` is
+        None while the buffer is empty, or when the loader already joined it into `batch`."""
+        out = self.model(batch.x)
+        return self.ce(out, batch.y, batch.t), out
+
+    def begin_experience(self, experience: int) -> None:
+        """Called before training each experience."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State a checkpoint must keep beyond model, optimizer and buffer."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

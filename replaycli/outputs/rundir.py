@@ -1,0 +1,231 @@
+"""The on-disk format of a run directory: this module writes every file and reads them back.
+
+A run directory holds:
+- `config.yaml`          the resolved config of the run;
+- `accuracy.csv`         row i = after training experience i; columns `test_j` = accuracy on test
+                         experience j (a fraction in [0, 1]); `average` = mean over the test stream;
+- `buffer_histogram.csv` row i = samples per class (`class_k`) in the buffer after experience i;
+- `metrics.jsonl`        one JSON object per finished experience (accuracies, loss, histogram, seconds,
+                         and what the `metrics` config adds: `train_accuracy`, `test_loss`,
+                         `stream_loss`, `epochs` [one record per epoch], `minibatches`, resources);
+- `confusion.csv`        with `metrics=[...,confusion]`: the test stream's confusion matrix after each
+                         experience, stacked: columns `trained`, `true`, `pred_0` .. `pred_{C-1}`;
+                         row (i, k) counts the test samples of class k predicted as each class after
+                         training experience i, so it sums to the test samples of class k;
+                         `np.loadtxt(f, delimiter=",", skiprows=1, dtype=int)[:, 2:].reshape(E, C, C)`;
+- `summary.json`         final_accuracy, forgetting, bwt, seconds, seed, device, versions, status;
+                         absent while the run goes on (or was killed), status "complete" at the end,
+                         "failed" / "interrupted" (with `error`) when an error or Ctrl-C stopped it;
+                         with `timing`: `timing` (seconds per experience and epoch); with
+                         `resources`: peak_rss_mb, cpu_seconds, gpu_peak_memory_mb, disk_bytes;
+- `run.log`              what the terminal showed, as plain text without colour (appended line by line);
+- `checkpoint.pt`        after every experience: what `replay resume` needs (replaycli.checkpoint).
+A sweep directory holds one run directory per job (`0/`, `1/`, ...) and `summary.csv`
+(replaycli.outputs.sweepdir).
+
+Every file is written atomically (a temporary file, then a rename), so a killed run never leaves
+a truncated file. Only the standard library is imported here: `replay inspect` stays instant.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replaycli.outputs import formulas
+
+CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
+    "config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json",
+)
+CHECKPOINT = "checkpoint.pt"
+CONFUSION, LOG = "confusion.csv", "run.log"
+
+
+class OutputError(ValueError):
+    """A directory that is not a readable run or sweep."""
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` through a temporary file in the same directory and a rename."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any file
+    try:
+        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def fmt(x: float) -> str:
+    return repr(float(x))  # shortest exact float text: bit-for-bit reproducible files
+
+
+# --- writing ---------------------------------------------------------------------------------
+@dataclass
+class RunWriter:
+    """Writes a run directory as experiences finish; every call rewrites whole files atomically."""
+
+    root: Path
+    n_test: int
+    n_classes: int
+    accuracy: list[list[float]] = field(default_factory=list)
+    histograms: list[list[int]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _lines: list[tuple[dict[str, Any], str]] = field(default_factory=list, repr=False)  # (record, its JSON line)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, yaml_text: str) -> None:
+        write_atomic(self.root / CONFIG, yaml_text)
+
+    def add_experience(self, accuracy: list[float], histogram: list[int], record: dict[str, Any]) -> None:
+        """Append the results of one finished experience, in memory only (see `write_tables`)."""
+        assert len(accuracy) == self.n_test and len(histogram) == self.n_classes
+        self.accuracy.append([float(a) for a in accuracy])
+        self.histograms.append([int(h) for h in histogram])
+        self.records.append(record)
+
+    def write_tables(self) -> None:
+        """Rewrite accuracy.csv, buffer_histogram.csv and metrics.jsonl from what is in memory."""
+        acc_header = ["trained", *(f"test_{j}" for j in range(self.n_test)), "average"]
+        acc_rows = [[i, *map(fmt, row), fmt(sum(row) / len(row))] for i, row in enumerate(self.accuracy)]
+        write_atomic(self.root / ACCURACY, csv_text(acc_header, acc_rows))
+        hist_header = ["trained", *(f"class_{k}" for k in range(self.n_classes))]
+        write_atomic(self.root / HISTOGRAM, csv_text(hist_header, [[i, *r] for i, r in enumerate(self.histograms)]))
+        write_atomic(self.root / METRICS, "".join(self._json_lines()))
+        matrices = [r["confusion"] for r in self.records if "confusion" in r]  # in the records: checkpointed with them
+        if matrices:
+            header = ["trained", "true", *(f"pred_{k}" for k in range(self.n_classes))]
+            rows = [[i, k, *row] for i, m in enumerate(matrices) for k, row in enumerate(m)]
+            write_atomic(self.root / CONFUSION, csv_text(header, rows))
+
+    def _json_lines(self) -> list[str]:
+        """metrics.jsonl's lines, each record serialised once (the file is rewritten every experience)."""
+        for i, r in enumerate(self.records):
+            if i >= len(self._lines) or self._lines[i][0] is not r:
+                del self._lines[i:]
+                line = json.dumps({k: v for k, v in r.items() if k != "confusion"}, sort_keys=True) + "\n"
+                self._lines.append((r, line))
+        del self._lines[len(self.records):]
+        return [line for _, line in self._lines]
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        final = self.accuracy[-1] if self.accuracy else []
+        base = {
+            "final_accuracy": sum(final) / len(final) if final else None,
+            "forgetting": formulas.forgetting(self.accuracy),
+            "bwt": formulas.bwt(self.accuracy),
+            "experiences_done": len(self.accuracy),
+        }
+        write_atomic(self.root / SUMMARY, json.dumps({**base, **summary}, indent=2, sort_keys=True) + "\n")
+
+
+# --- reading ---------------------------------------------------------------------------------
+@dataclass
+class RunRecord:
+    path: Path
+    accuracy: list[list[float]]
+    histograms: list[list[int]]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+    config_text: str
+    confusion: list[list[list[int]]] = field(default_factory=list)  # [trained][true][predicted]; [] without it
+
+    @property
+    def complete(self) -> bool:
+        return self.summary.get("status") == "complete"
+
+    @property
+    def status(self) -> str:
+        """complete | failed | interrupted (summary.json says so) | incomplete (running or killed)."""
+        return str(self.summary.get("status") or "incomplete")
+
+    @property
+    def resumable(self) -> bool:
+        """Not complete, and a checkpoint to go on from: `replay resume PATH` works."""
+        return not self.complete and (self.path / CHECKPOINT).is_file()
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def read_table(path: Path, kind: type) -> list[list[Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    try:
+        return [[kind(v) for v in row[1:]] for row in rows[1:]]
+    except (ValueError, IndexError) as e:
+        raise OutputError(f"{path} is not a valid table ({e})") from e
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read a run directory back (a run still going or killed reads as incomplete)."""
+    path = Path(path)
+    if not is_run(path):
+        raise OutputError(f"{path} is not a run directory (no {CONFIG})")
+    acc = [row[:-1] for row in read_table(path / ACCURACY, float)]  # drop the average column
+    hist = read_table(path / HISTOGRAM, int)
+    metrics = []
+    if (path / METRICS).is_file():
+        for n, line in enumerate((path / METRICS).read_text().splitlines(), 1):
+            try:
+                metrics.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise OutputError(f"{path / METRICS} line {n} is not JSON") from e
+    summary = read_summary(path)
+    return RunRecord(path, acc, hist, metrics, summary, (path / CONFIG).read_text(), read_confusion(path))
+
+
+def read_confusion(path: str | Path) -> list[list[list[int]]]:
+    """confusion.csv as [trained][true][predicted] counts; [] when the run has none."""
+    rows = read_table(Path(path) / CONFUSION, int)  # [true, pred_0, ...] per line, `trained` dropped
+    n = len(rows[0]) - 1 if rows else 0
+    if any(len(r) != n + 1 for r in rows) or len(rows) % max(n, 1):
+        raise OutputError(f"{Path(path) / CONFUSION} is not a stack of {n} x {n} matrices")
+    return [[r[1:] for r in rows[i:i + n]] for i in range(0, len(rows), n)] if n else []
+
+
+def append_log(path: str | Path, text: str) -> None:
+    """Append `text` (plain, no colour codes) and a newline to the run's log, `run.log`."""
+    with open(Path(path) / LOG, "a", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def read_log(path: str | Path) -> str:
+    """run.log of a run ('' when it has none)."""
+    log = Path(path) / LOG
+    return log.read_text(encoding="utf-8") if log.is_file() else ""
+
+
+def read_summary(root: Path) -> dict[str, Any]:
+    """summary.json of a run, {} while the run has not finished."""
+    path = Path(root) / SUMMARY
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise OutputError(f"{path} is not JSON") from e

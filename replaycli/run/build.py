@@ -1,0 +1,105 @@
+"""Config -> the run's objects. YAML gives each group's keys; Python passes the objects, the same
+keyword arguments to every option of a group (INJECTED), so any class with that signature plugs
+in. Everything is checked and built here, before a run writes anything."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig
+
+from replaycli.errors import ConfigError, first_line
+from replaycli.run import rules
+
+# what Python passes to every option of each group, beside the option's own YAML keys
+INJECTED = {
+    "benchmark": (),
+    "model": ("num_classes", "input_shape"),
+    "optimizer": ("params",),
+    "selection": ("model", "generator"),
+    "buffer": ("selection_strategy", "generator"),
+    "strategy": ("model", "optimizer", "mask"),
+    "loader": ("data", "buffer", "batch_size", "batch_size_mem", "generator"),
+    "logger": ("run_dir",),
+}
+
+
+def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
+    """Build the option of group `name` with `objects` (INJECTED[name]); None when its
+    `_target_` is null (buffer=none). A constructor's ConfigError names the key as typed
+    (`buffer.max_size=-5 ...`); a target that cannot be imported is one ConfigError."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    node = cfg.get(name)
+    if not isinstance(node, DictConfig) or node.get("_target_") is None:
+        return None
+    try:
+        factory = instantiate(node)  # every option is `_partial_`: the objects are passed below
+    except InstantiationException as e:
+        why = first_line(e.__cause__ or e)
+        raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {why}") from None
+    try:
+        return factory(**objects)
+    except ConfigError as e:
+        key = str(e).partition("=")[0]
+        raise ConfigError(f"{name}.{e}" if key in node else str(e)) from None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but CUDA is not available here; allowed: auto, cpu")
+    return torch.device(name)
+
+
+def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
+    """The run's objects and its generator, built from `cfg` the same way every time (a resumed
+    run rebuilds them, then loads its checkpoint over them)."""
+    from replaycli.methods.base import Memory
+    from replaycli.run.loop import Run
+    from replaycli.run.metrics import from_config
+    from replaycli.scenario import task_mask
+
+    rules.check_settings(cfg)
+    rules.check_arguments(cfg, INJECTED)
+    method_class = rules.method_class(cfg)
+    device = resolve_device(cfg.device)
+    torch.set_flush_denormal(True)  # subnormal floats in late experiences slowed steps by ~60%
+    torch.manual_seed(cfg.seed)  # model initialisation and dropout
+    generator = torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
+    bench = group(cfg, "benchmark").to(device)
+    rules.check_scenario(cfg, bench)
+    model = group(cfg, "model", num_classes=bench.n_classes, input_shape=bench.train_pool.sample_shape).to(device)
+    rules.check_optimizer(cfg)
+    optimizer = group(cfg, "optimizer", params=model.parameters())
+    selection = group(cfg, "selection", model=model, generator=generator)
+    buffer = group(cfg, "buffer", selection_strategy=selection, generator=generator)
+    rules.check_memory(cfg, method_class, buffer)
+    mask = task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
+    run = Run(
+        bench=bench, model=model, optimizer=optimizer, buffer=buffer,
+        method=group(cfg, "strategy", model=model, optimizer=optimizer, mask=mask),
+        memory=Memory(buffer, cfg.mem_mb_size, generator) if buffer is not None else None,
+        make_loader=loader_factory(cfg, generator),
+        epochs=cfg.epochs, eval_mb_size=cfg.eval_mb_size, device=device,
+        every_batch=cfg.buffer_update == "every_batch", mask=mask,
+        metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
+    )
+    return run, generator
+
+
+def loader_factory(cfg: DictConfig, generator: torch.Generator) -> Callable[..., Any]:
+    """(data, buffer or None) -> the training loader of one experience."""
+    def make(data: Any, buffer: Any) -> Any:
+        return group(cfg, "loader", data=data, buffer=buffer, batch_size=cfg.train_mb_size,
+                     batch_size_mem=cfg.mem_mb_size, generator=generator)
+
+    return make
+
+
+def logger(cfg: DictConfig, run_dir: Any) -> Any:
+    from replaycli.run.loggers import NullLogger
+
+    return group(cfg, "logger", run_dir=run_dir) or NullLogger()

@@ -1,0 +1,133 @@
+"""The command line of `replay run`, before Hydra sees it: Hydra's own errors (a bad override,
+an unknown key or option, conflicting flags) and an unwritable output directory become one
+`ConfigError`, before any directory is made. The values are checked where they are built
+(replaycli.run.build)."""
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from replaycli.errors import ConfigError, first_line
+
+
+def check_writable(key: str, path: str | Path) -> None:
+    """A ConfigError unless `path` is a directory we can write in, or can be created as one."""
+    probe = Path(path).expanduser().absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing ancestor: where the first mkdir happens
+    allowed = "allowed: a writable directory" + (f" (set {key}=...)" if key.startswith("hydra.") else "")
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {probe} is not a directory; {allowed}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".replay-probe-", dir=probe))
+    except OSError as e:
+        raise ConfigError(f"{key}={path} is not writable ({e.strerror or e}: {probe}); {allowed}") from e
+
+
+MODES = {  # Hydra's flags that choose what it does: at most one of them
+    "--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun",
+    "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
+    "--shell-completion": "--shell-completion", "-sc": "--shell-completion",
+}
+
+
+def check_command_line(args: list[str]) -> Path | None:
+    """Compose what `replay run ARGS` would run before Hydra does: a bad override, an unknown key
+    or option, an unwritable output directory or (single runs) a bad value becomes one
+    ConfigError, and no directory is made. With -m every value of every sweep is composed, so an
+    unknown key or option stops the sweep up front. Any other flag (--cfg, --help,
+    --config-dir, ...) leaves the command line to Hydra. The values are checked by each job.
+    Returns, for a single run, the outermost directory above its run directory that does not
+    exist yet (what a refused run must not leave behind), or None."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = [a for a in args if a.startswith("-")]
+    modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
+    if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
+        allowed = ", ".join(dict.fromkeys(MODES.values()))
+        raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {allowed}")
+    if any(f not in ("-m", "--multirun") for f in flags):
+        return None
+    multirun = bool(flags)
+    overrides = [a for a in args if not a.startswith("-")]
+    parser = OverridesParser.create()
+    parsed = []
+    for arg in overrides:
+        try:
+            parsed.append(parser.parse_override(arg))
+        except HydraException as e:
+            raise ConfigError(hydra_message(e, arg)) from None
+    variants = [overrides]
+    if multirun:  # the first value of every sweep, then each other value of each sweep in turn
+        try:
+            values = {
+                i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+                for i, o in enumerate(parsed) if o.is_sweep_override()
+            }
+        except Exception:  # a sweep only Hydra's sweeper can enumerate (glob, interval): its job
+            return None
+        base = [values[i][0] if i in values else o for i, o in enumerate(overrides)]
+        variants = [base] + [base[:i] + [v] + base[i + 1:] for i, vs in values.items() for v in vs[1:]]
+    with initialize_config_module("replaycli.configs", version_base="1.3"):
+        for variant in variants:
+            try:
+                cfg = compose("config", overrides=variant, return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(hydra_message(e)) from None
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        check_writable(key, OmegaConf.select(cfg, key))
+    return None if multirun else first_missing(Path(OmegaConf.select(cfg, key)).parent)
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost ancestor of `path` (or `path`) that does not exist, or None."""
+    path = path.absolute()
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def remove_if_empty(path: Path | None) -> None:
+    """Remove `path` if it holds nothing but empty directories (left by a refused run)."""
+    import shutil
+
+    if path is not None and path.is_dir() and not any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def hydra_message(e: BaseException, override: str | None = None) -> str:
+    """One line for an error of Hydra's composition: what was given and what is allowed."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf import errors as oe
+
+    if isinstance(e, OverrideParseException) or override is not None:
+        bad = getattr(e, "override", None) or override
+        return (
+            f"cannot parse override {bad!r} ({first_line(e)}); allowed: key=value, group=option, "
+            "+key=value (add a key), ~key (delete one); see https://hydra.cc/docs/advanced/override_grammar/basic"
+        )
+    if isinstance(e, MissingConfigException) and "/" in str(e.missing_cfg_file or ""):
+        group, _, option = str(e.missing_cfg_file).rpartition("/")
+        return f"{group}={option} is not an option of config group {group}; allowed: {', '.join(e.options or [])}"
+    cause = e.__cause__
+    if isinstance(cause, (oe.ConfigAttributeError, oe.ConfigKeyError)) and str(e).startswith("Could not override"):
+        key = str(cause.full_key or cause.key)
+        parent, _, leaf = key.rpartition(".")
+        node = cause.parent_node
+        keys = node.keys() if isinstance(node, DictConfig) else []
+        known = [str(k) for k in keys if not str(k).startswith("_") and k != "hydra"]
+        given = str(e).partition("use +")[2].strip() or key  # the override as typed, e.g. foo=1
+        close = difflib.get_close_matches(leaf, known, n=1)
+        hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+        where = f" of {parent}" if parent else ""
+        return f"unknown key {key} in {given}{hint}; allowed keys{where}: {', '.join(known)}; to add a key: +{given}"
+    lines = [ln.strip() for ln in str(e).split("Config search path")[0].splitlines() if ln.strip()]
+    return "; ".join(lines) or type(e).__name__

@@ -1,0 +1,111 @@
+"""One experience of training: the method steps over the batches, the memory takes its samples
+under the update protocol, the model is evaluated on the whole test stream."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from replaycli.benchmarks import Benchmark, Experience
+from replaycli.memory.buffer import Buffer
+from replaycli.methods.base import Batch, Memory, Method
+from replaycli.run.meters import TrainMeter, evaluate_stream
+from replaycli.run.metrics import Metrics
+
+
+@dataclass
+class Run:
+    """Everything one run trains with; built by `replaycli.run.build`."""
+
+    bench: Benchmark
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    buffer: Buffer | None  # None: no memory (fine-tuning)
+    method: Method  # each step's loss (replaycli.methods)
+    memory: Memory | None  # the buffer as a step draws from it
+    make_loader: Callable[[Any, Buffer | None], Any]  # (data, buffer to join or None) -> batches
+    epochs: int
+    eval_mb_size: int
+    device: torch.device
+    every_batch: bool = False  # the update protocol: every_batch, else after_experience
+    mask: torch.Tensor | None = None  # task-IL: bool [n_tasks, n_classes]
+    metrics: Metrics = field(default_factory=Metrics)
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record (the progress display)
+
+
+def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
+    """Train `run.epochs` passes for `exp`: the mean training loss and the records `run.metrics` asks for."""
+    method, buffer, k = run.method, run.buffer, exp.current_experience
+    if method.trains_on_memory:  # GDumb: the memory takes the experience first and is all it trains on
+        buffer.add(exp.dataset, k)
+    method.begin_experience(k)
+    data = buffer.buffer if method.trains_on_memory else exp.dataset
+    joined = method.joins_memory and not run.every_batch  # the loader mixes memory into each batch
+    loader = run.make_loader(data.train(), buffer if joined else None)
+    run.model.train()
+    meter = TrainMeter(run.metrics, run.mask)
+    for epoch in range(run.epochs):
+        for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.every_batch)):
+            memory = run.memory if buffer is not None and len(buffer) and not joined else None
+            loss, out = method.step(Batch(x, y, t, k), memory)  # x: [B, ...]; out: [B, n_classes]
+            if run.every_batch and buffer is not None:  # the memory takes the batch, with this step's logits
+                buffer.add(samples, k, {"logits": out.detach()} if method.stores_logits else None)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            meter.step(loss, out, y, t)  # keeps references: no kernel, no sync
+            on_step(epoch, i, len(loader))
+        record = meter.epoch_done(epoch)  # steps and seconds; loss and accuracy sync once, at the end
+        if run.on_epoch is not None:
+            run.on_epoch(record)
+    return meter.experience_done()
+
+
+def update_memory(run: Run, exp: Experience) -> None:
+    """after_experience: the memory takes the trained experience (DER: with the trained model's logits)."""
+    if run.buffer is None or run.every_batch or run.method.trains_on_memory:
+        return
+    extras = {"logits": logits_of(run.model, exp.dataset, run.eval_mb_size)} if run.method.stores_logits else None
+    run.buffer.add(exp.dataset, exp.current_experience, extras)
+
+
+@torch.no_grad()
+def logits_of(model: torch.nn.Module, data: Any, batch_size: int) -> torch.Tensor:
+    """The model's logits [n, C] on `data` (evaluation mode and transforms)."""
+    was_training = model.training
+    model.eval()
+    data = data.eval()
+    device = data.ids.device
+    outs = [model(data.batch(torch.arange(s, min(s + batch_size, len(data)), device=device))[0])
+            for s in range(0, len(data), batch_size)]
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
+    """Train, update the memory, evaluate: the record of one finished experience."""
+    m, n_classes = run.metrics, run.bench.n_classes
+    t0 = time.perf_counter()
+    trained = train_experience(run, exp, on_step)
+    t1 = time.perf_counter()
+    update_memory(run, exp)
+    t2 = time.perf_counter()
+    test = evaluate_stream(run.model, run.bench.test_stream, run.eval_mb_size, run.mask, n_classes,
+                           loss=m.on("loss"), confusion=m.on("confusion"))
+    t3 = time.perf_counter()
+    acc = test.pop("accuracy")
+    return {
+        "experience": exp.current_experience,
+        "accuracy": acc,
+        "average": sum(acc) / len(acc),
+        **trained,  # loss, and train_accuracy, epochs, minibatches when asked
+        **test,  # test_loss, stream_loss, confusion when asked
+        "histogram": run.buffer.class_histogram(n_classes).tolist() if run.buffer is not None else [0] * n_classes,
+        "train_seconds": t1 - t0,
+        "buffer_seconds": t2 - t1,
+        "eval_seconds": t3 - t2,
+        "seconds": t3 - t0,
+    }

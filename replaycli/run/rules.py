@@ -1,0 +1,126 @@
+"""The rules no single constructor can check: the run's own top-level keys, keys that no option
+takes, and rules across groups, stated by what the classes declare (a method's `needs_memory`,
+`protocols`, `memory_groupby`; a selection's `online`; a buffer's `groupby`), never by class
+name. A rule about one value lives in the constructor that takes it. Each rule has one message.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from replaycli.errors import ConfigError, integer, number
+
+DEVICES = ("auto", "cpu", "cuda")
+PROGRESS = ("auto", "rich", "plain", "none")
+PROTOCOLS = ("after_experience", "every_batch")  # buffer_update: when the memory takes samples
+SCENARIOS = ("class_il", "task_il")
+
+
+def choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        names = ", ".join("null" if a is None else str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {names}")
+
+
+def option(cfg: DictConfig, group: str, fallback: str) -> str:
+    """The option of `group` as the user typed it (`buffer=reservoir`), from Hydra's choices; else
+    `fallback` (a config composed without Hydra's runtime section)."""
+    picked = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}")  # compose(return_hydra_config=True)
+    if picked is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():  # inside hydra_main, where cfg has no hydra section
+            picked = HydraConfig.get().runtime.choices.get(group)
+    return fallback if picked is None else str(picked)
+
+
+def options_with(group: str, text: str, present: bool = True) -> str:
+    """The shipped options of `group` whose YAML contains `text` (or, `present=False`, does not),
+    as `group=a, group=b`: what a message offers instead."""
+    folder = resources.files("replaycli.configs") / group
+    names = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml") and (text in f.read_text()) == present)
+    return ", ".join(f"{group}={n}" for n in names)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The run's own keys (config.yaml's top level)."""
+    integer("seed", cfg.seed, 0)
+    for key in ("epochs", "train_mb_size", "mem_mb_size", "eval_mb_size"):
+        integer(key, cfg[key], 1)
+    choice("device", cfg.device, DEVICES)
+    choice("progress", cfg.progress, PROGRESS)
+    choice("buffer_update", cfg.buffer_update, PROTOCOLS)
+    choice("scenario", cfg.scenario, SCENARIOS)
+    choice("download", cfg.download, (True, False))
+
+
+def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> None:
+    """Every key of every group's option is an argument its `_target_` takes, beside what Python
+    passes (`injected`): `+model.foo=1` is refused here, not as a TypeError deep in the build."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    for group, node in cfg.items():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if target is None:
+            continue
+        try:
+            params = inspect.signature(get_object(str(target))).parameters.values()
+        except Exception:  # not importable: the build says so, in one line
+            continue
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            continue  # takes anything: checked where the keywords land
+        accepted = {p.name for p in params if p.kind != p.VAR_POSITIONAL} - set(injected.get(str(group), ()))
+        for key in node:
+            if not str(key).startswith("_") and key not in accepted:
+                allowed = ", ".join(sorted(accepted)) or "none"
+                raise ConfigError(f"{group}.{key}={node[key]!r} is not an argument of {target}; allowed: {allowed}")
+
+
+def method_class(cfg: DictConfig) -> type:
+    from hydra.utils import get_class
+
+    method = get_class(str(cfg.strategy._target_))
+    name = option(cfg, "strategy", method.__name__)
+    if cfg.buffer_update not in method.protocols:
+        raise ConfigError(f"strategy={name} is defined under {' and '.join(method.protocols)} only; "
+                          f"buffer_update={cfg.buffer_update} is not; allowed: buffer_update={', '.join(method.protocols)}")
+    return method
+
+
+def check_scenario(cfg: DictConfig, bench: Any) -> None:
+    if cfg.scenario == "task_il" and max(e.task_label for e in bench.train_stream) == 0:
+        raise ConfigError("scenario=task_il masks logits by task label; set benchmark.return_task_id=true")
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """torch's optimizers take any float: their rates must be finite and >= 0, lr > 0."""
+    for key in ("lr", "weight_decay", "momentum", "dampening"):
+        if key in cfg.optimizer:
+            number(f"optimizer.{key}", cfg.optimizer[key])
+    if cfg.optimizer.get("lr") == 0:
+        raise ConfigError("optimizer.lr=0 must be > 0")
+
+
+def check_memory(cfg: DictConfig, method: type, buffer: Any) -> None:
+    """The buffer against the method, the update protocol and the top-level `groupby`."""
+    name, kind = option(cfg, "strategy", method.__name__), option(cfg, "buffer", "none")
+    parametric = options_with("buffer", "${groupby}")  # the options that read the top-level groupby
+    if cfg.groupby is not None and cfg.buffer.get("groupby") != cfg.groupby:
+        raise ConfigError(f"groupby={cfg.groupby} needs a buffer with groups; buffer={kind} has none; allowed: {parametric}")
+    if buffer is None:
+        if method.needs_memory:
+            raise ConfigError(f"strategy={name} needs a memory but buffer=none; allowed: "
+                              + options_with("buffer", "_target_: null", present=False))
+        return
+    if method.memory_groupby is not None and buffer.groupby != method.memory_groupby:
+        raise ConfigError(f"strategy={name} needs a buffer grouped by {method.memory_groupby}; buffer={kind} groups by "
+                          f"{buffer.groupby or 'nothing'}; allowed: one that does, e.g. {parametric} "
+                          f"groupby={method.memory_groupby}")
+    selection = buffer.selection_strategy
+    if cfg.buffer_update == "every_batch" and selection is not None and not selection.online:
+        raise ConfigError(f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "
+                          "ranks whole groups; allowed: selection=random")

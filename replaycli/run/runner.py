@@ -1,0 +1,158 @@
+"""`replay run` and `replay resume`: build the run from its config, train over the stream, write
+the run directory and a checkpoint after every experience."""
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from replaycli import __version__
+from replaycli.errors import ConfigError, first_line
+from replaycli.outputs.rundir import CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run
+from replaycli.run.cmdline import check_writable
+from replaycli.run.progress import Reporter
+
+
+def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
+
+    `resume` (a checkpoint read from `out_dir` by `checkpoint.load`) goes on after its last
+    finished experience. Everything is checked and built before anything is written, so a
+    refused run leaves `out_dir` as it was.
+    """
+    from replaycli.run import checkpoint
+    from replaycli.run.build import build, logger
+    from replaycli.run.loop import run_experience
+
+    start = time.perf_counter()
+    run, generator = build(cfg)
+    log = logger(cfg, out_dir)
+    writer = RunWriter(out_dir, len(run.bench.test_stream), run.bench.n_classes)
+    report = Reporter(run.bench.n_experiences, cfg.epochs, cfg.progress, log=out_dir)  # also to run.log
+    run.on_epoch = report.epoch_done
+    done, before, resumes = begin(cfg, run, generator, writer, report, resume)
+    try:
+        with report:
+            for exp in list(run.bench.train_stream)[done:]:
+                report.start_experience(exp.current_experience, len(exp.dataset), len(run.buffer or []))
+                record = run_experience(run, exp, report.step)  # train, update the memory, evaluate
+                writer.add_experience(record["accuracy"], record["histogram"], record)
+                seconds = before + time.perf_counter() - start
+                # the checkpoint first: the tables never show an experience it does not hold
+                checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes))
+                writer.write_tables()
+                log.experience_done(record)
+                report.experience_done(record)
+    except BaseException as e:  # killed by an error or Ctrl-C: the finished experiences stay
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        writer.write_summary({"status": status, "error": f"{type(e).__name__}: {e}"[:500], "seed": cfg.seed})
+        raise
+    log.close()
+    return finish(cfg, run, writer, report, before + time.perf_counter() - start, resumes)
+
+
+def begin(cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: Reporter,
+          resume: dict[str, Any] | None) -> tuple[int, float, int]:
+    """A new run writes its config; a resumed one restores its checkpoint. Returns the
+    experiences done, the seconds trained before and the number of resumes."""
+    from replaycli.run import checkpoint
+
+    if resume is None:
+        writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        return 0, 0.0, 0
+    checkpoint.restore(resume, run, generator, writer, writer.root / CHECKPOINT)
+    done = resume["experiences_done"]
+    writer.write_tables()  # the tables may lag the checkpoint by the experience it last saved
+    (writer.root / SUMMARY).unlink(missing_ok=True)  # "failed" / "interrupted" no longer holds
+    report.line(f"resuming {writer.root} after experience {done}/{run.bench.n_experiences}")
+    return done, resume["seconds"], resume["resumes"] + 1
+
+
+def finish(cfg: DictConfig, run: Any, writer: RunWriter, report: Reporter, seconds: float, resumes: int) -> dict[str, Any]:
+    from replaycli.run.meters import run_summary
+
+    summary = {
+        "status": "complete", "seconds": seconds, "seed": cfg.seed, "device": str(run.device),
+        "versions": versions(), "resumes": resumes,
+        **run_summary(run.metrics, writer.records, run.device, writer.root),  # timing, resources
+    }
+    writer.write_summary(summary)
+    report.tables(writer.accuracy, writer.histograms)
+    report.line(f"outputs: {writer.root}")
+    return summary
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    import torch
+
+    return {
+        "replaycli": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": version("torchvision"),  # importing torchvision costs seconds; split_digits never needs it
+    }
+
+
+def resume_run(run_dir: Path) -> int:
+    """`replay resume RUN_DIR`: go on after the last finished experience of `run_dir`, with its
+    saved config.yaml. A complete run is left as it is (exit 0)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"RUN_DIR={run_dir} is not a directory; allowed: a run directory written by replay run")
+    if not is_run(run_dir):
+        raise ConfigError(
+            f"RUN_DIR={run_dir} is not a run directory (no {CONFIG}); allowed: a directory written by replay run"
+        )
+    try:
+        record = read_run(run_dir)
+    except OutputError as e:
+        raise ConfigError(str(e)) from e
+    if record.complete:
+        print(f"{run_dir}: the run is already complete ({len(record.accuracy)} experiences); nothing to resume")
+        return 0
+    check_writable("RUN_DIR", run_dir)
+    for stale in run_dir.glob(".*.tmp"):  # an atomic write cut short by the kill
+        stale.unlink(missing_ok=True)
+    try:
+        cfg = OmegaConf.load(run_dir / CONFIG)
+    except Exception as e:  # YAML syntax
+        raise ConfigError(f"{run_dir / CONFIG} is not a readable config ({first_line(e)})") from e
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{run_dir / CONFIG} is not a config mapping")
+    from replaycli.run import checkpoint
+
+    execute(cfg, run_dir, resume=checkpoint.load(run_dir))  # read before anything is built
+    return 0
+
+
+def _discard_if_empty(out_dir: Path) -> None:
+    """Remove a run directory that holds nothing but Hydra's own files (a run refused up front)."""
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}  # the log is named after the job
+    if out_dir.is_dir() and all(p.name in hydra_files for p in out_dir.iterdir()):
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://replaycli.configs", config_name="config")
+def hydra_main(cfg: DictConfig) -> Any:
+    """One job. A refused run leaves no directory; its error reaches `replay run` (one line, exit
+    2), or, in a sweep, the sweep callback (replaycli.run.sweep), and the other jobs go on."""
+    from hydra.types import RunMode
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        return execute(cfg, out_dir)
+    except ConfigError as e:
+        _discard_if_empty(out_dir)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        raise Refused(e) from None  # past Hydra's job runner, which would print a line of its own
+
+
+class Refused(BaseException):
+    """A single run's ConfigError on its way out of Hydra to `replay run` (`args[0]`)."""

@@ -1,0 +1,23 @@
+"""Task-IL: the classes each task label may predict, and logits masked to them."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+SCENARIOS = ("class_il", "task_il")
+
+
+def task_mask(bench: Any) -> torch.Tensor:
+    """bool [n_tasks, n_classes]: the classes of each task label of `bench`'s training stream."""
+    n_tasks = max(e.task_label for e in bench.train_stream) + 1
+    mask = torch.zeros(n_tasks, bench.n_classes, dtype=torch.bool)
+    for e in bench.train_stream:
+        mask[e.task_label, e.classes_in_this_experience] = True
+    return mask
+
+
+def masked(out: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`out` [B, C] with the classes outside each sample's task set to -inf; `mask` None
+    (class-IL) leaves it as it is."""
+    return out if mask is None else out.masked_fill(~mask[t], float("-inf"))
