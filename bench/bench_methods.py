@@ -5,7 +5,7 @@ weighted replay, GDumb, DER and DER++ at two buffer sizes, under both update pro
     python3 bench/bench_methods.py --mnist-root /work/shared/data/mnist-5k --seeds 0 1 2
     python3 bench/bench_methods.py --quick              # one seed, split_digits only: a smoke run
 
-Every run goes through `replaycli.runner.execute` (the code path of `replay run`) into a
+Every run goes through `replaycli.run.runner.execute` (the code path of `replay run`) into a
 temporary directory; the final accuracy is read back from its summary.json. Prints a Markdown
 table (the README's "Replay methods" section) and writes it to --out.
 """

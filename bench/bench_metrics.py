@@ -49,7 +49,7 @@ class Variant:
 
     def __init__(self, overrides: list[str], out_dir: Path):
         from replaycli.outputs.rundir import RunWriter
-        from replaycli.run.runner import build
+        from replaycli.run.build import build
 
         self.run, _generator = build(compose(overrides))
         self.run.on_epoch = lambda record: None  # the progress display's hook
@@ -58,7 +58,7 @@ class Variant:
 
     def train(self) -> "Variant":
         from replaycli.run.meters import run_summary
-        from replaycli.train import run_experience
+        from replaycli.run.loop import run_experience
 
         t0 = time.process_time()
         for exp in self.run.bench.train_stream:

@@ -119,7 +119,7 @@ def check(cfg: dict) -> None:
     )
     if not by_class or not sel["_target_"].endswith("RandomExemplarsSelectionStrategy"):
         fail("the floor's buffer is class-grouped random (ParametricBuffer groupby=class, selection=random)")
-    if not ld["_target_"].endswith("ReplayDataLoader") or ld["task_balanced_dataloader"]:
+    if ".ReplayDataLoader" not in ld["_target_"] or ld["task_balanced_dataloader"]:
         fail("the floor's loader is ReplayDataLoader without task_balanced_dataloader")
     if not (ld["shuffle"] and ld["oversample_small_tasks"]) or ld["drop_last"]:
         fail("the floor's loader shuffles, cycles the memory and keeps the last partial batch")
@@ -171,7 +171,7 @@ def measured(cfg: dict) -> set[str]:
 
 def train(model, opt, d, cur, mem_ids, cfg, gen, names, on_first_step) -> dict:
     """`epochs` passes over the ids `cur`, each batch joined by a cycled, reshuffled memory batch."""
-    bs, bs_mem, epochs = int(cfg["train_mb_size"]), int(cfg["loader"]["batch_size_mem"]), int(cfg["epochs"])
+    bs, bs_mem, epochs = int(cfg["train_mb_size"]), int(cfg["mem_mb_size"]), int(cfg["epochs"])
     model.train()
     steps = math.ceil(len(cur) / bs)
     dev = cur.device

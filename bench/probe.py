@@ -36,7 +36,7 @@ def peak_rss_mb() -> float:
 def main() -> int:
     out, argv = sys.argv[1], sys.argv[2:]
     from replaycli import cli
-from replaycli.run import progress
+    from replaycli.run import progress
 
     rec: dict = {"first_step_time": None, "experiences": []}
     step, done = progress.Reporter.step, progress.Reporter.experience_done

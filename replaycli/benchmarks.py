@@ -25,7 +25,6 @@ class Experience:
     current_experience: int
     classes_in_this_experience: list[int]
     task_label: int
-    origin_stream: str = "train"
 
     @property
     def task_labels(self) -> list[int]:
@@ -94,9 +93,7 @@ def class_order(
     return torch.randperm(n_classes, generator=torch.Generator().manual_seed(int(seed))).tolist()
 
 
-def _split_stream(
-    name: str, pool: Pool, order: list[int], n_experiences: int, return_task_id: bool
-) -> list[Experience]:
+def _split_stream(pool: Pool, order: list[int], n_experiences: int, return_task_id: bool) -> list[Experience]:
     per = len(order) // n_experiences
     y = pool.y.cpu()
     exps = []
@@ -105,7 +102,7 @@ def _split_stream(
         ids = torch.isin(y, torch.tensor(classes)).nonzero().flatten()  # [n_i] sorted ids
         task = i if return_task_id else 0
         tasks = torch.full_like(ids, task)
-        exps.append(Experience(StreamDataset(pool, ids, tasks), i, sorted(classes), task, name))
+        exps.append(Experience(StreamDataset(pool, ids, tasks), i, sorted(classes), task))
     return exps
 
 
@@ -126,8 +123,8 @@ def split_benchmark(
             f"n_experiences={n_experiences} does not divide the {n_classes} classes of {name}; allowed: {divisors}"
         )
     order = class_order(n_classes, seed, fixed_class_order)
-    train = _split_stream("train", train_pool, order, n_experiences, return_task_id)
-    test = _split_stream("test", test_pool, order, n_experiences, return_task_id)
+    train = _split_stream(train_pool, order, n_experiences, return_task_id)
+    test = _split_stream(test_pool, order, n_experiences, return_task_id)
     return Benchmark(name, Stream("train", train), Stream("test", test), n_classes, order, train_pool, test_pool)
 
 
@@ -215,6 +212,6 @@ def PermutedMNIST(
         for i in range(n_experiences):
             ids = torch.arange(i * n, (i + 1) * n)
             task = i if return_task_id else 0
-            exps.append(Experience(StreamDataset(pool, ids, torch.full_like(ids, task)), i, classes, task, name))
+            exps.append(Experience(StreamDataset(pool, ids, torch.full_like(ids, task)), i, classes, task))
         streams.append(Stream(name, exps))
     return Benchmark("PermutedMNIST", streams[0], streams[1], len(classes), classes, train_pool, test_pool)

@@ -45,6 +45,8 @@ def run(args: list[str]) -> int:
     except Refused as e:  # refused before anything was written: no directory left behind
         remove_if_empty(made)
         raise e.args[0] from None
+    except SystemExit as e:  # Hydra's --help, the sweep callback's exit status
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(hydra_message(e)) from None
     finally:

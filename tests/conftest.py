@@ -3,6 +3,8 @@ this process, run the `replay` console script as a subprocess (one smoke test pe
 small run reused by several tests (runs cost seconds; the suite must stay fast on two cores)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -27,6 +29,21 @@ def build_run(overrides: list[str] | tuple[str, ...] = ()):
     from replaycli.run.build import build
 
     return build(compose_cfg(overrides, hydra=True))[0]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`replay ARGS` in this process, from `cwd`, stdout and stderr captured: what `replay`
+    (a subprocess) returns, without the seconds of starting Python, torch and Hydra again."""
+    from replaycli.cli import main
+
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd or before)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["replay", *args], code, out.getvalue(), err.getvalue())
 
 
 def cli(*args: str, capsys) -> tuple[int, str, str]:
@@ -68,8 +85,10 @@ SMALL_RUN = ("epochs=1", "device=cpu")
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Done:
+    """`replay run epochs=1 device=cpu`, in this process (output captured, as off a terminal);
+    `replay run` itself runs as a subprocess in the sweep of made_outputs.real_sweep."""
     cwd = tmp_path_factory.mktemp("small_run")
     args = (*SMALL_RUN, f"hydra.run.dir={cwd / 'run'}")
-    proc = replay("run", *args, cwd=cwd)
+    proc = run_cli("run", *args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return Done(args, proc, cwd / "run")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from conftest import replay
 
 from replaycli.outputs.rundir import RunWriter
 
@@ -16,13 +17,6 @@ SWEEP = (
     "epochs=1", "benchmark.n_experiences=2", "progress=none", "device=cpu",
 )
 _cache: dict[str, tuple[subprocess.CompletedProcess, Path]] = {}
-
-
-def replay(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`replay ARGS` as a subprocess in `cwd`, output captured."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
-    return subprocess.run([sys.executable, "-m", "replaycli.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def real_sweep(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:

@@ -5,7 +5,8 @@ import json
 import statistics
 
 import pytest
-from made_outputs import real_sweep, replay, write_run
+from conftest import replay, run_cli
+from made_outputs import real_sweep, write_run
 
 from replaycli.outputs import formulas, rundir
 
@@ -16,7 +17,7 @@ def sweep(tmp_path_factory):
 
 
 def compare_json(*args, cwd):
-    proc = replay("compare", *map(str, args), "--json", cwd=cwd)
+    proc = run_cli("compare", *map(str, args), "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -40,7 +41,7 @@ def test_a_sweep_grouped_by_the_key_that_differs_averaged_over_seeds(sweep, tmp_
 
 
 def test_the_table(sweep, tmp_path):
-    proc = replay("compare", str(sweep), "--by", "buffer.max_size", cwd=tmp_path)
+    proc = run_cli("compare", str(sweep), "--by", "buffer.max_size", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     d = compare_json(sweep, cwd=tmp_path)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("│")]  # the table rows
@@ -75,7 +76,7 @@ def test_any_key_any_paths_and_numeric_order(tmp_path):
 
 
 def test_an_unknown_key_exits_2_naming_it(sweep, tmp_path):
-    proc = replay("compare", str(sweep), "--by", "buffer.maxsize", cwd=tmp_path)
+    proc = run_cli("compare", str(sweep), "--by", "buffer.maxsize", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -83,8 +84,8 @@ def test_an_unknown_key_exits_2_naming_it(sweep, tmp_path):
 
 
 def test_no_run_or_no_complete_run_exits_2(tmp_path):
-    proc = replay("compare", str(tmp_path), cwd=tmp_path)
+    proc = run_cli("compare", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2 and "holds no run" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     write_run(tmp_path / "run", [[0.5]], [[1]], complete=False)
-    proc = replay("compare", str(tmp_path / "run"), cwd=tmp_path)
+    proc = replay("compare", str(tmp_path / "run"), cwd=tmp_path)  # the subprocess smoke test of `compare`
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: no complete run in {tmp_path / 'run'} (1 not complete)"

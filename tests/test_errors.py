@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli, replay
+from conftest import cli, replay, run_cli
 
 from replaycli.outputs.rundir import SUMMARY, read_run
 
@@ -113,8 +113,8 @@ def test_hydra_flags_still_work(tmp_path, capsys, monkeypatch):
 
 def test_a_failed_sweep_job_does_not_take_the_others_down(tmp_path):
     sweep = tmp_path / "sweep"
-    p = replay("run", "-m", "epochs=1", "progress=none", "buffer.max_size=-1,5", "benchmark.n_experiences=2",
-               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    p = run_cli("run", "-m", "epochs=1", "progress=none", "buffer.max_size=-1,5", "benchmark.n_experiences=2",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert p.returncode == 2, p.stderr[-2000:]
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "buffer.max_size=-1 must be an integer >= 0" in last, p.stderr

@@ -63,3 +63,41 @@ def test_a_method_from_the_working_directory_runs_end_to_end(tmp_path, capsys, m
                        f"hydra.run.dir={tmp_path / 'typo'}", capsys=capsys)
     assert code == 2 and "strategy.wieght=2 is not an argument of" in err and "allowed: weight" in err
     assert not (tmp_path / "typo").exists()
+
+
+SELECTION = '''
+import torch
+
+
+class SmallestIds:
+    """Keeps the samples with the smallest pool ids: one persistent score per sample."""
+
+    online = True
+
+    def __init__(self, model=None, generator=None):
+        pass
+
+    def scores(self, data):
+        return -data.ids.to(torch.float32)
+'''
+
+
+def test_a_selection_strategy_from_the_working_directory_decides_what_the_buffer_keeps(tmp_path, capsys, monkeypatch):
+    import torch
+
+    module = f"user_selection_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(SELECTION)
+    (tmp_path / "conf" / "selection").mkdir(parents=True)
+    (tmp_path / "conf" / "selection" / "smallest.yaml").write_text(
+        f"# replay run --config-dir conf selection=smallest\n_target_: {module}.SmallestIds\n"
+        "_partial_: true   # the model and the generator are passed in Python\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    code, _, err = cli("run", "--config-dir", "conf", *QUICK, "selection=smallest", "buffer=reservoir",
+                       "buffer.max_size=20", f"hydra.run.dir={out}", capsys=capsys)
+    assert code == 0, err
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["buffer"]["store"]["ids"]
+    from replaycli.benchmarks import SplitDigits
+
+    seen = torch.cat([e.dataset.ids for e in SplitDigits(n_experiences=2).train_stream])
+    assert sorted(kept.tolist()) == sorted(seen.tolist())[:20]  # the 20 smallest ids of the whole stream

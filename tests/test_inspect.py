@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from made_outputs import real_sweep, replay, write_run
+from conftest import run_cli
+from made_outputs import real_sweep, write_run
 
 from replaycli.outputs import rundir, sweepdir
 
@@ -17,7 +18,7 @@ def sweep(tmp_path_factory):
 
 
 def inspect_json(path, cwd):
-    proc = replay("inspect", str(path), "--json", cwd=cwd)
+    proc = run_cli("inspect", str(path), "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -40,7 +41,7 @@ def test_a_run_as_json_holds_what_the_run_wrote(sweep, tmp_path):
 
 
 def test_a_run_as_tables(sweep, tmp_path):
-    proc = replay("inspect", str(sweep / "3"), cwd=tmp_path)
+    proc = run_cli("inspect", str(sweep / "3"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = rundir.read_run(sweep / "3")
     out = proc.stdout
@@ -70,7 +71,7 @@ def test_an_incomplete_run_says_so_and_shows_its_finished_experiences(tmp_path):
     assert d["status"] == "incomplete" and d["experiences_done"] == 2 and d["n_experiences"] == 3
     assert "final_accuracy" not in d and [e["experience"] for e in d["per_experience"]] == [0, 1]
     assert d["per_experience"][0]["forgetting"] == pytest.approx(0.3)
-    proc = replay("inspect", str(run), cwd=tmp_path)
+    proc = run_cli("inspect", str(run), cwd=tmp_path)
     assert "status: incomplete, 2 of 3 experiences finished" in proc.stdout
     assert "0.600" in proc.stdout and "0.800" in proc.stdout
 
@@ -85,7 +86,7 @@ def test_a_sweep_lists_its_jobs(sweep, tmp_path):
     d = inspect_json(sweep, tmp_path)
     assert d["kind"] == "sweep" and d["status_counts"] == {"failed": 2, "complete": 4}
     assert d["jobs"] == sweepdir.read_sweep_summary(sweep)
-    proc = replay("inspect", str(sweep), cwd=tmp_path)
+    proc = run_cli("inspect", str(sweep), cwd=tmp_path)
     assert proc.returncode == 0 and "6 jobs, 2 failed, 4 complete" in proc.stdout
     assert "common overrides: epochs=1 benchmark.n_experiences=2 progress=none device=cpu" in proc.stdout
     assert "buffer.max_size" in proc.stdout and "must be an integer >= 0" in proc.stdout
@@ -107,7 +108,7 @@ def test_an_outputs_dir_lists_runs_and_sweeps_newest_first(sweep, tmp_path):
     assert d["sweeps"] == [{"path": str(root / "sweeps" / "s"), "started": d["sweeps"][0]["started"], "jobs": 6,
                             "complete": 4, "failed": 2, "swept": {"buffer.max_size": ["-1", "20", "40"],
                                                                   "seed": ["0", "1"]}}]
-    proc = replay("inspect", str(root), cwd=tmp_path)
+    proc = run_cli("inspect", str(root), cwd=tmp_path)
     assert proc.returncode == 0 and "4 runs, 1 sweeps" in proc.stdout
     assert proc.stdout.index("new") < proc.stdout.index("middle") < proc.stdout.index("old")
 
@@ -120,7 +121,7 @@ def test_a_directory_holding_no_run_exits_2_with_one_line(tmp_path, make):
     if make == "files":
         (path / "notes.txt").write_text("hello")
         (path / "runs").mkdir()
-    proc = replay("inspect", str(path), cwd=tmp_path)
+    proc = run_cli("inspect", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
@@ -128,7 +129,7 @@ def test_a_directory_holding_no_run_exits_2_with_one_line(tmp_path, make):
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
-    proc = replay("inspect", str(tmp_path), "--bogus", cwd=tmp_path)
+    proc = run_cli("inspect", str(tmp_path), "--bogus", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: replay inspect: unrecognized arguments: --bogus"
 
 

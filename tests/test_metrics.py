@@ -75,9 +75,9 @@ def test_the_list_and_the_granularities_are_checked():
 
 
 def test_an_unknown_metric_is_a_one_line_error_and_leaves_no_run_dir(tmp_path):
-    from conftest import replay
+    from conftest import run_cli
 
-    proc = replay("run", "metrics=[accuracy,foo]", "epochs=1", cwd=tmp_path)
+    proc = run_cli("run", "metrics=[accuracy,foo]", "epochs=1", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == ("error: metrics=[accuracy,foo]: unknown metric 'foo'; "
                            "allowed: accuracy, loss, timing, resources, confusion\n")

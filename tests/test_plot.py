@@ -5,7 +5,8 @@ import shutil
 
 import numpy as np
 import pytest
-from made_outputs import real_sweep, replay, write_run
+from conftest import replay, run_cli
+from made_outputs import real_sweep, write_run
 from matplotlib.image import imread
 
 from replaycli.outputs.plots import DPI, FIGSIZE, RUN_FIGURES, SWEEP_FIGURES
@@ -27,14 +28,14 @@ def check_png(path) -> None:
     assert np.unique(image.reshape(-1, 4), axis=0).shape[0] > 50  # something drawn, not a blank page
 
 
-def plotted(path, cwd, *args) -> list[str]:
-    proc = replay("plot", str(path), *args, cwd=cwd)
+def plotted(path, cwd, *args, process: bool = False) -> list[str]:
+    proc = (replay if process else run_cli)("plot", str(path), *args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 
 
 def test_a_run(sweep, tmp_path):
-    files = plotted(sweep / "2", tmp_path)
+    files = plotted(sweep / "2", tmp_path, process=True)  # the subprocess smoke test of `plot`
     assert files == [str(sweep / "2" / name) for name in RUN_FIGURES]
     for f in files:
         check_png(f)
@@ -62,7 +63,7 @@ def test_nothing_to_plot_exits_2_with_one_line(sweep, tmp_path, what):
     if what == "no experience":
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "config.yaml").write_text("seed: 0\n")
-    proc = replay("plot", str(path), cwd=tmp_path)
+    proc = run_cli("plot", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path} ")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import SMALL_RUN, replay
+from conftest import SMALL_RUN, replay, run_cli
 
 from replaycli.benchmarks import SplitDigits
 from replaycli.cli import VERBS
@@ -89,7 +89,7 @@ def test_progress_falls_back_to_plain_lines_off_a_terminal(small_run):
 
 
 def test_parametric_groupby_class_keeps_classes_balanced(tmp_path):
-    proc = replay("run", "buffer=parametric", "groupby=class", "epochs=1", cwd=tmp_path)
+    proc = run_cli("run", "buffer=parametric", "groupby=class", "epochs=1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (path,) = (tmp_path / "outputs" / "runs").iterdir()  # the default location, relative to cwd
     run = check_run_dir(path, max_size=200)
@@ -108,7 +108,7 @@ SIZES = [20, 50, 200, 500]
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("sweep")
-    proc = replay("run", "-m", f"buffer.max_size={','.join(map(str, SIZES))}", *SMALL_RUN, "progress=none", cwd=cwd)
+    proc = run_cli("run", "-m", f"buffer.max_size={','.join(map(str, SIZES))}", *SMALL_RUN, "progress=none", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     (path,) = (cwd / "outputs" / "sweeps").iterdir()  # the default location, relative to cwd
     return path
@@ -128,14 +128,14 @@ def test_same_seed_and_config_give_identical_files(small_run, sweep):
 
 
 def test_replay_help_lists_the_verbs(tmp_path):
-    proc = replay("--help", cwd=tmp_path)
+    proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
     for verb in VERBS:
         assert f"\n  {verb} " in proc.stdout, verb
 
 
 def test_run_help_is_hydras(tmp_path):
-    proc = replay("run", "--help", cwd=tmp_path)
+    proc = run_cli("run", "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "== Configuration groups ==" in proc.stdout
     lines = proc.stdout.splitlines()
@@ -145,7 +145,7 @@ def test_run_help_is_hydras(tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path):
-    proc = replay("run", "--cfg", "job", "buffer=reservoir", "buffer.max_size=7", cwd=tmp_path)
+    proc = run_cli("run", "--cfg", "job", "buffer=reservoir", "buffer.max_size=7", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["buffer"]["_target_"].endswith("ReservoirSamplingBuffer") and cfg["buffer"]["max_size"] == 7
@@ -165,20 +165,20 @@ def _no_run_dir(cwd: Path) -> bool:
 
 
 def test_groupby_with_a_buffer_without_groups_is_a_one_line_error(tmp_path):
-    line = _one_line_error(replay("run", "groupby=class", "buffer=reservoir", cwd=tmp_path))
+    line = _one_line_error(run_cli("run", "groupby=class", "buffer=reservoir", cwd=tmp_path))
     assert "groupby=class" in line and "buffer=reservoir" in line and "allowed: buffer=parametric" in line
     assert _no_run_dir(tmp_path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_device_cuda_without_cuda_is_a_one_line_error(tmp_path):
-    line = _one_line_error(replay("run", "device=cuda", cwd=tmp_path))
+    line = _one_line_error(run_cli("run", "device=cuda", cwd=tmp_path))
     assert "device=cuda" in line and "cpu" in line
     assert _no_run_dir(tmp_path)
 
 
 def test_unknown_verb_names_the_allowed_ones(tmp_path):
-    line = _one_line_error(replay("trian", cwd=tmp_path))
+    line = _one_line_error(run_cli("trian", cwd=tmp_path))
     assert "'trian'" in line and "run" in line
 
 

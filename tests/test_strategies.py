@@ -2,13 +2,10 @@
 buffers), then every strategy run end to end by `replay run`."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_run, compose_cfg
+from conftest import build_run, compose_cfg, run_cli
 
 from replaycli.errors import ConfigError
 from replaycli.methods.base import Batch
@@ -224,9 +221,8 @@ def test_every_strategy_runs_end_to_end(tmp_path):
     """`replay run -m` over the strategies (one process), then DER++ under every_batch and task-IL
     through the same runner in this process."""
     args = QUICK + ["benchmark.n_experiences=2"]
-    sweep = subprocess.run(
-        [sys.executable, "-m", "replaycli.cli", "run", "-m", "strategy=replay,weighted,gdumb,der,derpp",
-         *args, f"hydra.sweep.dir={tmp_path}/sweep"], capture_output=True, text=True, cwd=tmp_path)
+    sweep = run_cli("run", "-m", "strategy=replay,weighted,gdumb,der,derpp", *args, f"hydra.sweep.dir={tmp_path}/sweep",
+                    cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     online = compose_cfg(QUICK + ["strategy=derpp", "buffer_update=every_batch", "scenario=task_il",
                           "benchmark.return_task_id=true", "benchmark.n_experiences=2"])

@@ -4,11 +4,14 @@ from __future__ import annotations
 import sys
 
 import pytest
-from made_outputs import replay
+from conftest import run_cli
 
 from replaycli.outputs import rundir
 from replaycli.errors import ConfigError
-from replaycli.run.loggers import NullLogger, TensorBoardLogger, make_logger
+from conftest import compose_cfg
+
+from replaycli.run.build import logger as build_logger
+from replaycli.run.loggers import NullLogger, TensorBoardLogger
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -44,7 +47,7 @@ def test_each_experience_is_one_step(tmp_path):
 
 
 def test_a_run_with_logger_tensorboard(tmp_path):
-    proc = replay("run", "logger=tensorboard", "epochs=1", "benchmark.n_experiences=2", "buffer.max_size=20",
+    proc = run_cli("run", "logger=tensorboard", "epochs=1", "benchmark.n_experiences=2", "buffer.max_size=20",
                   "progress=none", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = rundir.read_run(tmp_path / "run")
@@ -61,11 +64,8 @@ def test_without_the_package_a_one_line_config_error(tmp_path, monkeypatch):
 
 
 def test_logger_none_logs_nothing(tmp_path):
-    from omegaconf import OmegaConf
-
-    assert isinstance(make_logger(None, tmp_path), NullLogger)
-    cfg = OmegaConf.create({"_target_": "replaycli.run.loggers.NullLogger", "_partial_": True})
-    logger = make_logger(cfg, tmp_path)
+    cfg = compose_cfg(["logger=none"])
+    logger = build_logger(cfg, tmp_path)
     logger.experience_done({"experience": 0})
     logger.close()
     assert isinstance(logger, NullLogger) and not any(tmp_path.iterdir())

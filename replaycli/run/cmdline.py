@@ -37,14 +37,13 @@ MODES = {  # Hydra's flags that choose what it does: at most one of them
 
 def check_command_line(args: list[str]) -> Path | None:
     """Compose what `replay run ARGS` would run before Hydra does: a bad override, an unknown key
-    or option, an unwritable output directory or (single runs) a bad value becomes one
-    ConfigError, and no directory is made. With -m every value of every sweep is composed, so an
-    unknown key or option stops the sweep up front. Any other flag (--cfg, --help,
-    --config-dir, ...) leaves the command line to Hydra. The values are checked by each job.
-    Returns, for a single run, the outermost directory above its run directory that does not
-    exist yet (what a refused run must not leave behind), or None."""
+    or option or an unwritable output directory becomes one ConfigError, and no directory is
+    made. With -m every value of every sweep is composed, so an unknown key or option stops the
+    sweep up front. Any other flag (--cfg, --help, --config-dir, ...) leaves the command line to
+    Hydra. The values are checked by each job (replaycli.run.build). Returns, for a single run,
+    the outermost directory above its run directory that does not exist yet (what a refused run
+    must not leave behind), or None."""
     from hydra import compose, initialize_config_module
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -56,25 +55,9 @@ def check_command_line(args: list[str]) -> Path | None:
     if any(f not in ("-m", "--multirun") for f in flags):
         return None
     multirun = bool(flags)
-    overrides = [a for a in args if not a.startswith("-")]
-    parser = OverridesParser.create()
-    parsed = []
-    for arg in overrides:
-        try:
-            parsed.append(parser.parse_override(arg))
-        except HydraException as e:
-            raise ConfigError(hydra_message(e, arg)) from None
-    variants = [overrides]
-    if multirun:  # the first value of every sweep, then each other value of each sweep in turn
-        try:
-            values = {
-                i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
-                for i, o in enumerate(parsed) if o.is_sweep_override()
-            }
-        except Exception:  # a sweep only Hydra's sweeper can enumerate (glob, interval): its job
-            return None
-        base = [values[i][0] if i in values else o for i, o in enumerate(overrides)]
-        variants = [base] + [base[:i] + [v] + base[i + 1:] for i, vs in values.items() for v in vs[1:]]
+    variants = command_lines([a for a in args if not a.startswith("-")], multirun)
+    if not variants:
+        return None
     with initialize_config_module("replaycli.configs", version_base="1.3"):
         for variant in variants:
             try:
@@ -84,6 +67,31 @@ def check_command_line(args: list[str]) -> Path | None:
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
     return None if multirun else first_missing(Path(OmegaConf.select(cfg, key)).parent)
+
+
+def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to compose: `overrides` itself; with -m, the first value of every sweep,
+    then each other value of each sweep in turn ([] for a sweep only Hydra's sweeper can
+    enumerate: glob, interval). A bad override is a ConfigError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for arg in overrides:
+        try:
+            parsed.append(parser.parse_override(arg))
+        except HydraException as e:
+            raise ConfigError(hydra_message(e, arg)) from None
+    if not multirun:
+        return [overrides]
+    try:
+        values = {i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+                  for i, o in enumerate(parsed) if o.is_sweep_override()}
+    except Exception:  # noqa: BLE001 (Hydra raises several kinds here)
+        return []
+    base = [values[i][0] if i in values else o for i, o in enumerate(overrides)]
+    return [base] + [base[:i] + [v] + base[i + 1:] for i, vs in values.items() for v in vs[1:]]
 
 
 def first_missing(path: Path) -> Path | None:

@@ -75,12 +75,3 @@ class TensorBoardLogger:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-
-
-def make_logger(cfg: Any, run_dir: Path) -> Logger:
-    """The logger of the `logger` config group (NullLogger when the config has none)."""
-    if cfg is None:
-        return NullLogger()
-    from hydra.utils import instantiate
-
-    return instantiate(cfg)(run_dir)
