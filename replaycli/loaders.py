@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from replaycli.data import StreamDataset
-from replaycli.errors import ConfigError
+from replaycli.errors import integer
 from replaycli.memory.buffer import Buffer
 from replaycli.memory.store import group_lengths
 
@@ -27,12 +27,6 @@ def _options(kwargs: dict[str, Any]) -> tuple[bool, bool, torch.Generator | None
     if unknown:
         raise TypeError(f"unexpected dataloader arguments: {', '.join(sorted(unknown))}")
     return bool(kwargs.get("shuffle", False)), bool(kwargs.get("drop_last", False)), kwargs.get("generator")
-
-
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive integer")
-    return value
 
 
 def group_positions(
@@ -110,7 +104,7 @@ class GroupBalancedDataLoader(_MatrixLoader):
         **kwargs: Any,
     ):
         self.shuffle, self.drop_last, gen = _options(kwargs)
-        self.batch_size = _positive("batch_size", batch_size)
+        self.batch_size = integer("batch_size", batch_size)
         self.datasets = list(datasets)
         if not self.datasets:
             raise ValueError("GroupBalancedDataLoader needs at least one dataset")
@@ -174,8 +168,8 @@ class ReplayDataLoader(_MatrixLoader):
         **kwargs: Any,
     ):
         self.shuffle, self.drop_last, gen = _options(kwargs)
-        self.batch_size = _positive("batch_size", batch_size)
-        self.batch_size_mem = _positive("batch_size_mem", batch_size_mem)
+        self.batch_size = integer("batch_size", batch_size)
+        self.batch_size_mem = integer("batch_size_mem", batch_size_mem)
         self.current = data
         self.oversample = oversample_small_tasks
         has_memory = memory is not None and len(memory) > 0

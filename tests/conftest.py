@@ -14,13 +14,21 @@ from pathlib import Path
 
 import pytest
 
+# bench/gpu_check.sh runs the device-sensitive tests with REPLAY_TEST_DEVICE=cuda: every
+# `device=cpu` a test passes through the helpers below then means that device
+DEVICE = os.environ.get("REPLAY_TEST_DEVICE", "cpu")
+
+
+def on_device(args) -> list[str]:
+    return [f"device={DEVICE}" if a == "device=cpu" else a for a in args]
+
 
 def compose_cfg(overrides: list[str] | tuple[str, ...] = (), hydra: bool = False):
     """The config `replay run OVERRIDES` composes (with Hydra's section when `hydra`)."""
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("replaycli.configs", version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+        return compose("config", overrides=on_device(overrides), return_hydra_config=hydra)
 
 
 def build_run(overrides: list[str] | tuple[str, ...] = ()):
@@ -40,7 +48,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     try:
         os.chdir(cwd or before)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
+            code = main(on_device(args))
     finally:
         os.chdir(before)
     return subprocess.CompletedProcess(["replay", *args], code, out.getvalue(), err.getvalue())
@@ -50,7 +58,7 @@ def cli(*args: str, capsys) -> tuple[int, str, str]:
     """`replay ARGS` in this process: (exit code, stdout, stderr)."""
     from replaycli.cli import main
 
-    code = main(list(args))
+    code = main(on_device(args))
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -65,7 +73,7 @@ def replay(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedP
     """`replay ARGS` in `cwd`, output captured (so progress falls back to plain lines)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
     return subprocess.run(
-        [*replay_command(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [*replay_command(), *on_device(args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

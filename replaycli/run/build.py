@@ -3,6 +3,7 @@ keyword arguments to every option of a group (INJECTED), so any class with that 
 in. Everything is checked and built here, before a run writes anything."""
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import torch
@@ -67,6 +68,9 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     method_class = rules.method_class(cfg)
     device = resolve_device(cfg.device)
     torch.set_flush_denormal(True)  # subnormal floats in late experiences slowed steps by ~60%
+    if cfg.deterministic:  # cuBLAS reads its workspace setting at its first call: set it before
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(cfg.deterministic)
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
     bench = group(cfg, "benchmark").to(device)

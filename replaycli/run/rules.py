@@ -46,14 +46,15 @@ def options_with(group: str, text: str, present: bool = True) -> str:
 
 def check_settings(cfg: DictConfig) -> None:
     """The run's own keys (config.yaml's top level)."""
-    integer("seed", cfg.seed, 0)
+    integer("seed", cfg.get("seed"), 0)
     for key in ("epochs", "train_mb_size", "mem_mb_size", "eval_mb_size"):
-        integer(key, cfg[key], 1)
-    choice("device", cfg.device, DEVICES)
-    choice("progress", cfg.progress, PROGRESS)
-    choice("buffer_update", cfg.buffer_update, PROTOCOLS)
-    choice("scenario", cfg.scenario, SCENARIOS)
-    choice("download", cfg.download, (True, False))
+        integer(key, cfg.get(key), 1)
+    choice("device", cfg.get("device"), DEVICES)
+    choice("progress", cfg.get("progress"), PROGRESS)
+    choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
+    choice("scenario", cfg.get("scenario"), SCENARIOS)
+    choice("download", cfg.get("download"), (True, False))
+    choice("deterministic", cfg.get("deterministic"), (True, False))
 
 
 def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> None:
