@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from replaycli.data import StreamDataset
-from replaycli.errors import ConfigError
+from replaycli.errors import ConfigError, flag, integer
 from replaycli.pool import PermutedPool, Pool
 from replaycli.sources import DEFAULT_ROOT, load_source
 
@@ -117,6 +117,7 @@ def split_benchmark(
     fixed_class_order: Sequence[int] | None = None,
 ) -> Benchmark:
     """Class-incremental split of `n_classes` into `n_experiences` equal groups of classes."""
+    flag("return_task_id", return_task_id)
     if not isinstance(n_experiences, int) or n_experiences <= 0 or n_classes % n_experiences:
         divisors = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
         raise ConfigError(
@@ -197,8 +198,8 @@ def PermutedMNIST(
 
     The permutations are drawn from `seed` (0 when None), so a benchmark is always reproducible.
     """
-    if not isinstance(n_experiences, int) or n_experiences <= 0:
-        raise ConfigError(f"n_experiences={n_experiences} must be a positive integer")
+    integer("n_experiences", n_experiences)
+    flag("return_task_id", return_task_id)
     base_train, base_test = load_source(source, root, download)
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
     n_pixels = base_train.x[0].numel()

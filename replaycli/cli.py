@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 from replaycli.errors import ConfigError
@@ -14,7 +15,7 @@ verbs:
   inspect PATH [--json]           what a run, a sweep or an outputs directory holds
   compare PATH... [--by KEY]      runs grouped by config keys: mean, std and n over seeds
   plot PATH [--by KEY]            PNG figures of a run or a sweep, written into it
-  resume RUN_DIR                  go on with a stopped run after its last finished experience
+  resume RUN_DIR [--trust T]      go on with a stopped run after its last finished experience
 
 examples:
   replay run
@@ -34,7 +35,15 @@ def run(args: list[str]) -> int:
 
     if os.getcwd() not in sys.path:  # a user's own `_target_` may name a module of the working directory
         sys.path.insert(0, os.getcwd())
-    made = check_command_line(args)  # Hydra's own errors as one line, before any directory is made
+    overwrite = "--overwrite" in args
+    args = [a for a in args if a != "--overwrite"]
+    target, made = check_command_line(args)  # Hydra's own errors as one line, before any directory is made
+    if target is not None and target.is_dir() and any(target.iterdir()):
+        what = "a sweep" if "-m" in args or "--multirun" in args else "a run"
+        if not overwrite:
+            raise ConfigError(f"{target} holds {what} already; nothing was written; allowed: another directory, "
+                              f"replay resume {target} (a run), or --overwrite to replace it")
+        shutil.rmtree(target)
     from replaycli.run.runner import Refused, hydra_main
 
     sys.argv = ["replay run", *args]
@@ -58,12 +67,27 @@ def run(args: list[str]) -> int:
 
 
 def resume(args: list[str]) -> int:
-    """`replay resume RUN_DIR`: exit 0 when the run finishes, or when it was already complete."""
-    if len(args) != 1 or args[0].startswith("-"):
-        raise ConfigError(f"resume takes one RUN_DIR, got {' '.join(args) or 'nothing'}; usage: replay resume RUN_DIR")
+    """`replay resume RUN_DIR [--trust TARGET ...]`: exit 0 when the run finishes, or when it was
+    already complete."""
+    usage = "usage: replay resume RUN_DIR [--trust TARGET ...]"
+    if args in (["-h"], ["--help"]):
+        print(usage + "\n  go on with a stopped run after its last finished experience; --trust allows a\n"
+              "  _target_ of its config.yaml that replaycli does not ship (your own method, say)")
+        return 0
+    dirs, trusted = [], []
+    it = iter(args)
+    for a in it:
+        if a == "--trust":
+            trusted.append(next(it, ""))
+        elif a.startswith("-"):
+            raise ConfigError(f"resume: unknown flag {a}; {usage}")
+        else:
+            dirs.append(a)
+    if len(dirs) != 1 or "" in trusted:
+        raise ConfigError(f"resume takes one RUN_DIR, got {' '.join(args) or 'nothing'}; {usage}")
     from replaycli.run.runner import resume_run
 
-    return resume_run(args[0])
+    return resume_run(dirs[0], tuple(trusted))
 
 
 def inspect(args: list[str]) -> int:

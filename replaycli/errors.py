@@ -18,11 +18,19 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def integer(key: str, value: Any, minimum: int = 1) -> int:
-    """`value` if it is an int >= `minimum`, else a ConfigError naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """`value` if it is an int in [`minimum`, `maximum`], else a ConfigError naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        what = ("a positive integer" if minimum == 1 else f"an integer >= {minimum}") if maximum is None else (
+            f"an integer in [{minimum}, {maximum}]")
         raise ConfigError(f"{key}={value!r} must be {what}")
+    return value
+
+
+def flag(key: str, value: Any) -> bool:
+    """`value` if it is true or false, else a ConfigError naming `key`."""
+    if value is not True and value is not False:
+        raise ConfigError(f"{key}={value!r} is not allowed; allowed: true, false")
     return value
 
 

@@ -121,7 +121,7 @@ def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_
         ("truncate", "is unreadable (truncated or corrupt"),
         ("garbage", "is unreadable (truncated or corrupt"),
         ("pickle", "holds objects other than tensors, dicts, lists and numbers"),  # weights_only=True
-        ("config-changed", "does not match the run's config.yaml"),
+        ("config-changed", "was not saved with this config.yaml (it was edited, or the checkpoint comes from another run)"),
         ("foreign", "is not a replaycli checkpoint"),
         ("missing", "no checkpoint.pt in"),
     ],

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from replaycli.data import StreamDataset, empty_dataset
-from replaycli.errors import ConfigError, integer
+from replaycli.errors import ConfigError, flag, integer
 from replaycli.memory.store import Store, fill_lengths, group_lengths, top_per_group
 
 GROUPBY = (None, "class", "task", "experience")
@@ -57,8 +57,7 @@ class Buffer:
         self.max_size = integer("max_size", max_size, 0)
         if groupby not in GROUPBY:
             raise ConfigError(f"groupby={groupby!r} is not allowed; allowed: null, class, task, experience")
-        if adaptive_size not in (True, False):
-            raise ConfigError(f"adaptive_size={adaptive_size!r} is not allowed; allowed: true, false")
+        flag("adaptive_size", adaptive_size)
         if not adaptive_size:  # fixed shares, one per group key
             integer("total_num_groups", total_num_groups)
         self.groupby = groupby

@@ -7,7 +7,7 @@ import os
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from replaycli.errors import ConfigError, first_line
 from replaycli.run import rules
@@ -45,6 +45,8 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
     except ConfigError as e:
         key = str(e).partition("=")[0]
         raise ConfigError(f"{name}.{e}" if key in node else str(e)) from None
+    except TypeError as e:  # a required key deleted (`~buffer.max_size`), or a target that is no class
+        raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {first_line(e)}") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,12 +59,17 @@ def resolve_device(name: str) -> torch.device:
 
 def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     """The run's objects and its generator, built from `cfg` the same way every time (a resumed
-    run rebuilds them, then loads its checkpoint over them)."""
+    run rebuilds them, then loads its checkpoint over them; `replay resume` checks its targets
+    with rules.check_targets first)."""
     from replaycli.methods.base import Memory
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
     from replaycli.scenario import task_mask
 
+    try:
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)  # `seed=${foo}`
+    except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
+        raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
     rules.check_settings(cfg)
     rules.check_arguments(cfg, INJECTED)
     method_class = rules.method_class(cfg)
@@ -80,7 +87,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     optimizer = group(cfg, "optimizer", params=model.parameters())
     selection = group(cfg, "selection", model=model, generator=generator)
     buffer = group(cfg, "buffer", selection_strategy=selection, generator=generator)
-    rules.check_memory(cfg, method_class, buffer)
+    rules.check_memory(cfg, method_class, buffer, bench)
     mask = task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
     run = Run(
         bench=bench, model=model, optimizer=optimizer, buffer=buffer,

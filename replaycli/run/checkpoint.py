@@ -3,6 +3,7 @@
 Written atomically into the run directory after every experience. It holds plain tensors,
 dicts, lists and numbers only, so it loads with `torch.load(..., weights_only=True)`:
 - `experiences_done`, `seconds` (training time so far), `resumes`;
+- `config_sha256`: the digest of the run's config.yaml, which resume checks;
 - `state`: the `state_dict()` of every field of the `Run` that has one (model, optimizer,
   buffer with its ids and extras, and any replay method that keeps state);
 - `rng`: torch's global RNG, the run's `torch.Generator` and CUDA's RNGs (nothing draws from
@@ -15,6 +16,7 @@ numbers an uninterrupted run would have produced.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -54,10 +56,17 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def capture(run: Run, generator: torch.Generator, writer: RunWriter, seconds: float, resumes: int) -> dict[str, Any]:
+def digest(config: Path) -> str:
+    """sha256 of a run's config.yaml: what binds a checkpoint to its run."""
+    return hashlib.sha256(Path(config).read_bytes()).hexdigest()
+
+
+def capture(run: Run, generator: torch.Generator, writer: RunWriter, seconds: float, resumes: int,
+            config_sha256: str) -> dict[str, Any]:
     """The checkpoint of `run` right after its last finished experience."""
     return {
         "format": FORMAT,
+        "config_sha256": config_sha256,
         "experiences_done": len(writer.accuracy),
         "seconds": float(seconds),
         "resumes": int(resumes),

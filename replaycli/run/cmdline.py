@@ -28,6 +28,11 @@ def check_writable(key: str, path: str | Path) -> None:
         raise ConfigError(f"{key}={path} is not writable ({e.strerror or e}: {probe}); {allowed}") from e
 
 
+HYDRA_FLAGS = {  # what Hydra's argparse takes (replay run --help)
+    "--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p", "--run", "-r",
+    "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn",
+    "--config-dir", "-cd", "--experimental-rerun", "--info", "-i",
+}
 MODES = {  # Hydra's flags that choose what it does: at most one of them
     "--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun",
     "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
@@ -35,38 +40,58 @@ MODES = {  # Hydra's flags that choose what it does: at most one of them
 }
 
 
-def check_command_line(args: list[str]) -> Path | None:
+def config_dir(args: list[str]) -> tuple[list[str], str | None]:
+    """`args` without `--config-dir DIR` / `-cd DIR` (or `=DIR`), and DIR (None when absent)."""
+    rest, found, it = [], None, iter(args)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in ("--config-dir", "-cd"):
+            found = value if eq else next(it, "")
+        else:
+            rest.append(a)
+    return rest, found
+
+
+def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
     """Compose what `replay run ARGS` would run before Hydra does: a bad override, an unknown key
     or option or an unwritable output directory becomes one ConfigError, and no directory is
     made. With -m every value of every sweep is composed, so an unknown key or option stops the
     sweep up front. Any other flag (--cfg, --help, --config-dir, ...) leaves the command line to
-    Hydra. The values are checked by each job (replaycli.run.build). Returns, for a single run,
-    the outermost directory above its run directory that does not exist yet (what a refused run
-    must not leave behind), or None."""
+    Hydra. The values are checked by each job (replaycli.run.build). Returns the run or sweep
+    directory it will write and, for a single run, the outermost directory above it that does
+    not exist yet (what a refused run must not leave behind); (None, None) when Hydra's other
+    flags leave them unknown."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    args, extra = config_dir(args)  # the one flag with a value composed here: a user's own config folder
     flags = [a for a in args if a.startswith("-")]
     modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
     if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
         allowed = ", ".join(dict.fromkeys(MODES.values()))
         raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {allowed}")
+    unknown = [f for f in flags if f.split("=")[0] not in HYDRA_FLAGS]
+    if unknown:  # argparse would print its 8-line usage
+        raise ConfigError(f"unknown flag {unknown[0]}; allowed: {', '.join(sorted(HYDRA_FLAGS))}, --overwrite "
+                          "(see replay run --help)")
     if any(f not in ("-m", "--multirun") for f in flags):
-        return None
+        return None, None
     multirun = bool(flags)
+    search = [f"hydra.searchpath=[file://{Path(extra).absolute()}]"] if extra else []
     variants = command_lines([a for a in args if not a.startswith("-")], multirun)
     if not variants:
-        return None
+        return None, None
     with initialize_config_module("replaycli.configs", version_base="1.3"):
         for variant in variants:
             try:
-                cfg = compose("config", overrides=variant, return_hydra_config=True)
+                cfg = compose("config", overrides=variant + search, return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
-    return None if multirun else first_missing(Path(OmegaConf.select(cfg, key)).parent)
+    target = Path(OmegaConf.select(cfg, key)).absolute()
+    return target, first_missing(target.parent)
 
 
 def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -83,6 +108,8 @@ def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
             parsed.append(parser.parse_override(arg))
         except HydraException as e:
             raise ConfigError(hydra_message(e, arg)) from None
+        if not parsed[-1].key_or_group:  # `=5`: Hydra's grammar takes it, its loader does not
+            raise ConfigError(hydra_message(ValueError("no key before '='"), arg))
     if not multirun:
         return [overrides]
     try:

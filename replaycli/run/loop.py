@@ -46,7 +46,7 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
     joined = method.joins_memory and not run.every_batch  # the loader mixes memory into each batch
     loader = run.make_loader(data.train(), buffer if joined else None)
     run.model.train()
-    meter = TrainMeter(run.metrics, run.mask)
+    meter = TrainMeter(run.metrics, run.mask, k)
     for epoch in range(run.epochs):
         for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.every_batch)):
             memory = run.memory if buffer is not None and len(buffer) and not joined else None

@@ -7,6 +7,7 @@ reach Python once per experience, for its line in metrics.jsonl.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from replaycli.benchmarks import Stream
+from replaycli.errors import ConfigError
 from replaycli.run.metrics import Metrics
 from replaycli.scenario import masked
 
@@ -32,8 +34,9 @@ class TrainMeter:
 
     CHUNK = 256  # steps kept as tensors before they are folded
 
-    def __init__(self, metrics: Metrics, mask: torch.Tensor | None = None):
+    def __init__(self, metrics: Metrics, mask: torch.Tensor | None = None, experience: int = 0):
         self.mask = mask
+        self.experience = experience
         self.accuracy = metrics.on("accuracy")
         self.records = metrics.per_epoch  # epoch records in the experience's line
         self.want = {key: metrics.at(name, level) for name, key, level in (  # what the records hold
@@ -99,6 +102,7 @@ class TrainMeter:
             parts.append(hits[ends].double())  # [S] right predictions up to each step's end
         values = torch.cat(parts).tolist()  # the experience's one sync
         step_loss, upto = values[:self.steps], values[self.steps:]
+        self._check_finite(step_loss)
         step_correct = [c - p for c, p in zip(upto, [0.0, *upto[:-1]])]
         out: dict[str, Any] = {"loss": sum(step_loss) / self.steps}
         if self.accuracy:
@@ -108,6 +112,20 @@ class TrainMeter:
         if self.want["mb_loss"] or self.want["mb_accuracy"]:
             out["minibatches"] = self._minibatch_records(step_loss, step_correct)
         return out
+
+    def _check_finite(self, step_loss: list[float]) -> None:
+        """A non-finite training loss stops the run (it would only train to NaN): ConfigError."""
+        bad = next((i for i, v in enumerate(step_loss) if not math.isfinite(v)), None)
+        if bad is None:
+            return
+        first = 0
+        for e in self.epochs:
+            if bad < first + e["steps"]:
+                break
+            first += e["steps"]
+        raise ConfigError(f"the training loss became {step_loss[bad]} at experience {self.experience}, epoch "
+                          f"{e['epoch']}, step {bad - first}; the run stopped (status failed); allowed: settings "
+                          "that keep it finite, e.g. a smaller optimizer.lr")
 
     def _epoch_records(self, step_loss: list[float], step_correct: list[float]) -> list[dict[str, Any]]:
         start = 0

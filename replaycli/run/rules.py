@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from replaycli.errors import ConfigError, integer, number
+from replaycli.errors import ConfigError, first_line, flag, integer, number
 
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -44,17 +44,57 @@ def options_with(group: str, text: str, present: bool = True) -> str:
     return ", ".join(f"{group}={n}" for n in names)
 
 
+def shipped_targets() -> set[str]:
+    """Every `_target_` named by the YAML files replaycli ships (configs/)."""
+    import yaml
+
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            found.update(str(v) for k, v in node.items() if k == "_target_" and v)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for f in resources.files("replaycli.configs").rglob("*.yaml"):
+        walk(yaml.safe_load(f.read_text()))
+    return found
+
+
+def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) -> None:
+    """Every `_target_` at any depth of `cfg` is shipped by replaycli or in `trusted`: a config
+    read from a run directory is data, and must not name code to run (`hint`: how to allow one)."""
+    try:
+        tree = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as e:  # noqa: BLE001 (an interpolation omegaconf cannot resolve)
+        raise ConfigError(f"{source} cannot be resolved ({first_line(e)})") from None
+    allowed = shipped_targets() | trusted
+    stack: list[tuple[str, Any]] = [("", tree)]
+    while stack:
+        path, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            key = f"{path}.{k}" if path else str(k)
+            if k == "_target_" and v is not None and str(v) not in allowed:
+                raise ConfigError(f"{source} names {key}={v}, which replaycli does not ship; refused: "
+                                  f"resume builds only replaycli's own targets and those you name ({hint} {v})")
+            stack.append((key, v))
+
+
 def check_settings(cfg: DictConfig) -> None:
     """The run's own keys (config.yaml's top level)."""
-    integer("seed", cfg.get("seed"), 0)
+    integer("seed", cfg.get("seed"), 0, 2**63 - 1)  # what torch.manual_seed takes
     for key in ("epochs", "train_mb_size", "mem_mb_size", "eval_mb_size"):
         integer(key, cfg.get(key), 1)
     choice("device", cfg.get("device"), DEVICES)
     choice("progress", cfg.get("progress"), PROGRESS)
     choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
     choice("scenario", cfg.get("scenario"), SCENARIOS)
-    choice("download", cfg.get("download"), (True, False))
-    choice("deterministic", cfg.get("deterministic"), (True, False))
+    flag("download", cfg.get("download"))
+    flag("deterministic", cfg.get("deterministic"))
 
 
 def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> None:
@@ -84,7 +124,11 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
 def method_class(cfg: DictConfig) -> type:
     from hydra.utils import get_class
 
-    method = get_class(str(cfg.strategy._target_))
+    try:
+        method = get_class(str(cfg.strategy._target_))
+    except Exception as e:  # noqa: BLE001 (Hydra's ImportError / ValueError for a target it cannot load)
+        raise ConfigError(f"strategy={option(cfg, 'strategy', str(cfg.strategy._target_))} cannot be built: "
+                          f"{first_line(e)}") from None
     name = option(cfg, "strategy", method.__name__)
     if cfg.buffer_update not in method.protocols:
         raise ConfigError(f"strategy={name} is defined under {' and '.join(method.protocols)} only; "
@@ -106,11 +150,11 @@ def check_optimizer(cfg: DictConfig) -> None:
         raise ConfigError("optimizer.lr=0 must be > 0")
 
 
-def check_memory(cfg: DictConfig, method: type, buffer: Any) -> None:
-    """The buffer against the method, the update protocol and the top-level `groupby`."""
+def check_memory(cfg: DictConfig, method: type, buffer: Any, bench: Any) -> None:
+    """The buffer against the method, the update protocol, the top-level `groupby` and the stream."""
     name, kind = option(cfg, "strategy", method.__name__), option(cfg, "buffer", "none")
     parametric = options_with("buffer", "${groupby}")  # the options that read the top-level groupby
-    if cfg.groupby is not None and cfg.buffer.get("groupby") != cfg.groupby:
+    if cfg.groupby is not None and (cfg.get("buffer") or {}).get("groupby") != cfg.groupby:
         raise ConfigError(f"groupby={cfg.groupby} needs a buffer with groups; buffer={kind} has none; allowed: {parametric}")
     if buffer is None:
         if method.needs_memory:
@@ -121,6 +165,13 @@ def check_memory(cfg: DictConfig, method: type, buffer: Any) -> None:
         raise ConfigError(f"strategy={name} needs a buffer grouped by {method.memory_groupby}; buffer={kind} groups by "
                           f"{buffer.groupby or 'nothing'}; allowed: one that does, e.g. {parametric} "
                           f"groupby={method.memory_groupby}")
+    if not buffer.adaptive_size:  # fixed shares, one per group key: every key of the stream needs one
+        keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1,
+                "task": max(e.task_label for e in bench.train_stream) + 1}[buffer.groupby]
+        if buffer.total_num_groups < keys:
+            key = next((k for k in ("total_num_classes", "num_experiences", "total_num_groups") if k in cfg.buffer), "")
+            raise ConfigError(f"buffer.{key}={buffer.total_num_groups} fixes fewer shares than the stream's {keys} "
+                              f"{buffer.groupby or 'group'} keys; allowed: >= {keys}, or buffer.adaptive_size=true")
     selection = buffer.selection_strategy
     if cfg.buffer_update == "every_batch" and selection is not None and not selection.online:
         raise ConfigError(f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "

@@ -37,6 +37,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     report = Reporter(run.bench.n_experiences, cfg.epochs, cfg.progress, log=out_dir)  # also to run.log
     run.on_epoch = report.epoch_done
     done, before, resumes = begin(cfg, run, generator, writer, report, resume)
+    config = checkpoint.digest(out_dir / CONFIG)  # binds every checkpoint to this config.yaml
     try:
         with report:
             for exp in list(run.bench.train_stream)[done:]:
@@ -45,7 +46,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
                 writer.add_experience(record["accuracy"], record["histogram"], record)
                 seconds = before + time.perf_counter() - start
                 # the checkpoint first: the tables never show an experience it does not hold
-                checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes))
+                checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes, config))
                 writer.write_tables()
                 log.experience_done(record)
                 report.experience_done(record)
@@ -99,9 +100,10 @@ def versions() -> dict[str, str]:
     }
 
 
-def resume_run(run_dir: Path) -> int:
+def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
     """`replay resume RUN_DIR`: go on after the last finished experience of `run_dir`, with its
-    saved config.yaml. A complete run is left as it is (exit 0)."""
+    saved config.yaml. A complete run is left as it is (exit 0). The config is data: it may name
+    replaycli's own `_target_`s only, and those in `trusted` (`--trust TARGET`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"RUN_DIR={run_dir} is not a directory; allowed: a run directory written by replay run")
@@ -125,9 +127,14 @@ def resume_run(run_dir: Path) -> int:
         raise ConfigError(f"{run_dir / CONFIG} is not a readable config ({first_line(e)})") from e
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{run_dir / CONFIG} is not a config mapping")
-    from replaycli.run import checkpoint
+    from replaycli.run import checkpoint, rules
 
-    execute(cfg, run_dir, resume=checkpoint.load(run_dir))  # read before anything is built
+    rules.check_targets(cfg, set(trusted), str(run_dir / CONFIG), f"replay resume {run_dir} --trust")
+    ckpt = checkpoint.load(run_dir)  # read before anything is built
+    if ckpt.get("config_sha256") != checkpoint.digest(run_dir / CONFIG):
+        raise ConfigError(f"{run_dir / CHECKPOINT} was not saved with this {CONFIG} (it was edited, or the checkpoint "
+                          "comes from another run); refused: start the run again with replay run")
+    execute(cfg, run_dir, resume=ckpt)
     return 0
 
 

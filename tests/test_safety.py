@@ -1,0 +1,120 @@
+"""Nothing lost, nothing run that the user did not ask for: a run directory is data (resume builds
+only replaycli's own targets), a checkpoint belongs to its config, an existing run is never
+overwritten silently, and a run whose loss turns non-finite stops as failed."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import cli, compose_cfg, run_cli
+from omegaconf import OmegaConf
+
+from replaycli.errors import ConfigError
+from replaycli.outputs.rundir import CHECKPOINT, CONFIG, read_run
+from replaycli.run import rules
+
+SHORT = ["epochs=1", "progress=none", "benchmark.n_experiences=2", "model.hidden_size=32", "device=cpu"]
+
+
+def stopped_run(root: Path, *overrides: str) -> Path:
+    """A run stopped after its first experience (Ctrl-C at the start of the second)."""
+    import replaycli.run.loop as loop
+    from replaycli.run.runner import execute
+
+    real = loop.run_experience
+
+    def stop(run, exp, on_step):
+        if exp.current_experience == 1:
+            raise KeyboardInterrupt
+        return real(run, exp, on_step)
+
+    loop.run_experience = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            execute(compose_cfg([*SHORT, *overrides]), root)
+    finally:
+        loop.run_experience = real
+    assert read_run(root).resumable
+    return root
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["strategy._target_", "buffer.max_size"])
+def test_resume_refuses_a_config_that_names_code_replaycli_does_not_ship(tmp_path, capsys, where):
+    run = stopped_run(tmp_path / "run")
+    victim = tmp_path / "written-by-the-config"
+    cfg = OmegaConf.load(run / CONFIG)
+    payload = {"_target_": "shutil.copyfile", "src": str(run / CONFIG), "dst": str(victim)}
+    if where == "strategy._target_":
+        cfg.strategy = {**payload, "_partial_": True}
+    else:  # hidden at depth: instantiate would build it while building the buffer
+        cfg.buffer.max_size = payload
+    (run / CONFIG).write_text(OmegaConf.to_yaml(cfg))
+    before = files(run)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "names " in err and "=shutil.copyfile, which replaycli does not ship; refused" in err
+    assert f"replay resume {run} --trust shutil.copyfile" in err
+    assert not victim.exists() and files(run) == before  # nothing built, nothing written
+
+
+def test_trusted_targets_are_the_shipped_ones_and_those_named():
+    cfg = compose_cfg(["strategy=der"])
+    rules.check_targets(cfg, set(), "config", "--trust")  # every shipped option passes
+    assert {"replaycli.methods.der.DER", "torch.optim.Adam", "replaycli.buffers.ParametricBuffer"} <= rules.shipped_targets()
+    cfg.strategy._target_ = "my_methods.Mine"
+    with pytest.raises(ConfigError, match=r"names strategy._target_=my_methods.Mine, which replaycli does not ship"):
+        rules.check_targets(cfg, set(), "config", "--trust")
+    rules.check_targets(cfg, {"my_methods.Mine"}, "config", "--trust")  # named by the user: allowed
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, capsys):
+    a, b = stopped_run(tmp_path / "a"), stopped_run(tmp_path / "b", "seed=1", "buffer.max_size=50")
+    shutil.copy(a / CHECKPOINT, b / CHECKPOINT)  # another run's checkpoint
+    before = files(b)
+    code, _, err = cli("resume", str(b), capsys=capsys)
+    assert code == 2 and f"{b / CHECKPOINT} was not saved with this {CONFIG}" in err and err.count("\n") == 1
+    assert files(b) == before
+    (a / CONFIG).write_text((a / CONFIG).read_text().replace("max_size: 200", "max_size: 20"))  # edited
+    code, _, err = cli("resume", str(a), capsys=capsys)
+    assert code == 2 and "was not saved with this config.yaml (it was edited" in err
+
+
+def test_an_existing_run_directory_is_refused_unless_overwrite(tmp_path):
+    run = tmp_path / "A"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    before = files(run)
+    p = run_cli("run", *SHORT, "seed=1", "buffer.max_size=50", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr == (
+        f"error: {run} holds a run already; nothing was written; allowed: another directory, "
+        f"replay resume {run} (a run), or --overwrite to replace it\n")
+    assert files(run) == before  # byte for byte
+    p = run_cli("run", *SHORT, "seed=1", "buffer.max_size=50", f"hydra.run.dir={run}", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rec = read_run(run)
+    assert rec.complete and "seed: 1" in rec.config_text and rec.summary["seed"] == 1
+    assert (run / "run.log").read_text().count("outputs: ") == 1  # the new run's log only, not both
+
+
+def test_an_existing_sweep_directory_is_refused(tmp_path):
+    sweep = tmp_path / "S"
+    sweep.mkdir()
+    (sweep / "summary.csv").write_text("job,status\n0,complete\n")
+    p = run_cli("run", "-m", *SHORT, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith(f"error: {sweep} holds a sweep already; nothing was written")
+    assert [f.name for f in sweep.iterdir()] == ["summary.csv"]
+
+
+def test_a_loss_that_turns_non_finite_stops_the_run_as_failed(tmp_path):
+    run = tmp_path / "run"
+    p = run_cli("run", *SHORT, "optimizer=sgd", "optimizer.lr=1e30", "optimizer.momentum=0", f"hydra.run.dir={run}",
+                cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("error: the training loss became nan at experience 0, epoch 0, step ")
+    rec = read_run(run)
+    assert rec.status == "failed" and "the training loss became nan" in rec.summary["error"]
+    assert rec.accuracy == [] and not (run / "metrics.jsonl").exists()  # no NaN written as a result
