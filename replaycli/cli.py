@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
+import threading
 
 from replaycli.errors import ConfigError
 from replaycli.outputs.rundir import OutputError
@@ -14,7 +16,7 @@ verbs:
   run [hydra flags] [overrides]   train over an experience stream with replay (replay run --help)
   inspect PATH [--json]           what a run, a sweep or an outputs directory holds
   compare PATH... [--by KEY]      runs grouped by config keys: mean, std and n over seeds
-  plot PATH [--by KEY]            PNG figures of a run or a sweep, written into it
+  plot PATH [--by KEY]            PNG figures of a run, a sweep or an outputs directory, written into each
   resume RUN_DIR [--trust T]      go on with a stopped run after its last finished experience
 
 examples:
@@ -46,7 +48,8 @@ def run(args: list[str]) -> int:
         shutil.rmtree(target)
     from replaycli.run.runner import Refused, hydra_main
 
-    sys.argv = ["replay run", *args]
+    completion = any(a.split("=")[0] in ("-sc", "--shell-completion") for a in args)
+    sys.argv = ["replay" if completion else "replay run", *args]  # the completion script registers `replay`
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
     try:
@@ -111,25 +114,68 @@ def plot(args: list[str]) -> int:
 VERBS = {"run": run, "resume": resume, "inspect": inspect, "compare": compare, "plot": plot}
 
 
+def complete(argv: list[str]) -> int:
+    """Shell completion (`replay run -sc install=bash`, then `eval`): verbs after `replay`, Hydra's
+    groups, options and keys after `replay run`; other verbs complete paths (the shell's default)."""
+    if not any(a.startswith("query=") for a in argv[1:]):  # install= / uninstall=: Hydra prints the script
+        return run(argv)
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if len(words) <= 1 or (len(words) == 2 and not line.endswith(" ")):  # the verb itself
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(v for v in VERBS if v.startswith(prefix)))
+        return 0
+    if words[1] != "run":
+        return 0
+    cut = line.index(" run") + len(" run")  # Hydra completes `replay ARGS`: drop the verb
+    os.environ["COMP_LINE"] = line[:cut - 4] + line[cut:]
+    point = int(os.environ.get("COMP_POINT", len(line)))
+    os.environ["COMP_POINT"] = str(max(0, point - 4))
+    return run(argv)
+
+
+READERS = ("inspect", "compare", "plot")  # verbs that only read a directory someone may have sent
+
+
+def interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler's stop) is recorded as Ctrl-C is: interrupted
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
+    if argv[0] in ("-sc", "--shell-completion"):  # what the completion script calls at each TAB
+        return complete(argv)
+    if argv[0] in ("--version", "-V"):
+        from replaycli import __version__
+
+        print(f"replay {__version__}")
+        return 0
     verb = argv[0]
     if verb not in VERBS:
         print(f"error: unknown verb {verb!r}; allowed: {', '.join(VERBS)}", file=sys.stderr)
         return 2
+    if verb in ("run", "resume") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupted)
     try:
         return VERBS[verb](argv[1:])
     except (ConfigError, OutputError) as e:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, OSError, RecursionError) as e:
+        if verb not in READERS:
+            raise  # a bug of ours: its traceback is what a report needs
+        print(f"error: {' '.join(argv[1:])}: not a run or sweep replaycli wrote ({type(e).__name__}: "
+              f"{' '.join(str(e).split())[:200]})", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `replay inspect ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("error: interrupted; go on after the last finished experience with: replay resume RUN_DIR",
+    except KeyboardInterrupt as e:
+        where = getattr(e, "run_dir", None) or "RUN_DIR"
+        print(f"error: interrupted; go on after the last finished experience with: replay resume {where}",
               file=sys.stderr)
         return 130
 

@@ -118,3 +118,100 @@ def test_a_loss_that_turns_non_finite_stops_the_run_as_failed(tmp_path):
     rec = read_run(run)
     assert rec.status == "failed" and "the training loss became nan" in rec.summary["error"]
     assert rec.accuracy == [] and not (run / "metrics.jsonl").exists()  # no NaN written as a result
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_the_summary_matches_the_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    from replaycli.run import checkpoint
+
+    real, calls = checkpoint.save, []
+
+    def full_at_the_second(run_dir, ckpt):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(run_dir, ckpt)
+
+    monkeypatch.setattr(checkpoint, "save", full_at_the_second)
+    run = tmp_path / "run"
+    code, _, err = cli("run", *SHORT, f"hydra.run.dir={run}", capsys=capsys)
+    assert code == 2 and err == (f"error: cannot write into {run} (No space left on device); the run stopped after "
+                                 f"experience 1; once there is room: replay resume {run}\n")
+    rec = read_run(run)
+    ckpt = torch.load(run / CHECKPOINT, weights_only=True)
+    assert rec.status == "failed" and rec.summary["experiences_done"] == ckpt["experiences_done"] == 1
+    monkeypatch.setattr(checkpoint, "save", real)
+    code, _, err = cli("resume", str(run), capsys=capsys)  # room again: it goes on
+    assert code == 0, err
+    assert read_run(run).complete
+
+
+def test_two_resumes_of_one_directory_the_second_is_refused(tmp_path, capsys):
+    import fcntl
+
+    run = stopped_run(tmp_path / "run")
+    with open(run / CONFIG, "rb") as f:  # a resume in progress holds this lock
+        fcntl.flock(f, fcntl.LOCK_EX)
+        code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and err == f"error: RUN_DIR={run} is being resumed by another process; refused: wait for it to end\n"
+    assert not read_run(run).complete
+
+
+def test_resume_deletes_only_its_own_temporary_files(tmp_path, capsys):
+    run = stopped_run(tmp_path / "run")
+    ours, theirs = run / ".accuracy.csv.1a2b3c4d.tmp", run / ".mynotes.tmp"
+    ours.write_text("half a table")
+    theirs.write_text("my notes")
+    assert cli("resume", str(run), capsys=capsys)[0] == 0
+    assert not ours.exists() and theirs.read_text() == "my notes"
+
+
+def test_run_log_is_never_appended_through_a_link(tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("not the run's\n")
+    run = stopped_run(tmp_path / "run")
+    (run / "run.log").unlink()
+    (run / "run.log").symlink_to(elsewhere)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and "run.log cannot be appended to" in err and "it must be a plain file" in err
+    assert elsewhere.read_text() == "not the run's\n"
+
+
+def test_an_empty_sweep_is_refused(tmp_path):
+    p = run_cli("run", "-m", *SHORT, "seed=glob(nothing*)", f"hydra.sweep.dir={tmp_path / 'S'}", cwd=tmp_path)
+    assert p.returncode == 2 and "error: the sweep launched no job" in p.stderr
+
+
+def test_shell_completion_completes_verbs_groups_and_keys_in_bash(tmp_path):
+    """`eval "$(replay -sc install=bash)"`, then what TAB asks: the installed script end to end."""
+    import shutil as sh
+    import subprocess
+
+    from conftest import replay_command
+
+    if sh.which("bash") is None:
+        pytest.skip("no bash")
+    script = " ".join(replay_command())
+    probe = "; ".join([
+        f'eval "$({script} -sc install=bash)"',
+        *[f'COMP_LINE="{script} {line}"; COMP_POINT=${{#COMP_LINE}}; COMP_CWORD={cword}; hydra_bash_completion; '
+          f'echo "${{COMPREPLY[*]}}"' for line, cword in (("ins", 1), ("run buffer=", 2), ("run model.hid", 2))],
+    ])
+    p = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and len(lines) == 3, p.stdout + p.stderr
+    assert lines[0] == "inspect"
+    assert lines[1].split() == [f"buffer={o}" for o in ("class_balanced", "experience_balanced", "none", "parametric",
+                                                        "reservoir")]
+    assert lines[2].split() == ["model.hidden_layers=", "model.hidden_size="]
+
+
+def test_version_and_resume_help(capsys):
+    from replaycli import __version__
+
+    assert cli("--version", capsys=capsys) == (0, f"replay {__version__}\n", "")
+    code, out, _ = cli("resume", "--help", capsys=capsys)
+    assert code == 0 and out.startswith("usage: replay resume RUN_DIR [--trust TARGET ...]")

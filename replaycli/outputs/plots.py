@@ -31,8 +31,16 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": every figure keeps its size in pixels
+    """Write `fig` to `path` atomically (a temporary file, then a rename), as every output is."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": every figure keeps its size in pixels
     _pyplot().close(fig)
+    try:
+        rundir.write_atomic(path, buf.getvalue())
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); allowed: a writable run or sweep directory") from None
     return path
 
 
@@ -190,7 +198,8 @@ def plot_sweep(path: Path, by: list[str] | None = None) -> list[Path]:
 
 
 def plot(path: str | Path, by: list[str] | None = None) -> list[Path]:
-    """Write the figures of a run or a sweep into it; returns their paths."""
+    """Write the figures of a run or a sweep into it (or of every run and sweep of an outputs
+    directory, into each); returns their paths."""
     path = Path(path)
     if rundir.is_run(path):
         return plot_run(path)
@@ -199,6 +208,16 @@ def plot(path: str | Path, by: list[str] | None = None) -> list[Path]:
     if sweepdir.is_job(path):
         raise OutputError(f"{path} is a job that {sweepdir.status(path)} before it wrote a run "
                           f"({sweepdir.error(path) or 'no config.yaml'}); nothing to plot")
+    runs, sweeps = sweepdir.find_outputs(path) if path.is_dir() else ([], [])
+    if runs or sweeps:  # an outputs directory: every sweep and run in it that has something to plot
+        files: list[Path] = []
+        for child in sweeps + runs:
+            try:
+                files += plot(child, by)
+            except OutputError:  # a run killed before its first experience: nothing to draw
+                continue
+        if files:
+            return files
     raise OutputError(f"{path} is not a run or a sweep directory; allowed: a directory with config.yaml, "
                       "or a sweep directory (replay inspect lists them)")
 

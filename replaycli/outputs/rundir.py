@@ -50,6 +50,13 @@ class OutputError(ValueError):
     """A directory that is not a readable run or sweep."""
 
 
+def stale_temporaries(root: Path) -> list[Path]:
+    """The temporary files a killed `write_atomic` left in `root`: `.NAME.<hex>.tmp` for the names
+    of a run directory only (a user's `.notes.tmp` is not ours)."""
+    names = {CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY, CHECKPOINT, CONFUSION}
+    return [p for p in Path(root).glob(".*.tmp") if p.name[1:].rsplit(".", 2)[0] in names]
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` (or bytes) to `path` through a temporary file in the same directory and a rename."""
     path = Path(path)
@@ -61,6 +68,11 @@ def write_atomic(path: Path, text: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -170,15 +182,50 @@ def is_run(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
-def read_table(path: Path, kind: type) -> list[list[Any]]:
+MAX_COLUMNS = 10_000  # a table replaycli writes has one column per test experience or class
+
+
+def read_text(path: Path) -> str:
+    """A file of a run as text; OutputError (one line) when it cannot be read or is not UTF-8."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise OutputError(f"{path} is not UTF-8 text") from None
+    except OSError as e:
+        raise OutputError(f"{path} cannot be read ({e.strerror or e})") from None
+
+
+def read_json(path: Path, kind: type = dict) -> Any:
+    """A JSON file that must hold a `kind` (an object by default)."""
+    try:
+        value = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise OutputError(f"{path} is not JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(value, kind):
+        raise OutputError(f"{path} holds a JSON {type(value).__name__}, not an {'object' if kind is dict else kind.__name__}")
+    return value
+
+
+def read_table(path: Path, kind: type, columns: int = 2) -> list[list[Any]]:
+    """The rows of a CSV table without its first column (`trained`), as `kind`; [] when absent.
+    The header must begin with `trained` and have at least `columns` columns."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    text = read_text(path)
+    header = text.partition("\n")[0]
+    if header.count(",") >= MAX_COLUMNS:  # bounded work on absurd input, before parsing it
+        raise OutputError(f"{path} has {header.count(',') + 1} columns; allowed: at most {MAX_COLUMNS}")
     try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows or rows[0][:1] != ["trained"] or len(rows[0]) < columns:
+            raise OutputError(f"{path} is not a table replaycli wrote (its header must begin with trained and have "
+                              f"at least {columns} columns)")
+        for n, row in enumerate(rows[1:], 2):
+            if len(row) != len(rows[0]):
+                raise OutputError(f"{path} line {n} has {len(row)} cells; its header has {len(rows[0])}")
         return [[kind(v) for v in row[1:]] for row in rows[1:]]
-    except (ValueError, IndexError) as e:
-        raise OutputError(f"{path} is not a valid table ({e})") from e
+    except (ValueError, csv.Error) as e:
+        raise OutputError(f"{path} is not a valid table ({e})") from None
 
 
 def read_run(path: str | Path) -> RunRecord:
@@ -186,17 +233,19 @@ def read_run(path: str | Path) -> RunRecord:
     path = Path(path)
     if not is_run(path):
         raise OutputError(f"{path} is not a run directory (no {CONFIG})")
-    acc = [row[:-1] for row in read_table(path / ACCURACY, float)]  # drop the average column
+    acc = [row[:-1] for row in read_table(path / ACCURACY, float, 3)]  # drop the average column
     hist = read_table(path / HISTOGRAM, int)
     metrics = []
     if (path / METRICS).is_file():
-        for n, line in enumerate((path / METRICS).read_text().splitlines(), 1):
+        for n, line in enumerate(read_text(path / METRICS).splitlines(), 1):
             try:
                 metrics.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise OutputError(f"{path / METRICS} line {n} is not JSON") from e
+            except json.JSONDecodeError:
+                raise OutputError(f"{path / METRICS} line {n} is not JSON") from None
+            if not isinstance(metrics[-1], dict):
+                raise OutputError(f"{path / METRICS} line {n} is not a JSON object")
     summary = read_summary(path)
-    return RunRecord(path, acc, hist, metrics, summary, (path / CONFIG).read_text(), read_confusion(path))
+    return RunRecord(path, acc, hist, metrics, summary, read_text(path / CONFIG), read_confusion(path))
 
 
 def read_confusion(path: str | Path) -> list[list[list[int]]]:
@@ -210,22 +259,21 @@ def read_confusion(path: str | Path) -> list[list[list[int]]]:
 
 def append_log(path: str | Path, text: str) -> None:
     """Append `text` (plain, no colour codes) and a newline to the run's log, `run.log`."""
-    with open(Path(path) / LOG, "a", encoding="utf-8") as f:
+    try:  # never through a link: run.log is the run's own file
+        fd = os.open(Path(path) / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        raise OutputError(f"{Path(path) / LOG} cannot be appended to ({e.strerror}); it must be a plain file") from None
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(text.rstrip("\n") + "\n")
 
 
 def read_log(path: str | Path) -> str:
     """run.log of a run ('' when it has none)."""
     log = Path(path) / LOG
-    return log.read_text(encoding="utf-8") if log.is_file() else ""
+    return read_text(log) if log.is_file() else ""
 
 
 def read_summary(root: Path) -> dict[str, Any]:
     """summary.json of a run, {} while the run has not finished."""
     path = Path(root) / SUMMARY
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise OutputError(f"{path} is not JSON") from e
+    return read_json(path) if path.is_file() else {}

@@ -45,7 +45,8 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
     except ConfigError as e:
         key = str(e).partition("=")[0]
         raise ConfigError(f"{name}.{e}" if key in node else str(e)) from None
-    except TypeError as e:  # a required key deleted (`~buffer.max_size`), or a target that is no class
+    except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as e:  # `~buffer.max_size`, a model too
+        # large to allocate, a value the target (torch's own, a user's) refuses in its own words
         raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {first_line(e)}") from None
 
 

@@ -17,6 +17,9 @@ from replaycli.errors import ConfigError, first_line
 def check_writable(key: str, path: str | Path) -> None:
     """A ConfigError unless `path` is a directory we can write in, or can be created as one."""
     probe = Path(path).expanduser().absolute()
+    long = next((p for p in probe.parts if len(p.encode()) > 255), None)  # NAME_MAX on Linux and macOS
+    if long is not None:
+        raise ConfigError(f"{key}={path} has a name of {len(long.encode())} bytes ({long[:20]}...); allowed: at most 255")
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent  # the nearest existing ancestor: where the first mkdir happens
     allowed = "allowed: a writable directory" + (f" (set {key}=...)" if key.startswith("hydra.") else "")
@@ -88,6 +91,9 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
                 cfg = compose("config", overrides=variant + search, return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None
+            except ValueError as e:  # `buffer=-1`: an option that is no name
+                raise ConfigError(f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
+                                  "with an option's name (replay run --help lists them)") from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
     target = Path(OmegaConf.select(cfg, key)).absolute()

@@ -2,10 +2,12 @@
 the run directory and a checkpoint after every experience."""
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import hydra
@@ -14,7 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from replaycli import __version__
 from replaycli.errors import ConfigError, first_line
-from replaycli.outputs.rundir import CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run
+from replaycli.outputs.rundir import (
+    CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run, stale_temporaries,
+)
 from replaycli.run.cmdline import check_writable
 from replaycli.run.progress import Reporter
 
@@ -38,6 +42,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     run.on_epoch = report.epoch_done
     done, before, resumes = begin(cfg, run, generator, writer, report, resume)
     config = checkpoint.digest(out_dir / CONFIG)  # binds every checkpoint to this config.yaml
+    saved = done  # the experiences the checkpoint on disk holds
     try:
         with report:
             for exp in list(run.bench.train_stream)[done:]:
@@ -47,12 +52,22 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
                 seconds = before + time.perf_counter() - start
                 # the checkpoint first: the tables never show an experience it does not hold
                 checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes, config))
+                saved += 1
                 writer.write_tables()
                 log.experience_done(record)
                 report.experience_done(record)
     except BaseException as e:  # killed by an error or Ctrl-C: the finished experiences stay
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        writer.write_summary({"status": status, "error": f"{type(e).__name__}: {e}"[:500], "seed": cfg.seed})
+        if isinstance(e, KeyboardInterrupt):
+            e.run_dir = out_dir  # type: ignore[attr-defined]  # for the hint: replay resume RUN_DIR
+        del writer.accuracy[saved:], writer.histograms[saved:], writer.records[saved:]  # what the checkpoint holds
+        try:
+            writer.write_summary({"status": status, "error": f"{type(e).__name__}: {e}"[:500], "seed": cfg.seed})
+        except OSError:  # a full disk: nothing more can be written, the finished experiences stay
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write into {out_dir} ({e.strerror or e}); the run stopped after experience "
+                              f"{saved}; once there is room: replay resume {out_dir}") from None
         raise
     log.close()
     return finish(cfg, run, writer, report, before + time.perf_counter() - start, resumes)
@@ -119,8 +134,6 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
         print(f"{run_dir}: the run is already complete ({len(record.accuracy)} experiences); nothing to resume")
         return 0
     check_writable("RUN_DIR", run_dir)
-    for stale in run_dir.glob(".*.tmp"):  # an atomic write cut short by the kill
-        stale.unlink(missing_ok=True)
     try:
         cfg = OmegaConf.load(run_dir / CONFIG)
     except Exception as e:  # YAML syntax
@@ -134,8 +147,26 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
     if ckpt.get("config_sha256") != checkpoint.digest(run_dir / CONFIG):
         raise ConfigError(f"{run_dir / CHECKPOINT} was not saved with this {CONFIG} (it was edited, or the checkpoint "
                           "comes from another run); refused: start the run again with replay run")
-    execute(cfg, run_dir, resume=ckpt)
+    with locked(run_dir / CONFIG):
+        for stale in stale_temporaries(run_dir):  # an atomic write of ours cut short by the kill
+            stale.unlink(missing_ok=True)
+        execute(cfg, run_dir, resume=ckpt)
     return 0
+
+
+@contextlib.contextmanager
+def locked(config: Path) -> Iterator[None]:
+    """An exclusive lock on a run's config.yaml (never rewritten by a resume) while the resume
+    runs: a second resume of the same directory is refused in one line, not run beside it."""
+    import fcntl
+
+    with open(config, "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"RUN_DIR={config.parent} is being resumed by another process; refused: "
+                              "wait for it to end") from None
+        yield
 
 
 def _discard_if_empty(out_dir: Path) -> None:
@@ -154,7 +185,7 @@ def hydra_main(cfg: DictConfig) -> Any:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         return execute(cfg, out_dir)
-    except ConfigError as e:
+    except (ConfigError, OutputError) as e:
         _discard_if_empty(out_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise

@@ -51,6 +51,10 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = sweep_dir(config)
         rows = sweepdir.sweep_rows(root)
+        if not rows:  # e.g. -m 'seed=glob(*)': a sweep whose values matched nothing
+            print(f"error: the sweep launched no job ({' '.join(config.hydra.overrides.task) or 'no overrides'}); "
+                  "allowed: sweep values that give at least one job", file=sys.stderr, flush=True)
+            sys.exit(2)
         path = sweepdir.write_sweep_summary(root, rows)
         print(f"summary: {path}", flush=True)
         failed = [r for r in rows if r["status"] != "complete"]
