@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -30,37 +29,29 @@ examples:
 
 
 def run(args: list[str]) -> int:
+    """`replay run [hydra flags] [overrides] [--overwrite]`."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from replaycli.run.cmdline import check_command_line, hydra_message, remove_if_empty
-
-    if os.getcwd() not in sys.path:  # a user's own `_target_` may name a module of the working directory
-        sys.path.insert(0, os.getcwd())
-    overwrite = "--overwrite" in args
-    args = [a for a in args if a != "--overwrite"]
-    target, made = check_command_line(args)  # Hydra's own errors as one line, before any directory is made
-    if target is not None and target.is_dir() and any(target.iterdir()):
-        what = "a sweep" if "-m" in args or "--multirun" in args else "a run"
-        if not overwrite:
-            raise ConfigError(f"{target} holds {what} already; nothing was written; allowed: another directory, "
-                              f"replay resume {target} (a run), or --overwrite to replace it")
-        shutil.rmtree(target)
+    from replaycli.run import cmdline
     from replaycli.run.runner import Refused, hydra_main
 
-    completion = any(a.split("=")[0] in ("-sc", "--shell-completion") for a in args)
-    sys.argv = ["replay" if completion else "replay run", *args]  # the completion script registers `replay`
+    args, target, made = cmdline.prepare(args)  # Hydra's own errors as one line, before any directory is made
+    sys.argv = cmdline.hydra_argv(args)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
     try:
         hydra_main()
     except Refused as e:  # refused before anything was written: no directory left behind
-        remove_if_empty(made)
+        cmdline.remove_if_empty(made)
         raise e.args[0] from None
     except SystemExit as e:  # Hydra's --help, the sweep callback's exit status
         return e.code if isinstance(e.code, int) else int(e.code is not None)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(hydra_message(e)) from None
+        raise ConfigError(cmdline.hydra_message(e)) from None
+    except Exception as e:  # noqa: BLE001 (a launcher plugin's own failure: no Slurm here, say)
+        cmdline.launcher_failure(e, args, target, made)
+        raise
     finally:
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

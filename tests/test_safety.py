@@ -215,3 +215,15 @@ def test_version_and_resume_help(capsys):
     assert cli("--version", capsys=capsys) == (0, f"replay {__version__}\n", "")
     code, out, _ = cli("resume", "--help", capsys=capsys)
     assert code == 0 and out.startswith("usage: replay resume RUN_DIR [--trust TARGET ...]")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "was not saved with this config.yaml"),  # empty: not the config the checkpoint holds
+    ("- a\n- b\n", "config.yaml is not a config mapping"),
+    ("seed: [unclosed\n", "config.yaml is not a readable config"),
+])
+def test_resume_of_an_empty_or_foreign_config_is_one_line(tmp_path, capsys, content, message):
+    run = stopped_run(tmp_path / "run")
+    (run / CONFIG).write_text(content)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err

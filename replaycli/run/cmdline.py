@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -41,6 +43,51 @@ MODES = {  # Hydra's flags that choose what it does: at most one of them
     "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
     "--shell-completion": "--shell-completion", "-sc": "--shell-completion",
 }
+
+
+def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
+    """`replay run ARGS` checked before Hydra: (ARGS without `--overwrite`, the run or sweep
+    directory, the outermost directory above it that this run will create). A directory that
+    holds a run or a sweep already is refused, unless `--overwrite` (then it is removed first)."""
+    if os.getcwd() not in sys.path:  # a user's own `_target_` may name a module of the working directory
+        sys.path.insert(0, os.getcwd())
+    overwrite = "--overwrite" in args
+    args = [a for a in args if a != "--overwrite"]
+    target, made = check_command_line(args)
+    if target is not None and target.is_dir() and any(target.iterdir()):
+        what = "a sweep" if "-m" in args or "--multirun" in args else "a run"
+        if not overwrite:
+            raise ConfigError(f"{target} holds {what} already; nothing was written; allowed: another directory, "
+                              f"replay resume {target} (a run), or --overwrite to replace it")
+        shutil.rmtree(target)
+    if target is not None:  # pin the directory composed here (a ${now:...} default would differ in Hydra's)
+        key = "hydra.sweep.dir" if "-m" in args or "--multirun" in args else "hydra.run.dir"
+        args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]
+    return args, target, made
+
+
+def hydra_argv(args: list[str]) -> list[str]:
+    """sys.argv for Hydra: its value-less flags first (argparse wants them before the overrides);
+    the program named `replay` for the shell-completion script, `replay run` otherwise."""
+    completion = any(a.split("=")[0] in ("-sc", "--shell-completion") for a in args)
+    bare = {"-m", "--multirun", "-r", "--run", "--resolve", "-h", "--help", "--hydra-help", "--version"}
+    return ["replay" if completion else "replay run", *[a for a in args if a in bare], *[a for a in args if a not in bare]]
+
+
+def launcher_failure(e: Exception, args: list[str], target: Path | None, made: Path | None) -> None:
+    """One ConfigError for an exception raised inside a launcher plugin (submitit_slurm where
+    there is no Slurm), the sweep directory it left removed; returns for any other exception."""
+    import traceback
+
+    if not any("hydra_plugins" in f.filename or "submitit" in f.filename for f in traceback.extract_tb(e.__traceback__)):
+        return
+    if target is not None and target.is_dir() and not any(p.is_dir() and (p / "config.yaml").is_file()
+                                                           for p in target.iterdir()):
+        shutil.rmtree(target, ignore_errors=True)  # no job ran: what is there is the launcher's
+    remove_if_empty(made)
+    launcher = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/launcher=")), "?")
+    raise ConfigError(f"hydra/launcher={launcher} could not launch the sweep ({type(e).__name__}: {e}); "
+                      "allowed here: hydra/launcher=basic, joblib or submitit_local") from None
 
 
 def config_dir(args: list[str]) -> tuple[list[str], str | None]:
@@ -96,7 +143,7 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
                                   "with an option's name (replay run --help lists them)") from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
-    target = Path(OmegaConf.select(cfg, key)).absolute()
+    target = Path(OmegaConf.select(cfg, key))  # as composed: relative to the working directory
     return target, first_missing(target.parent)
 
 
@@ -138,8 +185,6 @@ def first_missing(path: Path) -> Path | None:
 
 def remove_if_empty(path: Path | None) -> None:
     """Remove `path` if it holds nothing but empty directories (left by a refused run)."""
-    import shutil
-
     if path is not None and path.is_dir() and not any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
         shutil.rmtree(path, ignore_errors=True)
 
