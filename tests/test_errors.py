@@ -75,7 +75,7 @@ BAD = [
     ("infinite-decay", ["optimizer.weight_decay=inf"], ["optimizer.weight_decay=inf must be a finite number >= 0"]),
     ("nan-momentum", ["optimizer=sgd", "optimizer.momentum=nan"], ["optimizer.momentum=nan must be a finite number >= 0"]),
     ("long-name", ["hydra.run.dir={tmp}/" + "x" * 300], ["has a name of 300 bytes", "allowed: at most 255"]),
-    ("group-option-not-a-name", ["buffer=-1"], ["cannot compose buffer=-1", "allowed: group=option"]),
+    ("group-option-not-a-name", ["buffer=-1"], ["cannot compose ", "buffer=-1 (Config group override must be a string", "allowed: group=option"]),
     ("conflicting-flags", ["-m", "--cfg", "job"],
      ["--cfg and --multirun given together; allowed: one of --run, --multirun"]),
 ]
