@@ -45,6 +45,12 @@ def run(args: list[str]) -> int:
     except Refused as e:  # refused before anything was written: no directory left behind
         cmdline.remove_if_empty(made)
         raise e.args[0] from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM in a sweep: its summary.csv, unstarted jobs listed too
+        if target is not None and target.is_dir() and ("-m" in args or "--multirun" in args):
+            from replaycli.outputs.sweepdir import write_interrupted
+
+            write_interrupted(target, cmdline.planned_jobs(args))
+        raise
     except SystemExit as e:  # Hydra's --help, the sweep callback's exit status
         return e.code if isinstance(e.code, int) else int(e.code is not None)
     except (HydraException, OmegaConfBaseException) as e:

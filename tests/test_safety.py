@@ -227,3 +227,108 @@ def test_resume_of_an_empty_or_foreign_config_is_one_line(tmp_path, capsys, cont
     (run / CONFIG).write_text(content)
     code, _, err = cli("resume", str(run), capsys=capsys)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_an_interrupted_sweep_writes_its_summary_with_the_jobs_not_started(tmp_path, monkeypatch):
+    import replaycli.run.loop as loop
+
+    real, calls = loop.run_experience, []
+
+    def stop(run, exp, on_step):  # Ctrl-C in the third job's first experience
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(run, exp, on_step)
+
+    monkeypatch.setattr(loop, "run_experience", stop)
+    sweep = tmp_path / "S"
+    p = run_cli("run", "-m", *SHORT, "seed=0,1", "buffer.max_size=10,20", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert p.returncode == 130
+    assert p.stderr.strip().endswith(f"error: interrupted; go on after the last finished experience with: "
+                                     f"replay resume {sweep / '2'}")
+    rows = (sweep / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+    assert [r.split(",")[rows[0].split(",").index("status")] for r in rows[1:]] == [
+        "complete", "complete", "interrupted", "not started"]
+    shown = run_cli("inspect", str(sweep), cwd=tmp_path)
+    assert "4 jobs, 2 complete, 1 interrupted, 1 not started" in shown.stdout
+
+
+def test_sigterm_is_recorded_as_interrupted(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "replaycli.cli", "run", "epochs=5", "progress=none", "device=cpu",
+                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file():  # the first experience finished
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().endswith(f"replay resume {run}")
+    rec = read_run(run)
+    assert rec.status == "interrupted" and rec.resumable
+
+
+def test_plot_of_an_outputs_directory_plots_each_run_and_sweep(tmp_path):
+    for name in ("a", "b"):
+        assert run_cli("run", *SHORT, f"hydra.run.dir={tmp_path / 'outputs' / 'runs' / name}", cwd=tmp_path).returncode == 0
+    p = run_cli("plot", "outputs", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    written = [tmp_path / f for f in p.stdout.split()]
+    assert {f.parent.name for f in written} == {"a", "b"} and all(f.is_file() for f in written)
+
+
+MALFORMED = {  # file, content, what the one line says
+    "non-UTF-8 csv": ("accuracy.csv", b"trained,test_0\xff\n", "accuracy.csv is not UTF-8 text"),
+    "summary a list": ("summary.json", b"[1, 2]", "summary.json holds a JSON list, not an object"),
+    "summary a string": ("summary.json", b'"complete"', "summary.json holds a JSON str, not an object"),
+    "metrics line not an object": ("metrics.jsonl", b"[1]\n", "metrics.jsonl line 1 is not a JSON object"),
+    "config a list": ("config.yaml", b"- a\n- b\n", "config.yaml holds a YAML list, not a mapping"),
+    "ragged csv": ("accuracy.csv", b"trained,test_0,test_1,average\n0,0.5\n", "accuracy.csv line 2 has 2 cells"),
+    "200,000 columns": ("buffer_histogram.csv", ("trained," + ",".join(["c"] * 200_000) + "\n").encode(),
+                        "buffer_histogram.csv has 200001 columns; allowed: at most 10000"),
+}
+
+
+@pytest.mark.parametrize("verb", ["inspect", "compare", "plot"])
+@pytest.mark.parametrize("case", list(MALFORMED) + ["unreadable", "read-only plot dir"])
+def test_readers_refuse_malformed_outputs_in_one_line(tmp_path, monkeypatch, verb, case):
+    import time
+
+    run = stopped_run(tmp_path / "run")
+    (run / "summary.json").write_text('{"status": "complete", "final_accuracy": 0.5, "forgetting": 0, "bwt": 0, '
+                                      '"seconds": 1, "seed": 0}')
+    if case == "unreadable":  # as chmod 0 would make it for a user (root reads anything: simulated)
+        real = Path.read_bytes
+        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied")) if self.name == "metrics.jsonl" else real(self))
+        expected = "metrics.jsonl cannot be read (Permission denied)" if verb != "compare" else ""
+    elif case == "read-only plot dir":
+        if verb != "plot":
+            pytest.skip("only plot writes")
+        from replaycli.outputs import rundir
+
+        monkeypatch.setattr(rundir, "write_atomic", lambda path, data: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied")))
+        expected = "(Permission denied); allowed: a writable run or sweep directory"
+    else:
+        name, content, expected = MALFORMED[case]
+        (run / name).write_bytes(content)
+        if verb == "compare" and name in ("accuracy.csv", "buffer_histogram.csv", "metrics.jsonl"):
+            expected = ""  # compare reads summary.json and config.yaml only: it may well succeed
+        if verb != "compare" and name == "config.yaml":
+            expected = ""  # inspect and plot show the run's numbers, not its config: they may well succeed
+    start = time.process_time()
+    p = run_cli(verb, str(run), cwd=tmp_path)
+    assert time.process_time() - start < 5  # bounded work on absurd input
+    assert "Traceback" not in p.stderr
+    if expected or p.returncode:
+        assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+        assert expected in p.stderr, p.stderr

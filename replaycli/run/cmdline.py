@@ -66,6 +66,25 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
     return args, target, made
 
 
+def planned_jobs(args: list[str]) -> list[list[str]]:
+    """The task overrides of each job of `replay run -m ARGS`, in the basic sweeper's order (every
+    combination, the last sweep varying fastest); [] when a sweep only Hydra can enumerate."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    choices = []
+    for a in (a for a in args if not a.startswith("-") and not a.startswith("hydra.")):
+        o = parser.parse_override(a)
+        try:
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        except Exception:  # noqa: BLE001 (glob, ranges of floats: the sweeper's own)
+            return []
+        choices.append([f"{o.get_key_element()}={v}" if v is not None else o.get_key_element() for v in values])
+    return [list(c) for c in itertools.product(*choices)]
+
+
 def hydra_argv(args: list[str]) -> list[str]:
     """sys.argv for Hydra: its value-less flags first (argparse wants them before the overrides);
     the program named `replay` for the shell-completion script, `replay run` otherwise."""
