@@ -332,3 +332,16 @@ def test_readers_refuse_malformed_outputs_in_one_line(tmp_path, monkeypatch, ver
     if expected or p.returncode:
         assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
         assert expected in p.stderr, p.stderr
+
+
+def test_submitit_slurm_without_slurm_is_one_line_and_leaves_no_sweep(tmp_path):
+    import shutil as sh
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    if sh.which("srun"):
+        pytest.skip("this machine has Slurm")
+    p = run_cli("run", "-m", *SHORT, "seed=0,1", "hydra/launcher=submitit_slurm", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+    assert p.stderr.startswith("error: hydra/launcher=submitit_slurm could not launch the sweep (RuntimeError: ")
+    assert "allowed here: hydra/launcher=basic, joblib or submitit_local" in p.stderr
+    assert not (tmp_path / "outputs").exists()
