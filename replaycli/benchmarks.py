@@ -129,14 +129,14 @@ def split_benchmark(
     return Benchmark(name, Stream("train", train), Stream("test", test), n_classes, order, train_pool, test_pool)
 
 
-def _split(name: str, source: str, n_classes: int):
+def _split(name: str, source: str, n_classes: int, experiences: int = 5, fetch: bool = True, doc: str = ""):
     def make(
-        n_experiences: int = 5,
+        n_experiences: int = experiences,
         return_task_id: bool = False,
         seed: int | None = None,
         fixed_class_order: Sequence[int] | None = None,
-        root: str | Path = DEFAULT_ROOT,
-        download: bool = True,
+        root: str | Path | None = DEFAULT_ROOT,
+        download: bool = fetch,
     ) -> Benchmark:
         train_pool, test_pool = load_source(source, root, download)
         return split_benchmark(
@@ -144,46 +144,17 @@ def _split(name: str, source: str, n_classes: int):
         )
 
     make.__name__ = make.__qualname__ = name
-    make.__doc__ = f"{name}: {n_classes} classes of {source} split into `n_experiences` experiences."
+    make.__doc__ = doc or f"{name}: {n_classes} classes of {source} split into `n_experiences` experiences."
     return make
 
 
 SplitMNIST = _split("SplitMNIST", "mnist", 10)
 SplitFMNIST = _split("SplitFMNIST", "fmnist", 10)
 SplitCIFAR10 = _split("SplitCIFAR10", "cifar10", 10)
-
-
-def SplitCIFAR100(
-    n_experiences: int = 10,
-    return_task_id: bool = False,
-    seed: int | None = None,
-    fixed_class_order: Sequence[int] | None = None,
-    root: str | Path = DEFAULT_ROOT,
-    download: bool = True,
-) -> Benchmark:
-    """SplitCIFAR100: 100 classes split into `n_experiences` experiences (10 by default)."""
-    train_pool, test_pool = load_source("cifar100", root, download)
-    return split_benchmark(
-        "SplitCIFAR100", train_pool, test_pool, 100, n_experiences, return_task_id, seed, fixed_class_order
-    )
-
-
-def SplitDigits(
-    n_experiences: int = 5,
-    return_task_id: bool = False,
-    seed: int | None = None,
-    fixed_class_order: Sequence[int] | None = None,
-    root: str | Path | None = None,
-    download: bool = False,
-) -> Benchmark:
-    """scikit-learn's bundled 8x8 digits (1,797 images) split by class; needs no files.
-
-    `root` and `download` are accepted for a uniform signature and ignored.
-    """
-    train_pool, test_pool = load_source("digits", root, download)
-    return split_benchmark(
-        "SplitDigits", train_pool, test_pool, 10, n_experiences, return_task_id, seed, fixed_class_order
-    )
+SplitCIFAR100 = _split("SplitCIFAR100", "cifar100", 100, experiences=10)
+SplitDigits = _split("SplitDigits", "digits", 10, fetch=False, doc=(
+    "scikit-learn's bundled 8x8 digits (1,797 images) split by class; needs no files (`root` and `download` "
+    "are accepted for a uniform signature and ignored)."))
 
 
 def PermutedMNIST(

@@ -54,6 +54,25 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["replay", *args], code, out.getvalue(), err.getvalue())
 
 
+@contextlib.contextmanager
+def stopping_at(experience: int):
+    """Ctrl-C at the start of experience `experience` of every run trained in this process meanwhile."""
+    import replaycli.run.loop as loop
+
+    real = loop.run_experience
+
+    def stop(run, exp, on_step):
+        if exp.current_experience == experience:
+            raise KeyboardInterrupt
+        return real(run, exp, on_step)
+
+    loop.run_experience = stop
+    try:
+        yield
+    finally:
+        loop.run_experience = real
+
+
 def cli(*args: str, capsys) -> tuple[int, str, str]:
     """`replay ARGS` in this process: (exit code, stdout, stderr)."""
     from replaycli.cli import main

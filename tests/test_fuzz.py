@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, stopping_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,24 +57,12 @@ def test_generated_overrides_are_run_or_refused_in_one_line(tmp_path_factory, ar
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
-    """A complete run and one stopped after its first experience (SIGTERM-like Ctrl-C)."""
-    import replaycli.run.loop as loop
-
+    """A complete run and one stopped after its first experience (Ctrl-C)."""
     root = tmp_path_factory.mktemp("fuzz_made")
     complete = root / "complete"
     assert run_cli("run", *BASE, "device=cpu", f"hydra.run.dir={complete}", cwd=root).returncode == 0
-    real = loop.run_experience
-
-    def stop(run, exp, on_step):
-        if exp.current_experience == 1:
-            raise KeyboardInterrupt
-        return real(run, exp, on_step)
-
-    loop.run_experience = stop
-    try:
+    with stopping_at(1):
         assert run_cli("run", *BASE, "device=cpu", f"hydra.run.dir={root / 'stopped'}", cwd=root).returncode == 130
-    finally:
-        loop.run_experience = real
     return {"complete": complete, "stopped": root / "stopped"}
 
 

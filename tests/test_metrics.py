@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from conftest import build_run, compose_cfg
+from conftest import build_run, compose_cfg, stopping_at
 import torch
 
 from replaycli.outputs import rundir
@@ -237,24 +237,13 @@ def test_run_log_is_what_the_terminal_showed(small_run):
     assert re.search(r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log)
 
 
-def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path, monkeypatch):
-    import replaycli.run.loop
+def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path):
     from replaycli.run.runner import execute, resume_run
 
     cfg = compose_cfg([*TINY, "epochs=1", "benchmark.n_experiences=5", "metrics=[confusion]"])
     execute(cfg, tmp_path / "whole")
-    real, calls = replaycli.run.loop.run_experience, []
-
-    def stop_at_the_third(run, exp, on_step):
-        calls.append(exp)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(run, exp, on_step)
-
-    monkeypatch.setattr(replaycli.run.loop, "run_experience", stop_at_the_third)
-    with pytest.raises(KeyboardInterrupt):
+    with stopping_at(2), pytest.raises(KeyboardInterrupt):
         execute(cfg, tmp_path / "cut")
-    monkeypatch.setattr(replaycli.run.loop, "run_experience", real)
     assert len(read_confusion(tmp_path / "cut")) == 2
     assert resume_run(tmp_path / "cut") == 0
     for name in (rundir.CONFUSION, rundir.ACCURACY):

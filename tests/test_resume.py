@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg, run_cli
+from conftest import compose_cfg, run_cli, stopping_at
 import torch
 
 from replaycli.cli import main
@@ -177,26 +177,15 @@ METHODS = [
 
 
 @pytest.mark.parametrize("overrides", METHODS, ids=lambda o: " ".join(o) or "replay")
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
-    import replaycli.run.loop
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, overrides):
     from replaycli.run.runner import execute, resume_run
 
     small = ["epochs=1", "seed=5", "buffer.max_size=30", "progress=none", "train_mb_size=64", "model.hidden_size=32"]
     cfg = compose_cfg([*small, *overrides])
     execute(cfg, tmp_path / "whole")
 
-    real, calls = replaycli.run.loop.run_experience, []
-
-    def stop_at_the_third(run, exp, on_step):
-        calls.append(exp.current_experience)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # Ctrl-C at the start of the third experience
-        return real(run, exp, on_step)
-
-    monkeypatch.setattr(replaycli.run.loop, "run_experience", stop_at_the_third)
-    with pytest.raises(KeyboardInterrupt):
+    with stopping_at(2), pytest.raises(KeyboardInterrupt):  # Ctrl-C at the start of the third experience
         execute(cfg, tmp_path / "cut")
-    monkeypatch.setattr(replaycli.run.loop, "run_experience", real)
     cut = read_run(tmp_path / "cut")
     assert cut.status == "interrupted" and len(cut.accuracy) == 2 and cut.resumable
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import cli, compose_cfg, run_cli
+from conftest import cli, compose_cfg, run_cli, stopping_at
 from omegaconf import OmegaConf
 
 from replaycli.errors import ConfigError
@@ -19,22 +19,10 @@ SHORT = ["epochs=1", "progress=none", "benchmark.n_experiences=2", "model.hidden
 
 def stopped_run(root: Path, *overrides: str) -> Path:
     """A run stopped after its first experience (Ctrl-C at the start of the second)."""
-    import replaycli.run.loop as loop
     from replaycli.run.runner import execute
 
-    real = loop.run_experience
-
-    def stop(run, exp, on_step):
-        if exp.current_experience == 1:
-            raise KeyboardInterrupt
-        return real(run, exp, on_step)
-
-    loop.run_experience = stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            execute(compose_cfg([*SHORT, *overrides]), root)
-    finally:
-        loop.run_experience = real
+    with stopping_at(1), pytest.raises(KeyboardInterrupt):
+        execute(compose_cfg([*SHORT, *overrides]), root)
     assert read_run(root).resumable
     return root
 
@@ -297,12 +285,18 @@ MALFORMED = {  # file, content, what the one line says
 }
 
 
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> Path:
+    return stopped_run(tmp_path_factory.mktemp("stopped") / "run")
+
+
 @pytest.mark.parametrize("verb", ["inspect", "compare", "plot"])
 @pytest.mark.parametrize("case", list(MALFORMED) + ["unreadable", "read-only plot dir"])
-def test_readers_refuse_malformed_outputs_in_one_line(tmp_path, monkeypatch, verb, case):
+def test_readers_refuse_malformed_outputs_in_one_line(tmp_path, monkeypatch, stopped, verb, case):
     import time
 
-    run = stopped_run(tmp_path / "run")
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
     (run / "summary.json").write_text('{"status": "complete", "final_accuracy": 0.5, "forgetting": 0, "bwt": 0, '
                                       '"seconds": 1, "seed": 0}')
     if case == "unreadable":  # as chmod 0 would make it for a user (root reads anything: simulated)
