@@ -339,3 +339,21 @@ def test_submitit_slurm_without_slurm_is_one_line_and_leaves_no_sweep(tmp_path):
     assert p.stderr.startswith("error: hydra/launcher=submitit_slurm could not launch the sweep (RuntimeError: ")
     assert "allowed here: hydra/launcher=basic, joblib or submitit_local" in p.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_hydras_own_files_are_written_atomically(tmp_path, monkeypatch):
+    """The `.hydra/` files go through write_atomic (a temporary file, then a rename), so a kill in
+    the middle of writing one leaves the whole old file or the whole new one."""
+    import hydra.core.utils
+
+    from replaycli.outputs import rundir
+
+    written = []
+    real = rundir.write_atomic
+    monkeypatch.setattr(rundir, "write_atomic", lambda path, text: (written.append(Path(path).name), real(path, text)))
+    run = tmp_path / "run"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    assert {"config.yaml", "hydra.yaml", "overrides.yaml"} <= set(written)
+    assert OmegaConf.load(run / ".hydra" / "overrides.yaml") == [a for a in SHORT]
+    assert not list((run / ".hydra").glob(".*.tmp"))
+    assert hydra.core.utils._save_config.__name__ == "_save_config_atomically"

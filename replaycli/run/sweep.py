@@ -1,4 +1,5 @@
-"""The sweep summary: a Hydra callback that writes `summary.csv` in the sweep directory."""
+"""Hydra callbacks: the sweep summary (`summary.csv` in the sweep directory), and Hydra's own
+`.hydra/*.yaml` files written atomically, as every file of a run is."""
 from __future__ import annotations
 
 import sys
@@ -22,6 +23,27 @@ def sweep_dir(config: DictConfig) -> Path:
 def one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _save_config_atomically(cfg: Any, filename: str, output_dir: Path) -> None:
+    """hydra.core.utils._save_config, through a temporary file and a rename."""
+    from omegaconf import OmegaConf
+
+    from replaycli.outputs.rundir import write_atomic
+
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(output_dir) / filename, OmegaConf.to_yaml(cfg))
+
+
+class AtomicHydraFiles(Callback):
+    """Registered under `hydra.callbacks`: Hydra builds its callbacks in each job's process before it
+    writes the job's `.hydra/` files, so replacing its writer here makes them atomic everywhere
+    (a kill mid-write leaves the old file or the new one, never half of one)."""
+
+    def __init__(self) -> None:
+        import hydra.core.utils
+
+        hydra.core.utils._save_config = _save_config_atomically
 
 
 class SweepSummary(Callback):
