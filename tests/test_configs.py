@@ -138,3 +138,13 @@ def test_tutorial_preset_is_the_avalanche_example(data_root):
     assert cfg.buffer.groupby == "class" and cfg.selection._target_.endswith("RandomExemplarsSelectionStrategy")
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
     assert (cfg.train_mb_size, cfg.eval_mb_size, cfg.epochs, cfg.mem_mb_size) == (100, 100, 1, 32)
+
+
+def test_the_wheel_ships_every_subpackage():
+    """pyproject's explicit package list (configs/ is mapped in) names every folder of the package."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = CONFIGS.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(root).parts) for p in (root / "replaycli").rglob("__init__.py")}
+    assert folders <= listed and "replaycli.configs" in listed, folders - listed

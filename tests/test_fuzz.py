@@ -14,7 +14,8 @@ from conftest import run_cli, stopping_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(max_examples=int(os.environ.get("REPLAY_FUZZ_EXAMPLES", "15")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+# 10 examples each in the suite; REPLAY_FUZZ_EXAMPLES=200 for a longer search (200 found nothing on 2026-12-01)
+FUZZ = settings(max_examples=int(os.environ.get("REPLAY_FUZZ_EXAMPLES", "10")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 KEYS = ["seed", "epochs", "train_mb_size", "mem_mb_size", "eval_mb_size", "progress", "groupby", "buffer_update",
         "scenario", "metrics", "deterministic", "buffer.max_size", "buffer.adaptive_size", "model.hidden_size",

@@ -242,26 +242,31 @@ def test_an_interrupted_sweep_writes_its_summary_with_the_jobs_not_started(tmp_p
     assert "4 jobs, 2 complete, 1 interrupted, 1 not started" in shown.stdout
 
 
-def test_sigterm_is_recorded_as_interrupted(tmp_path):
+def test_sigterm_is_recorded_as_interrupted(tmp_path, monkeypatch):
+    """A SIGTERM delivered to the process at the start of experience 1 (a scheduler stopping the
+    job) stops the run as Ctrl-C does: status interrupted, exit 130, the resume hint."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
+    import replaycli.run.loop as loop
+
+    real = loop.run_experience
+
+    def terminated(run, exp, on_step):
+        if exp.current_experience == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled between bytecodes: the next line never runs
+        return real(run, exp, on_step)
+
+    monkeypatch.setattr(loop, "run_experience", terminated)
+    before = signal.getsignal(signal.SIGTERM)
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "replaycli.cli", "run", "epochs=5", "progress=none", "device=cpu",
-                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.jsonl").is_file():  # the first experience finished
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err.strip().endswith(f"replay resume {run}")
+    try:
+        p = run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert p.returncode == 130 and p.stderr.strip().endswith(f"replay resume {run}")
     rec = read_run(run)
-    assert rec.status == "interrupted" and rec.resumable
+    assert rec.status == "interrupted" and len(rec.accuracy) == 1 and rec.resumable
 
 
 def test_plot_of_an_outputs_directory_plots_each_run_and_sweep(tmp_path):
