@@ -362,3 +362,23 @@ def test_hydras_own_files_are_written_atomically(tmp_path, monkeypatch):
     assert OmegaConf.load(run / ".hydra" / "overrides.yaml") == [a for a in SHORT]
     assert not list((run / ".hydra").glob(".*.tmp"))
     assert hydra.core.utils._save_config.__name__ == "_save_config_atomically"
+
+
+def test_overwrite_never_removes_a_directory_that_is_not_a_run(tmp_path):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("precious\n")
+    for extra in ([], ["--overwrite"]):
+        p = run_cli("run", *SHORT, f"hydra.run.dir={mine}", *extra, cwd=tmp_path)
+        assert p.returncode == 2 and "holds files that are not a replaycli run or sweep; nothing was written" in p.stderr
+    assert [f.name for f in mine.iterdir()] == ["chapter1.tex"] and (mine / "chapter1.tex").read_text() == "precious\n"
+
+
+def test_overwrite_never_removes_a_folder_of_runs(tmp_path):
+    runs = tmp_path / "outputs" / "runs"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={runs / 'a'}", cwd=tmp_path).returncode == 0
+    before = files(runs)
+    for flag in ([], ["-m"]):
+        p = run_cli("run", *flag, *SHORT, f"hydra.{'sweep' if flag else 'run'}.dir={runs}", "--overwrite", cwd=tmp_path)
+        assert p.returncode == 2 and "holds files that are not a replaycli run or sweep" in p.stderr
+    assert files(runs) == before

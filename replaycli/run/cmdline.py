@@ -55,10 +55,19 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
     args = [a for a in args if a != "--overwrite"]
     target, made = check_command_line(args)
     if target is not None and target.is_dir() and any(target.iterdir()):
-        what = "a sweep" if "-m" in args or "--multirun" in args else "a run"
-        if not overwrite:
-            raise ConfigError(f"{target} holds {what} already; nothing was written; allowed: another directory, "
-                              f"replay resume {target} (a run), or --overwrite to replace it")
+        from replaycli.outputs import rundir, sweepdir
+
+        sweep = "-m" in args or "--multirun" in args
+        what = "a sweep" if sweep else "a run"
+        # what --overwrite may remove: a run (or a sweep's job), or a sweep (multirun.yaml, summary.csv),
+        # never a folder that merely holds runs (outputs/runs) or anything else
+        marks = ("multirun.yaml", sweepdir.SWEEP_SUMMARY)
+        ours = any((target / m).is_file() for m in marks) if sweep else rundir.is_run(target) or sweepdir.is_job(target)
+        if not overwrite or not ours:  # --overwrite replaces a run or a sweep, never other files
+            held = f"holds {what} already" if ours else "holds files that are not a replaycli run or sweep"
+            way = "or --overwrite to replace it" if ours else "--overwrite replaces only a run or a sweep"
+            raise ConfigError(f"{target} {held}; nothing was written; allowed: another directory, "
+                              f"replay resume {target} (a run), {way}")
         shutil.rmtree(target)
     if target is not None:  # pin the directory composed here (a ${now:...} default would differ in Hydra's)
         key = "hydra.sweep.dir" if "-m" in args or "--multirun" in args else "hydra.run.dir"
