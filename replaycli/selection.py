@@ -7,6 +7,7 @@ the public face: a user's subclass overriding either is honoured.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -20,10 +21,10 @@ def _overrides(obj: object, base: type, name: str) -> bool:
     return getattr(type(obj), name) is not getattr(base, name)
 
 
-class ExemplarsSelectionStrategy:
-    """Avalanche's base class: a subclass defines `make_sorted_indices(strategy, data)`, a list of
-    positions of `data`, best first. `strategy` is what the buffer's `update(strategy)` was given
-    last (None when the memory is filled by `replay run`)."""
+class ExemplarsSelectionStrategy(abc.ABC):
+    """Avalanche's abstract base class: a subclass defines `make_sorted_indices(strategy, data)`, a
+    list of positions of `data`, best first (the base itself cannot be built). `strategy` is what
+    the buffer's `update(strategy)` was given last (None when `replay run` fills the memory)."""
 
     online = False  # ranks whole groups
     strategy: Any = None
@@ -31,8 +32,9 @@ class ExemplarsSelectionStrategy:
     def rank(self, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
         return torch.as_tensor(self.make_sorted_indices(self.strategy, data), dtype=torch.int64)
 
+    @abc.abstractmethod
     def make_sorted_indices(self, strategy: Any, data: StreamDataset) -> list[int]:
-        raise NotImplementedError
+        """Positions of `data`, best first."""
 
 
 class RandomExemplarsSelectionStrategy(ExemplarsSelectionStrategy):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -198,3 +199,19 @@ def test_a_subclass_overriding_make_sorted_indices_from_features_ranks_by_them()
     buf = ParametricBuffer(2, selection_strategy=FarthestFromCenter(Probe(), "embed"))
     buf.update(SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=0)))
     assert buf.buffer.ids.tolist() == far[:2] != LINE_HERDING[:2]
+
+
+def test_the_abstract_base_needs_make_sorted_indices_and_a_direct_subclass_ranks():
+    from replaycli.selection import ExemplarsSelectionStrategy
+
+    with pytest.raises(TypeError, match="abstract"):
+        ExemplarsSelectionStrategy()
+
+    class ReverseOrder(ExemplarsSelectionStrategy):  # Avalanche's way: subclass the base
+        def make_sorted_indices(self, strategy, data):
+            return list(range(len(data)))[::-1]
+
+    ds = _points([[v, 0] for v in (1, 2, 3, 4)], [0] * 4)
+    buf = ParametricBuffer(2, selection_strategy=ReverseOrder())
+    buf.update(SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=0)))
+    assert buf.buffer.ids.tolist() == [3, 2]  # the last two positions, best first
