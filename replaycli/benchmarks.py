@@ -67,6 +67,11 @@ class Benchmark:
     def n_experiences(self) -> int:
         return len(self.train_stream)
 
+    @property
+    def n_tasks(self) -> int:
+        """Task labels 0..n_tasks-1 of the training stream (1 in class-incremental mode)."""
+        return max(e.task_label for e in self.train_stream) + 1
+
     def to(self, device: torch.device | str) -> "Benchmark":
         """Move both pools (images, labels) and every experience's ids to `device`, in place."""
         self.train_pool.to(device)

@@ -46,7 +46,7 @@ def run(args: list[str]) -> int:
         cmdline.remove_if_empty(made)
         raise e.args[0] from None
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM in a sweep: its summary.csv, unstarted jobs listed too
-        if target is not None and target.is_dir() and ("-m" in args or "--multirun" in args):
+        if target is not None and target.is_dir() and cmdline.is_multirun(args):
             from replaycli.outputs.sweepdir import write_interrupted
 
             write_interrupted(target, cmdline.planned_jobs(args))
@@ -161,15 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OutputError) as e:
         print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `replay inspect ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, OSError, RecursionError) as e:
         if verb not in READERS:
             raise  # a bug of ours: its traceback is what a report needs
         print(f"error: {' '.join(argv[1:])}: not a run or sweep replaycli wrote ({type(e).__name__}: "
               f"{' '.join(str(e).split())[:200]})", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `replay inspect ... | head`: the reader left, nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt as e:
         where = getattr(e, "run_dir", None) or "RUN_DIR"
         print(f"error: interrupted; go on after the last finished experience with: replay resume {where}",

@@ -10,8 +10,7 @@ SCENARIOS = ("class_il", "task_il")
 
 def task_mask(bench: Any) -> torch.Tensor:
     """bool [n_tasks, n_classes]: the classes of each task label of `bench`'s training stream."""
-    n_tasks = max(e.task_label for e in bench.train_stream) + 1
-    mask = torch.zeros(n_tasks, bench.n_classes, dtype=torch.bool)
+    mask = torch.zeros(bench.n_tasks, bench.n_classes, dtype=torch.bool)
     for e in bench.train_stream:
         mask[e.task_label, e.classes_in_this_experience] = True
     return mask

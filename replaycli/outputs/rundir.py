@@ -117,6 +117,10 @@ class RunWriter:
         self.histograms.append([int(h) for h in histogram])
         self.records.append(record)
 
+    def truncate(self, n: int) -> None:
+        """Keep the first `n` experiences in memory (those a checkpoint holds)."""
+        del self.accuracy[n:], self.histograms[n:], self.records[n:]
+
     def write_tables(self) -> None:
         """Rewrite accuracy.csv, buffer_histogram.csv and metrics.jsonl from what is in memory."""
         acc_header = ["trained", *(f"test_{j}" for j in range(self.n_test)), "average"]

@@ -57,7 +57,7 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
     if target is not None and target.is_dir() and any(target.iterdir()):
         from replaycli.outputs import rundir, sweepdir
 
-        sweep = "-m" in args or "--multirun" in args
+        sweep = is_multirun(args)
         what = "a sweep" if sweep else "a run"
         # what --overwrite may remove: a run (or a sweep's job), or a sweep (multirun.yaml, summary.csv),
         # never a folder that merely holds runs (outputs/runs) or anything else
@@ -70,9 +70,13 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
                               f"replay resume {target} (a run), {way}")
         shutil.rmtree(target)
     if target is not None:  # pin the directory composed here (a ${now:...} default would differ in Hydra's)
-        key = "hydra.sweep.dir" if "-m" in args or "--multirun" in args else "hydra.run.dir"
+        key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"
         args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]
     return args, target, made
+
+
+def is_multirun(args: list[str]) -> bool:
+    return "-m" in args or "--multirun" in args
 
 
 def planned_jobs(args: list[str]) -> list[list[str]]:
@@ -80,18 +84,9 @@ def planned_jobs(args: list[str]) -> list[list[str]]:
     combination, the last sweep varying fastest); [] when a sweep only Hydra can enumerate."""
     import itertools
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    choices = []
-    for a in (a for a in args if not a.startswith("-") and not a.startswith("hydra.")):
-        o = parser.parse_override(a)
-        try:
-            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        except Exception:  # noqa: BLE001 (glob, ranges of floats: the sweeper's own)
-            return []
-        choices.append([f"{o.get_key_element()}={v}" if v is not None else o.get_key_element() for v in values])
-    return [list(c) for c in itertools.product(*choices)]
+    overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra.")]
+    values = sweep_values(overrides, parse(overrides))
+    return [list(c) for c in itertools.product(*values)] if values is not None else []
 
 
 def hydra_argv(args: list[str]) -> list[str]:
@@ -175,15 +170,12 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
     return target, first_missing(target.parent)
 
 
-def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists to compose: `overrides` itself; with -m, the first value of every sweep,
-    then each other value of each sweep in turn ([] for a sweep only Hydra's sweeper can
-    enumerate: glob, interval). A bad override is a ConfigError."""
+def parse(overrides: list[str]) -> list:
+    """Hydra's parse of each override; a bad one is a ConfigError."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    parser = OverridesParser.create()
-    parsed = []
+    parser, parsed = OverridesParser.create(), []
     for arg in overrides:
         try:
             parsed.append(parser.parse_override(arg))
@@ -191,15 +183,31 @@ def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
             raise ConfigError(hydra_message(e, arg)) from None
         if not parsed[-1].key_or_group:  # `=5`: Hydra's grammar takes it, its loader does not
             raise ConfigError(hydra_message(ValueError("no key before '='"), arg))
+    return parsed
+
+
+def sweep_values(overrides: list[str], parsed: list) -> list[list[str]] | None:
+    """Each override's values as `key=value` (one, as typed, for an override that is no sweep);
+    None when a sweep only Hydra's sweeper can enumerate (glob, interval)."""
+    try:
+        return [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [a]
+                for a, o in zip(overrides, parsed)]
+    except Exception:  # noqa: BLE001 (Hydra raises several kinds here)
+        return None
+
+
+def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to compose: `overrides` itself; with -m, the first value of every sweep,
+    then each other value of each sweep in turn ([] for a sweep only Hydra's sweeper can
+    enumerate). A bad override is a ConfigError."""
+    parsed = parse(overrides)
     if not multirun:
         return [overrides]
-    try:
-        values = {i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
-                  for i, o in enumerate(parsed) if o.is_sweep_override()}
-    except Exception:  # noqa: BLE001 (Hydra raises several kinds here)
+    values = sweep_values(overrides, parsed)
+    if values is None:
         return []
-    base = [values[i][0] if i in values else o for i, o in enumerate(overrides)]
-    return [base] + [base[:i] + [v] + base[i + 1:] for i, vs in values.items() for v in vs[1:]]
+    base = [vs[0] for vs in values]
+    return [base] + [base[:i] + [v] + base[i + 1:] for i, vs in enumerate(values) for v in vs[1:]]
 
 
 def first_missing(path: Path) -> Path | None:

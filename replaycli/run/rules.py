@@ -5,6 +5,7 @@ name. A rule about one value lives in the constructor that takes it. Each rule h
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -44,24 +45,22 @@ def options_with(group: str, text: str, present: bool = True) -> str:
     return ", ".join(f"{group}={n}" for n in names)
 
 
+def targets(tree: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, target) of every non-null `_target_` at any depth of a plain dict/list tree."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for k, v in items:
+        key = f"{path}.{k}" if path else str(k)
+        if k == "_target_" and v is not None:
+            yield key, str(v)
+        yield from targets(v, key)
+
+
 def shipped_targets() -> set[str]:
     """Every `_target_` named by the YAML files replaycli ships (configs/)."""
     import yaml
 
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            found.update(str(v) for k, v in node.items() if k == "_target_" and v)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    for f in resources.files("replaycli.configs").rglob("*.yaml"):
-        walk(yaml.safe_load(f.read_text()))
-    return found
+    files = resources.files("replaycli.configs").rglob("*.yaml")
+    return {t for f in files for _, t in targets(yaml.safe_load(f.read_text()))}
 
 
 def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) -> None:
@@ -72,16 +71,10 @@ def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) ->
     except Exception as e:  # noqa: BLE001 (an interpolation omegaconf cannot resolve)
         raise ConfigError(f"{source} cannot be resolved ({first_line(e)})") from None
     allowed = shipped_targets() | trusted
-    stack: list[tuple[str, Any]] = [("", tree)]
-    while stack:
-        path, node = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for k, v in items:
-            key = f"{path}.{k}" if path else str(k)
-            if k == "_target_" and v is not None and str(v) not in allowed:
-                raise ConfigError(f"{source} names {key}={v}, which replaycli does not ship; refused: "
-                                  f"resume builds only replaycli's own targets and those you name ({hint} {v})")
-            stack.append((key, v))
+    for key, target in targets(tree):
+        if target not in allowed:
+            raise ConfigError(f"{source} names {key}={target}, which replaycli does not ship; refused: "
+                              f"resume builds only replaycli's own targets and those you name ({hint} {target})")
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -137,7 +130,7 @@ def method_class(cfg: DictConfig) -> type:
 
 
 def check_scenario(cfg: DictConfig, bench: Any) -> None:
-    if cfg.scenario == "task_il" and max(e.task_label for e in bench.train_stream) == 0:
+    if cfg.scenario == "task_il" and bench.n_tasks == 1:
         raise ConfigError("scenario=task_il masks logits by task label; set benchmark.return_task_id=true")
 
 
@@ -167,7 +160,7 @@ def check_memory(cfg: DictConfig, method: type, buffer: Any, bench: Any) -> None
                           f"groupby={method.memory_groupby}")
     if not buffer.adaptive_size:  # fixed shares, one per group key: every key of the stream needs one
         keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1,
-                "task": max(e.task_label for e in bench.train_stream) + 1}[buffer.groupby]
+                "task": bench.n_tasks}[buffer.groupby]
         if buffer.total_num_groups < keys:
             key = next((k for k in ("total_num_classes", "num_experiences", "total_num_groups") if k in cfg.buffer), "")
             raise ConfigError(f"buffer.{key}={buffer.total_num_groups} fixes fewer shares than the stream's {keys} "

@@ -57,20 +57,26 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
                 log.experience_done(record)
                 report.experience_done(record)
     except BaseException as e:  # killed by an error or Ctrl-C: the finished experiences stay
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        if isinstance(e, KeyboardInterrupt):
-            e.run_dir = out_dir  # type: ignore[attr-defined]  # for the hint: replay resume RUN_DIR
-        del writer.accuracy[saved:], writer.histograms[saved:], writer.records[saved:]  # what the checkpoint holds
-        try:
-            writer.write_summary({"status": status, "error": f"{type(e).__name__}: {e}"[:500], "seed": cfg.seed})
-        except OSError:  # a full disk: nothing more can be written, the finished experiences stay
-            pass
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write into {out_dir} ({e.strerror or e}); the run stopped after experience "
-                              f"{saved}; once there is room: replay resume {out_dir}") from None
+        stopped(e, cfg, writer, saved)
         raise
     log.close()
     return finish(cfg, run, writer, report, before + time.perf_counter() - start, resumes)
+
+
+def stopped(e: BaseException, cfg: DictConfig, writer: RunWriter, saved: int) -> None:
+    """Record why the run stopped (summary.json: interrupted or failed) for the `saved` experiences
+    its checkpoint holds; a write that failed (a full disk) becomes one OutputError."""
+    if isinstance(e, KeyboardInterrupt):
+        e.run_dir = writer.root  # type: ignore[attr-defined]  # for the hint: replay resume RUN_DIR
+    writer.truncate(saved)  # the summary never claims an experience the checkpoint does not hold
+    status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+    try:
+        writer.write_summary({"status": status, "error": f"{type(e).__name__}: {e}"[:500], "seed": cfg.seed})
+    except OSError:  # a full disk: nothing more can be written, the finished experiences stay
+        pass
+    if isinstance(e, OSError):
+        raise OutputError(f"cannot write into {writer.root} ({e.strerror or e}); the run stopped after experience "
+                          f"{saved}; once there is room: replay resume {writer.root}") from None
 
 
 def begin(cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: Reporter,
