@@ -2,8 +2,8 @@
 
 Each step gathers its batch with one indexing call into the pool (uint8 -> normalised float),
 never a per-sample `__getitem__`. Positions of -1 pad groups that ran out. The constructors are
-Avalanche's; `for_run(data, buffer, batch_size, batch_size_mem, generator, **options)` is the one
-signature `replay run` builds every loader with.
+Avalanche's; `for_run(data, buffer, batch_size, batch_size_mem, generator, <the YAML's keys>)` is
+the one signature `replay run` builds every loader with.
 """
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class Buffer:
                     f"(total_num_groups={self.total_num_groups}); raise it or use adaptive_size"
                 )
         self.store.append(data, experience, groups, self._new_scores(data), extras)
-        self._select(touched=torch.unique(groups))
+        self._select(touched=groups)
 
     def update(self, strategy: Any, **kwargs: Any) -> None:
         """Avalanche's `update(strategy)`: add `strategy.experience` (its dataset and index)."""
@@ -154,7 +154,7 @@ class Buffer:
             return sel.scores(data).to(data.ids.device)
         return torch.zeros(len(data), device=data.ids.device)  # ranked in _rescore
 
-    def _rescore(self, touched: torch.Tensor) -> None:
+    def _rescore(self, touched: torch.Tensor) -> None:  # touched: the distinct keys [k]
         """Rank every touched group anew (scores of the others stand: they are only truncated)."""
         store = self.store
         for key in touched.tolist():
@@ -168,7 +168,7 @@ class Buffer:
         if not len(self.store):
             return
         if touched is not None and self.selection_strategy is not None and not self.selection_strategy.online:
-            self._rescore(touched)
+            self._rescore(torch.unique(touched))  # only ranked groups need the distinct keys (not every_batch's)
         _, dense = self.store.group_keys()
         caps = torch.tensor(self.capacities(torch.bincount(dense).tolist()), dtype=torch.int64, device=dense.device)
         self.store.keep(top_per_group(dense, self.store.scores, caps))

@@ -210,15 +210,22 @@ def read_json(path: Path, kind: type = dict) -> Any:
     return value
 
 
+def read_csv_text(path: Path) -> str:
+    """A CSV file's text, refused from its header when it is wider than any table we write
+    (bounded work on absurd input, before parsing it)."""
+    text = read_text(path)
+    header = text.partition("\n")[0]
+    if header.count(",") >= MAX_COLUMNS:
+        raise OutputError(f"{path} has {header.count(',') + 1} columns; allowed: at most {MAX_COLUMNS}")
+    return text
+
+
 def read_table(path: Path, kind: type, columns: int = 2) -> list[list[Any]]:
     """The rows of a CSV table without its first column (`trained`), as `kind`; [] when absent.
     The header must begin with `trained` and have at least `columns` columns."""
     if not path.is_file():
         return []
-    text = read_text(path)
-    header = text.partition("\n")[0]
-    if header.count(",") >= MAX_COLUMNS:  # bounded work on absurd input, before parsing it
-        raise OutputError(f"{path} has {header.count(',') + 1} columns; allowed: at most {MAX_COLUMNS}")
+    text = read_csv_text(path)
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows or rows[0][:1] != ["trained"] or len(rows[0]) < columns:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs.rundir import (
-    ACCURACY, CONFIG, MAX_COLUMNS, OutputError, SUMMARY, csv_text, fmt, is_run, read_json, read_summary, read_table, read_text, write_atomic,
+    ACCURACY, CONFIG, OutputError, SUMMARY, csv_text, fmt, is_run, read_csv_text, read_json, read_summary, read_table,
+    read_text, write_atomic,
 )
 
 SWEEP_SUMMARY = "summary.csv"
@@ -175,9 +176,7 @@ def _cell(v: Any) -> str:
 def read_sweep_summary(sweep: Path) -> list[dict[str, Any]]:
     """Read `summary.csv` back: metrics as numbers (None where empty), overrides as text."""
     path = Path(sweep) / SWEEP_SUMMARY
-    text = read_text(path)
-    if text.partition("\n")[0].count(",") >= MAX_COLUMNS:
-        raise OutputError(f"{path} has more than {MAX_COLUMNS} columns")
+    text = read_csv_text(path)
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
         for r in rows:

@@ -111,26 +111,22 @@ def _shade(a: float) -> str:
     return "green" if a >= 0.8 else "yellow" if a >= 0.5 else "red"
 
 
-def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: after training experience i)") -> Table:
-    n = len(accuracy[0]) if accuracy else 0
+def _matrix_table(title: str, rows: list[list], column: str, cells, last: str, summary) -> Table:
+    """One row per experience trained: `cells(row)` under `column`0.., then `summary(row)`."""
     t = Table(title=title)
     t.add_column("trained", justify="right")
-    for j in range(n):
-        t.add_column(f"test {j}", justify="right")
-    t.add_column("average", justify="right", style="bold")
-    for i, row in enumerate(accuracy):
-        cells = [f"[{_shade(a)}]{a:.3f}[/]" for a in row]
-        t.add_row(str(i), *cells, f"{sum(row) / len(row):.3f}")
+    for j in range(len(rows[0]) if rows else 0):
+        t.add_column(f"{column}{j}", justify="right")
+    t.add_column(last, justify="right", style="bold")
+    for i, row in enumerate(rows):
+        t.add_row(str(i), *cells(row), summary(row))
     return t
+
+
+def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: after training experience i)") -> Table:
+    return _matrix_table(title, accuracy, "test ", lambda row: [f"[{_shade(a)}]{a:.3f}[/]" for a in row], "average",
+                         lambda row: f"{sum(row) / len(row):.3f}")
 
 
 def histogram_table(histograms: list[list[int]], title: str = "buffer samples per class") -> Table:
-    n = len(histograms[0]) if histograms else 0
-    t = Table(title=title)
-    t.add_column("trained", justify="right")
-    for k in range(n):
-        t.add_column(f"c{k}", justify="right")
-    t.add_column("total", justify="right", style="bold")
-    for i, row in enumerate(histograms):
-        t.add_row(str(i), *map(str, row), str(sum(row)))
-    return t
+    return _matrix_table(title, histograms, "c", lambda row: list(map(str, row)), "total", lambda row: str(sum(row)))
