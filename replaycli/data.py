@@ -1,7 +1,7 @@
 """`StreamDataset`: a dataset that is a tensor of ids (and task labels) into a `Pool`."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
@@ -30,6 +30,44 @@ class IntSequence(Sequence[int]):
 
     def __repr__(self) -> str:
         return repr(self.tensor.tolist())
+
+    # Avalanche's DataAttribute views, from one `unique` call each (no per-sample Python)
+    @property
+    def uniques(self) -> set[int]:
+        """The set of values."""
+        return set(torch.unique(self.tensor).tolist())
+
+    @property  # type: ignore[override]
+    def count(self) -> dict[int, int]:  # Avalanche's: a dict, where Sequence's is a method
+        """value -> number of samples."""
+        values, counts = torch.unique(self.tensor, return_counts=True)
+        return dict(zip(values.tolist(), counts.tolist()))
+
+    @property
+    def val_to_idx(self) -> dict[int, list[int]]:
+        """value -> the indices of its samples, ascending."""
+        order = torch.sort(self.tensor.cpu(), stable=True)
+        values, counts = torch.unique_consecutive(order.values, return_counts=True)
+        return {v: part.tolist() for v, part in zip(values.tolist(), order.indices.split(counts.tolist()))}
+
+
+class TaskSet(Mapping[int, "StreamDataset"]):
+    """`dataset.task_set[t]`: the samples of task label t, as a dataset (Avalanche's name)."""
+
+    def __init__(self, data: "StreamDataset"):
+        self.data = data
+
+    def __getitem__(self, t: int) -> "StreamDataset":
+        positions = (self.data.tasks == int(t)).nonzero().flatten()
+        if not len(positions):
+            raise KeyError(t)
+        return self.data.subset(positions)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.unique(self.data.tasks).tolist())
+
+    def __len__(self) -> int:
+        return len(torch.unique(self.data.tasks))
 
 
 class StreamDataset:
@@ -73,6 +111,10 @@ class StreamDataset:
     @property
     def targets_task_labels(self) -> IntSequence:
         return IntSequence(self.tasks)
+
+    @property
+    def task_set(self) -> TaskSet:
+        return TaskSet(self)
 
     def subset(self, indices: Sequence[int] | torch.Tensor) -> "StreamDataset":
         idx = torch.as_tensor(indices, dtype=torch.int64).to(self.ids.device)

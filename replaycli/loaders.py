@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from replaycli.data import StreamDataset
-from replaycli.errors import integer
+from replaycli.errors import ConfigError, integer
 from replaycli.memory.buffer import Buffer
 from replaycli.memory.store import group_lengths
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-_IGNORED = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "collate_fn"}
+_IGNORED = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "collate_fn",
+            "distributed_sampling"}  # one process, batches gathered by index: nothing for these to do
 
 
 def _options(kwargs: dict[str, Any]) -> tuple[bool, bool, torch.Generator | None]:
@@ -49,6 +50,13 @@ def group_positions(
             idx = idx[: (n // per_step) * per_step]
         idx = torch.cat([idx[:total], torch.full((max(0, total - len(idx)),), -1, dtype=torch.int64)])
     return idx.view(steps, per_step)
+
+
+def refuse_small(key: str, batch: int, groups: int, what: str) -> None:
+    """A balanced batch gives each group at least one sample: `batch` >= `groups`."""
+    if batch < groups:
+        raise ConfigError(f"{key}={batch} cannot give each of the {groups} {what} a sample per batch; "
+                          f"allowed: {key} >= {groups}")
 
 
 def _n_steps(n: int, per_step: int, drop_last: bool) -> int:
@@ -114,6 +122,7 @@ class GroupBalancedDataLoader(_MatrixLoader):
             data = data.concat(d)
         super().__init__(data, gen)
         self.quotas = group_lengths(len(self.datasets), self.batch_size)
+        refuse_small("batch_size", self.batch_size, len(self.datasets), "groups")
 
     @classmethod
     def for_run(cls, data: StreamDataset, buffer: Buffer | None, batch_size: int, batch_size_mem: int,
@@ -143,10 +152,24 @@ def split_by_task(data: StreamDataset) -> list[StreamDataset]:
 
 
 class TaskBalancedDataLoader(GroupBalancedDataLoader):
-    """A `GroupBalancedDataLoader` with one group per task label of `data`."""
+    """A `GroupBalancedDataLoader` with one group per task label of `data`. Both of Avalanche's
+    signatures: 0.6's `(data, batch_size=32, oversample_small_groups=False, **kwargs)` and the
+    older `(data, oversample_small_tasks=False, **kwargs)` (a bool second argument)."""
 
-    def __init__(self, data: StreamDataset, oversample_small_tasks: bool = False, **kwargs: Any):
-        super().__init__(split_by_task(data), oversample_small_tasks, **kwargs)
+    def __init__(self, data: StreamDataset, *args: Any, **kwargs: Any):
+        if len(args) > 2:
+            raise TypeError(f"TaskBalancedDataLoader takes at most 3 positional arguments ({len(args) + 1} given)")
+        if args and isinstance(args[0], bool):  # the older signature
+            kwargs.setdefault("oversample_small_tasks", args[0])
+        else:
+            for name, value in zip(("batch_size", "oversample_small_groups"), args):
+                if name in kwargs:
+                    raise TypeError(f"TaskBalancedDataLoader got multiple values for argument {name!r}")
+                kwargs[name] = value
+        old, new = kwargs.pop("oversample_small_tasks", None), kwargs.pop("oversample_small_groups", None)
+        if old is not None and new is not None and bool(old) != bool(new):
+            raise TypeError("oversample_small_tasks and oversample_small_groups are one setting; give one")
+        super().__init__(split_by_task(data), bool(old or new), **kwargs)
 
 
 class ReplayDataLoader(_MatrixLoader):
@@ -174,6 +197,7 @@ class ReplayDataLoader(_MatrixLoader):
         self.oversample = oversample_small_tasks
         has_memory = memory is not None and len(memory) > 0
         self.memory_groups = (split_by_task(memory) if task_balanced_dataloader else [memory]) if has_memory else []
+        refuse_small("batch_size_mem", self.batch_size_mem, len(self.memory_groups), "task groups of the memory")
         combined = data
         for m in self.memory_groups:
             combined = combined.concat(m)

@@ -9,6 +9,28 @@ from torch import nn
 
 from replaycli.errors import ConfigError, integer
 
+INITS = ("default", "xavier", "kaiming")
+
+
+def initialise(model: nn.Module, init: str) -> nn.Module:
+    """`model.init`: `default` keeps PyTorch's initialisation; `xavier` draws every Linear and Conv
+    weight from Glorot's uniform distribution (gain 1) and zeroes the biases, as Mammoth's
+    backbones do for their Linear layers (the DER paper's MLP has no other); `kaiming` draws them
+    from He's normal distribution for ReLU (fan_in) and zeroes the biases."""
+    if init not in INITS:
+        raise ConfigError(f"init={init!r} is not allowed; allowed: {', '.join(INITS)}")
+    if init == "default":
+        return model
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if init == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
 
 class SimpleMLP(nn.Module):
     """Flatten, `hidden_layers` x (Linear, ReLU, Dropout), then a linear classifier."""
@@ -21,6 +43,7 @@ class SimpleMLP(nn.Module):
         hidden_layers: int = 1,
         drop_rate: float = 0.5,
         input_shape: tuple[int, ...] | None = None,
+        init: str = "default",
     ):
         """`input_shape` (the run's uniform argument), when given, sets `input_size` to its product."""
         super().__init__()
@@ -35,6 +58,7 @@ class SimpleMLP(nn.Module):
             width = hidden_size
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, num_classes)
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))  # [B, num_classes]
@@ -43,7 +67,8 @@ class SimpleMLP(nn.Module):
 class SmallCNN(nn.Module):
     """Two conv blocks (conv, ReLU, max-pool) and a global average pool, then a linear head."""
 
-    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28), width: int = 32):
+    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28), width: int = 32,
+                 init: str = "default"):
         super().__init__()
         in_channels = input_shape[0]
         integer("width", width)
@@ -53,6 +78,7 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.classifier = nn.Linear(2 * width, num_classes)
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -77,7 +103,8 @@ class _Block(nn.Module):
 class SlimResNet18(nn.Module):
     """The reduced ResNet-18 of GEM/DER for CIFAR: `nf` base filters (20), 4 stages of 2 blocks."""
 
-    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (3, 32, 32), nf: int = 20):
+    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (3, 32, 32), nf: int = 20,
+                 init: str = "default"):
         super().__init__()
         in_channels = input_shape[0]
         integer("nf", nf)
@@ -91,6 +118,7 @@ class SlimResNet18(nn.Module):
             *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.classifier = nn.Linear(cin, num_classes)
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,7 +29,7 @@ _STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
-SOURCES = ("digits", *_LAYOUT)
+SOURCES = ("digits", "svhn", *_LAYOUT)
 DEFAULT_ROOT = Path("~/.cache/replaycli/data")
 
 
@@ -41,6 +42,13 @@ def load_source(source: str, root: str | Path | None, download: bool) -> tuple[P
     """Train and test pools of `source` (one of SOURCES)."""
     if source == "digits":
         return _digits()
+    if source == "svhn":
+        root = Path(DEFAULT_ROOT if root is None else root).expanduser()
+        try:
+            return _svhn(root, download)
+        except Exception as e:  # noqa: BLE001 (torchvision: missing files, failed download, unreadable .mat)
+            raise ConfigError(f"svhn data cannot be read under {root / 'SVHN'} ({_first_line(e)[:160]}); expected "
+                              "train_32x32.mat and test_32x32.mat there (download=true fetches them)") from None
     if source not in _LAYOUT:
         raise ConfigError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
     root = Path(DEFAULT_ROOT if root is None else root).expanduser()
@@ -132,3 +140,71 @@ def _torchvision(source: str, root: Path, download: bool) -> tuple[Pool, Pool]:
         return Pool(x, torch.tensor(ds.targets, dtype=torch.int64), *_STATS[source], augment=augment)
 
     return to_pool(tr), to_pool(te)
+
+
+SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+
+
+def _svhn(root: Path, download: bool) -> tuple[Pool, Pool]:
+    import torchvision.datasets as tvd
+
+    folder = root / "SVHN"
+
+    class Reader(tvd.SVHN):  # files checked for existence, not md5 (tests write small .mat files)
+        def _check_integrity(self) -> bool:
+            return os.path.isfile(os.path.join(self.root, self.filename))
+
+    def to_pool(split: str) -> Pool:
+        ds = Reader(str(folder), split=split, download=download)
+        return Pool(torch.from_numpy(ds.data).contiguous(), torch.from_numpy(ds.labels.astype("int64")).reshape(-1),
+                    *SVHN_STATS, augment=CropFlip(padding=4, flip=False))  # digits: no mirror
+
+    return to_pool("train"), to_pool("test")
+
+
+NOT_CLASSIFICATION = ("Coco", "VOC", "Kitti", "Cityscapes", "SBD", "WIDERFace", "Kinetics", "HMDB51", "UCF101",
+                      "Flickr", "SBU", "FlyingChairs", "FlyingThings3D", "Sintel", "KittiFlow", "HD1K", "Moving",
+                      "Middlebury", "CREStereo", "ETH3D", "InStereo", "SceneFlow", "Carla", "Falling", "LFW",
+                      "PhotoTour", "Omniglot", "CelebA", "OxfordIIITPet", "SEMEION")
+
+
+def torchvision_samples(name: str, root: str | Path, download: bool) -> tuple[Any, Any]:
+    """The train and test samples of torchvision's data set class `name` (its files where
+    torchvision keeps them under `root`: MNIST/raw/, cifar-10-batches-py/, train_32x32.mat, ...):
+    ConfigError when it is not a classification data set with a train/test split."""
+    import inspect
+
+    import torchvision.datasets as tvd
+
+    from replaycli.inputs import Samples, as_array, images_first, labels, materialise
+
+    cls = getattr(tvd, str(name), None)
+    classification = [n for n in sorted(tvd.__all__) if _splits(getattr(tvd, n)) and not n.startswith(NOT_CLASSIFICATION)]
+    if not inspect.isclass(cls) or not _splits(cls) or str(name).startswith(NOT_CLASSIFICATION):
+        raise ConfigError(f"benchmark.name={name!r} is not a torchvision classification data set with a train/test split; "
+                          f"allowed: {', '.join(classification)}")
+    folder = Path(DEFAULT_ROOT if root is None else root).expanduser()  # torchvision's own layout under it
+    made = []
+    for train in (True, False):
+        split = {"train": train} if "train" in _splits(cls) else {"split": "train" if train else "test"}
+        try:
+            ds = cls(str(folder), download=download, **split)
+        except Exception as e:  # noqa: BLE001 (torchvision: missing files, failed download)
+            raise ConfigError(f"{name} cannot be read under {folder} ({_first_line(e)[:160]}); download={download}") from None
+        data, targets = getattr(ds, "data", None), getattr(ds, "targets", getattr(ds, "labels", None))
+        if data is not None and targets is not None and len(data) == len(targets):  # the arrays torchvision holds
+            x = images_first(torch.as_tensor(as_array(data)))
+            made.append(Samples(x, labels(torch.as_tensor(as_array(targets)).reshape(-1), f"{name} labels", len(x))))
+        else:  # read sample by sample, once
+            made.append(materialise(ds, str(name)))
+    return made[0], made[1]
+
+
+def _splits(cls: Any) -> tuple[str, ...]:
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return ()
+    return tuple(k for k in ("train", "split") if k in params)

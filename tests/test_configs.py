@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 import torch
 from conftest import compose_cfg
 from omegaconf import OmegaConf
-from rawfiles import write_cifar10, write_cifar100, write_mnist
+from rawfiles import (
+    write_cifar10, write_cifar100, write_core50, write_image_folder, write_mnist, write_npz, write_svhn, write_tinyimagenet,
+)
 
 from replaycli.methods.base import Batch
 from replaycli.run.build import build, logger
@@ -47,6 +50,17 @@ def data_root(tmp_path_factory) -> Path:
     write_mnist(root, "FashionMNIST", n_train=100, n_test=40, seed=1)
     write_cifar10(root, per_batch=20, n_test=30)
     write_cifar100(root, n_train=200, n_test=100)
+    # the user-data options' header commands name these, relative to the working directory (the test's)
+    write_npz(root / "data.npz")
+    for split, n in (("train", 2), ("test", 1)):
+        write_image_folder(root / "DIR" / split, [f"c{k}" for k in range(10)], n, seed=len(split))
+    write_svhn(root)
+    write_tinyimagenet(root)
+    write_core50(root)
+    (root / "mydata.py").write_text(
+        "import torch\nfrom replaycli.generators import nc_benchmark\n\n"
+        "def make(n_experiences=2):\n    x, y = torch.randn(40, 6), torch.arange(40) % 4\n"
+        "    return nc_benchmark((x, y), (x, y), n_experiences, shuffle=False)\n")
     return root
 
 
@@ -79,16 +93,19 @@ def test_option_file_begins_with_the_command_that_uses_it(group, option):
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)
-def test_every_option_composes_builds_and_trains_one_step(group, option, data_root, tmp_path):
+def test_every_option_composes_builds_and_trains_one_step(group, option, data_root, tmp_path, monkeypatch):
     """Compose the option with the command at the top of its file, build every object through the
     runner's own function (the logger too), and take one step of the method on the loader's batch."""
+    monkeypatch.chdir(data_root)  # benchmark.path=data.npz, benchmark.root=DIR, mydata.make
+    monkeypatch.setattr(sys, "path", [*sys.path])  # build() adds the working directory for mydata.make
     path = CONFIGS / group / f"{option}.yaml"
     local = [f"data_root={data_root}", "download=false", "device=cpu", "progress=none", "train_mb_size=8"]
     cfg = compose_cfg(header_overrides(path) + local, hydra=True)
     if group != "experiment":
         assert cfg.hydra.runtime.choices[group] == option
-        declared = OmegaConf.load(path).get("_target_")
-        assert cfg[group].get("_target_") == declared
+        declared = OmegaConf.load(path)
+        if not OmegaConf.is_missing(declared, "_target_"):  # benchmark=custom: the command names it
+            assert cfg[group].get("_target_") == declared._target_
     del cfg.hydra
     run, _ = build(cfg)
     log = logger(cfg, tmp_path)

@@ -66,6 +66,11 @@ def test_replay_batches_hold_promised_current_and_memory(
     current = StreamDataset(pool, torch.arange(n_cur), torch.full((n_cur,), 7))
     memory = StreamDataset(pool, torch.arange(n_cur, n_cur + n_mem), torch.tensor(mem_tasks, dtype=torch.int64))
     tasks = {i: 7 for i in range(n_cur)} | {n_cur + j: t for j, t in enumerate(mem_tasks)}
+    groups = len(set(mem_tasks)) if balanced else min(n_mem, 1)
+    if bs_mem < groups:  # a memory batch too small to give every task group a sample is refused
+        with pytest.raises(ValueError, match=f"batch_size_mem={bs_mem} cannot give each of the {groups} task groups"):
+            ReplayDataLoader(current, memory, oversample, bs, bs_mem, balanced)
+        return
     dl = ReplayDataLoader(current, memory, oversample, bs, bs_mem, balanced, shuffle=shuffle,
                           drop_last=drop_last, generator=torch.Generator().manual_seed(seed))
     mem_groups = sorted(set(mem_tasks)) if balanced else [None]
@@ -140,6 +145,10 @@ def test_group_balanced_quotas(sizes, bs, shuffle, drop_last, oversample, seed):
     datasets = [StreamDataset(pool, torch.arange(a, b), torch.full((b - a,), g)) for g, (a, b) in
                 enumerate(zip(bounds, bounds[1:]))]
     tasks = {i: g for g, (a, b) in enumerate(zip(bounds, bounds[1:])) for i in range(a, b)}
+    if bs < len(sizes):  # a batch too small to give every group a sample is refused
+        with pytest.raises(ValueError, match=f"batch_size={bs} cannot give each of the {len(sizes)} groups"):
+            GroupBalancedDataLoader(datasets, oversample, bs)
+        return
     dl = GroupBalancedDataLoader(datasets, oversample, bs, shuffle=shuffle, drop_last=drop_last,
                                  generator=torch.Generator().manual_seed(seed))
     quotas = group_lengths(len(sizes), bs)

@@ -8,12 +8,21 @@ A run directory holds:
 - `metrics.jsonl`        one JSON object per finished experience (accuracies, loss, histogram, seconds,
                          and what the `metrics` config adds: `train_accuracy`, `test_loss`,
                          `stream_loss`, `epochs` [one record per epoch], `minibatches`, resources);
+- `task_il_accuracy.csv` for a class-IL run of a stream with task labels: accuracy.csv's layout, each
+                         sample predicted among its task's classes (the same logits, masked at evaluation);
+- `val_accuracy.csv`     with `benchmark.validation`: accuracy.csv's layout on the validation stream (held out of
+                         each training experience: column `test_j` is validation experience j);
+                         `val_task_il_accuracy.csv` beside it for a stream with task labels;
+- `class_names.json`     when the data's labels were not 0..K-1 (a folder's class names, a file's own labels):
+                         the name of each class k, as a JSON list;
 - `confusion.csv`        with `metrics=[...,confusion]`: the test stream's confusion matrix after each
                          experience, stacked: columns `trained`, `true`, `pred_0` .. `pred_{C-1}`;
                          row (i, k) counts the test samples of class k predicted as each class after
                          training experience i, so it sums to the test samples of class k;
                          `np.loadtxt(f, delimiter=",", skiprows=1, dtype=int)[:, 2:].reshape(E, C, C)`;
 - `summary.json`         final_accuracy, forgetting, bwt, seconds, seed, device, versions, status;
+                         final_task_il_accuracy, final_val_accuracy, final_val_task_il_accuracy beside
+                         the tables above;
                          absent while the run goes on (or was killed), status "complete" at the end,
                          "failed" / "interrupted" (with `error`) when an error or Ctrl-C stopped it;
                          with `timing`: `timing` (seconds per experience and epoch); with
@@ -43,7 +52,10 @@ CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json",
 )
 CHECKPOINT = "checkpoint.pt"
-CONFUSION, LOG = "confusion.csv", "run.log"
+CONFUSION, LOG, CLASS_NAMES = "confusion.csv", "run.log", "class_names.json"
+# accuracy.csv's siblings: a record's key -> its table (written when the records hold the key)
+SIDE_TABLES = {"task_il_accuracy": "task_il_accuracy.csv", "val_accuracy": "val_accuracy.csv",
+               "val_task_il_accuracy": "val_task_il_accuracy.csv"}
 
 
 class OutputError(ValueError):
@@ -53,7 +65,7 @@ class OutputError(ValueError):
 def stale_temporaries(root: Path) -> list[Path]:
     """The temporary files a killed `write_atomic` left in `root`: `.NAME.<hex>.tmp` for the names
     of a run directory only (a user's `.notes.tmp` is not ours)."""
-    names = {CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY, CHECKPOINT, CONFUSION}
+    names = {CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY, CHECKPOINT, CONFUSION, CLASS_NAMES, *SIDE_TABLES.values()}
     return [p for p in Path(root).glob(".*.tmp") if p.name[1:].rsplit(".", 2)[0] in names]
 
 
@@ -90,6 +102,12 @@ def fmt(x: float) -> str:
     return repr(float(x))  # shortest exact float text: bit-for-bit reproducible files
 
 
+def accuracy_text(rows: list[list[float]], n: int) -> str:
+    """accuracy.csv's layout: `trained`, `test_j` for each of the `n` evaluated experiences, `average`."""
+    header = ["trained", *(f"test_{j}" for j in range(n)), "average"]
+    return csv_text(header, [[i, *map(fmt, row), fmt(sum(row) / len(row))] for i, row in enumerate(rows)])
+
+
 # --- writing ---------------------------------------------------------------------------------
 @dataclass
 class RunWriter:
@@ -110,6 +128,9 @@ class RunWriter:
     def write_config(self, yaml_text: str) -> None:
         write_atomic(self.root / CONFIG, yaml_text)
 
+    def write_class_names(self, names: list[str]) -> None:
+        write_atomic(self.root / CLASS_NAMES, json.dumps(list(names)) + "\n")
+
     def add_experience(self, accuracy: list[float], histogram: list[int], record: dict[str, Any]) -> None:
         """Append the results of one finished experience, in memory only (see `write_tables`)."""
         assert len(accuracy) == self.n_test and len(histogram) == self.n_classes
@@ -123,9 +144,11 @@ class RunWriter:
 
     def write_tables(self) -> None:
         """Rewrite accuracy.csv, buffer_histogram.csv and metrics.jsonl from what is in memory."""
-        acc_header = ["trained", *(f"test_{j}" for j in range(self.n_test)), "average"]
-        acc_rows = [[i, *map(fmt, row), fmt(sum(row) / len(row))] for i, row in enumerate(self.accuracy)]
-        write_atomic(self.root / ACCURACY, csv_text(acc_header, acc_rows))
+        write_atomic(self.root / ACCURACY, accuracy_text(self.accuracy, self.n_test))
+        for key, name in SIDE_TABLES.items():
+            if self.records and key in self.records[0]:
+                rows = [r[key] for r in self.records]
+                write_atomic(self.root / name, accuracy_text(rows, len(rows[0])))
         hist_header = ["trained", *(f"class_{k}" for k in range(self.n_classes))]
         write_atomic(self.root / HISTOGRAM, csv_text(hist_header, [[i, *r] for i, r in enumerate(self.histograms)]))
         write_atomic(self.root / METRICS, "".join(self._json_lines()))
@@ -147,7 +170,10 @@ class RunWriter:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         final = self.accuracy[-1] if self.accuracy else []
+        side = {f"final_{key}": sum(row) / len(row) for key in SIDE_TABLES
+                for row in [self.records[-1].get(key) if self.records else None] if row}
         base = {
+            **side,
             "final_accuracy": sum(final) / len(final) if final else None,
             "forgetting": formulas.forgetting(self.accuracy),
             "bwt": formulas.bwt(self.accuracy),

@@ -4,6 +4,7 @@ in. Everything is checked and built here, before a run writes anything."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable
 
 import torch
@@ -33,12 +34,16 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
     from hydra.utils import instantiate
 
     node = cfg.get(name)
+    if isinstance(node, DictConfig):
+        for key in sorted(OmegaConf.missing_keys(node)):  # `path: ???` in the option's YAML (keys from the root)
+            raise ConfigError(f"{key} is required; allowed: {name}={rules.option(cfg, name, '')} {key}=VALUE")
     if not isinstance(node, DictConfig) or node.get("_target_") is None:
         return None
     try:
         factory = instantiate(node)  # every option is `_partial_`: the objects are passed below
     except InstantiationException as e:
-        why = first_line(e.__cause__ or e)
+        cause = e.__cause__ or e  # an ImportError's message spans lines: the module that is missing is on the second
+        why = " ".join(str(cause).split())[:300] if isinstance(cause, ImportError) else first_line(cause)
         raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {why}") from None
     try:
         return factory(**objects)
@@ -48,6 +53,9 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
     except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as e:  # `~buffer.max_size`, a model too
         # large to allocate, a value the target (torch's own, a user's) refuses in its own words
         raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {first_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 (a user's own factory: a missing file, a KeyError, ...)
+        raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: "
+                          f"{type(e).__name__}: {first_line(e)}") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,12 +74,15 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
     from replaycli.scenario import task_mask
+    from replaycli.stream import Benchmark
 
     try:
         OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)  # `seed=${foo}`
     except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
         raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
     rules.check_settings(cfg)
+    if os.getcwd() not in sys.path:  # a user's own `_target_` (mydata.make) is imported from the working directory
+        sys.path.append(os.getcwd())
     rules.check_arguments(cfg, INJECTED)
     method_class = rules.method_class(cfg)
     device = resolve_device(cfg.device)
@@ -81,7 +92,11 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     torch.use_deterministic_algorithms(cfg.deterministic)
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
-    bench = group(cfg, "benchmark").to(device)
+    bench = group(cfg, "benchmark")
+    if not isinstance(bench, Benchmark):
+        raise ConfigError(f"benchmark={rules.option(cfg, 'benchmark', str(cfg.benchmark._target_))} returned "
+                          f"{str(bench)[:40]} (type {type(bench).__name__}); allowed: a Benchmark (replaycli.generators.nc_benchmark makes one)")
+    bench = bench.to(device)
     rules.check_scenario(cfg, bench)
     model = group(cfg, "model", num_classes=bench.n_classes, input_shape=bench.train_pool.sample_shape).to(device)
     rules.check_optimizer(cfg)

@@ -14,6 +14,7 @@ from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method
 from replaycli.run.meters import TrainMeter, evaluate_stream
 from replaycli.run.metrics import Metrics
+from replaycli.scenario import task_mask
 
 
 @dataclass
@@ -93,8 +94,14 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     t1 = time.perf_counter()
     update_memory(run, exp)
     t2 = time.perf_counter()
+    both = task_mask(run.bench).to(run.bench.test_pool.device) if run.mask is None and run.bench.n_tasks > 1 else None
     test = evaluate_stream(run.model, run.bench.test_stream, run.eval_mb_size, run.mask, n_classes,
-                           loss=m.on("loss"), confusion=m.on("confusion"))
+                           loss=m.on("loss"), confusion=m.on("confusion"), task_il=both)
+    if run.bench.valid_stream is not None:  # the held-out part of the training stream: for choosing hyper-parameters
+        valid = evaluate_stream(run.model, run.bench.valid_stream, run.eval_mb_size, run.mask, n_classes, task_il=both)
+        test["val_accuracy"] = valid["accuracy"]
+        if both is not None:
+            test["val_task_il_accuracy"] = valid["task_il_accuracy"]
     t3 = time.perf_counter()
     acc = test.pop("accuracy")
     return {

@@ -155,33 +155,43 @@ class TrainMeter:
 @torch.no_grad()
 def evaluate_stream(
     model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None = None,
-    n_classes: int = 0, loss: bool = False, confusion: bool = False,
+    n_classes: int = 0, loss: bool = False, confusion: bool = False, task_il: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """`accuracy` (a fraction) on each experience of `stream`; with `loss`, `test_loss` per
     experience and `stream_loss` over every sample; with `confusion`, `confusion` [true][predicted]
     counts over the whole stream. Task-IL: predictions among the task's classes (`mask`).
+    `task_il` (a task mask, for a class-IL run of a stream with task labels): also
+    `task_il_accuracy`, the same logits' argmax among each sample's task classes (Mammoth's
+    task-IL figure from a class-IL run).
 
     The logits of the whole stream are reduced at once at the end (a few kernels, one sync),
     not batch by batch."""
     model.eval()
-    outs, ys, sizes = [], [], []
+    outs, ys, ts, sizes = [], [], [], []
     for exp in stream:
         data = exp.dataset.eval()
         for start in range(0, len(data), batch_size):
             x, y, t = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=data.ids.device))
             outs.append(masked(model(x), t, mask))  # [B, C]
             ys.append(y)
+            ts.append(t)
         sizes.append(len(data))
     if not outs:
         return {"accuracy": [0.0] * len(sizes)}
     out, y = torch.cat(outs), torch.cat(ys)  # [N, C], [N]: the stream, experience after experience
     pred = out.max(1).indices  # the argmax (first of equal maxima), faster on the CPU
-    per_sample = (pred == y).to(out.dtype)  # [N] hits; with the loss [N, 2]: hits, cross-entropy
+    columns = [(pred == y).to(out.dtype)]  # [N] hits; then cross-entropy, task-IL hits: [N, k]
     if loss:
-        per_sample = torch.stack([per_sample, F.cross_entropy(out, y, reduction="none")], 1)
+        columns.append(F.cross_entropy(out, y, reduction="none"))
+    if task_il is not None:
+        columns.append((masked(out, torch.cat(ts), task_il).max(1).indices == y).to(out.dtype))
+    per_sample = torch.stack(columns, 1)
     values = torch.stack([v.sum(0) for v in per_sample.split(sizes)]).tolist()  # the evaluation's one sync
-    correct, loss_sums = (values, None) if not loss else ([v[0] for v in values], [v[1] for v in values])
+    correct = [v[0] for v in values]
+    loss_sums = [v[1] for v in values] if loss else None
     result: dict[str, Any] = {"accuracy": [c / max(n, 1) for c, n in zip(correct, sizes)]}
+    if task_il is not None:
+        result["task_il_accuracy"] = [v[-1] / max(n, 1) for v, n in zip(values, sizes)]
     if loss_sums is not None:
         result["test_loss"] = [ls / max(n, 1) for ls, n in zip(loss_sums, sizes)]
         result["stream_loss"] = sum(loss_sums) / max(sum(sizes), 1)

@@ -95,14 +95,14 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
     passes (`injected`): `+model.foo=1` is refused here, not as a TypeError deep in the build."""
     import inspect
 
-    from hydra.utils import get_object
+    from hydra._internal.utils import _locate  # hydra.utils.get_object, without its log line on failure
 
     for group, node in cfg.items():
         target = node.get("_target_") if isinstance(node, DictConfig) else None
         if target is None:
             continue
         try:
-            params = inspect.signature(get_object(str(target))).parameters.values()
+            params = inspect.signature(_locate(str(target))).parameters.values()
         except Exception:  # not importable: the build says so, in one line
             continue
         if any(p.kind == p.VAR_KEYWORD for p in params):
@@ -165,6 +165,10 @@ def check_memory(cfg: DictConfig, method: type, buffer: Any, bench: Any) -> None
             key = next((k for k in ("total_num_classes", "num_experiences", "total_num_groups") if k in cfg.buffer), "")
             raise ConfigError(f"buffer.{key}={buffer.total_num_groups} fixes fewer shares than the stream's {keys} "
                               f"{buffer.groupby or 'group'} keys; allowed: >= {keys}, or buffer.adaptive_size=true")
+    if (cfg.get("loader") or {}).get("task_balanced_dataloader") and cfg.mem_mb_size < bench.n_tasks:
+        raise ConfigError(f"mem_mb_size={cfg.mem_mb_size} cannot give each of the stream's {bench.n_tasks} task labels a "
+                          f"memory sample per batch (loader.task_balanced_dataloader=true); allowed: mem_mb_size >= "
+                          f"{bench.n_tasks}")
     selection = buffer.selection_strategy
     if cfg.buffer_update == "every_batch" and selection is not None and not selection.online:
         raise ConfigError(f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "

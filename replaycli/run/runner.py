@@ -87,6 +87,8 @@ def begin(cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: 
 
     if resume is None:
         writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        if run.bench.class_names is not None:  # what each class k was called in the user's data
+            writer.write_class_names(run.bench.class_names)
         return 0, 0.0, 0
     checkpoint.restore(resume, run, generator, writer, writer.root / CHECKPOINT)
     done = resume["experiences_done"]

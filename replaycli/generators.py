@@ -1,0 +1,306 @@
+"""Benchmark generators: a user's own data as a stream (Avalanche 0.6's names, tensors inside).
+
+`nc_benchmark` (new classes per experience), `ni_benchmark` (new instances of all classes),
+`dataset_benchmark` / `benchmark_from_datasets` (one given dataset per experience) and
+`tensors_benchmark` (one `(x, y[, t])` tuple per experience) take anything
+`replaycli.inputs.samples` accepts. Labels need not be contiguous: they are remapped to
+0..K-1 in sorted order, and `Benchmark.class_names` keeps the original of each. Then
+`benchmark_with_validation_stream` holds out a validation split, `split_online_stream` cuts
+experiences into fixed-size pieces, and `protocol` applies the CLI's keys for both.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split
+from replaycli.data import StreamDataset
+from replaycli.errors import ConfigError, flag, integer
+from replaycli.inputs import Samples, samples
+from replaycli.pool import Pool
+from replaycli.transforms import Augment
+
+
+def pools(train: Samples, test: Samples, normalize: str | None = None, augment: Augment | None = None,
+          stats: Any = None, *extra: Samples) -> tuple[Pool, ...]:
+    """Train, test (and `extra`) pools with labels remapped to 0..K-1 (sorted), normalised with
+    the training pool's statistics, and the original labels' names (a folder's class names, else
+    the labels as text when they were not 0..K-1 already) last."""
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise ConfigError(f"train samples are {list(train.x.shape[1:])} but test samples {list(test.x.shape[1:])}; "
+                          "allowed: one shape")
+    classes = torch.unique(train.y)  # sorted
+    unseen = torch.unique(test.y[~torch.isin(test.y, classes)])
+    if len(unseen):
+        raise ConfigError(f"class {_name(train, int(unseen[0]))} has test samples but no training samples; "
+                          "allowed: test classes that are trained on")
+    missing = classes[~torch.isin(classes, test.y)]
+    if len(missing):
+        raise ConfigError(f"class {_name(train, int(missing[0]))} has no test samples; allowed: a test set with every "
+                          "class (a folder: benchmark.test_fraction splits one folder)")
+    names = train.names
+    if names is None and not torch.equal(classes, torch.arange(len(classes))):
+        names = [str(c) for c in classes.tolist()]
+    if train.names is not None:
+        names = [train.names[c] for c in classes.tolist()]
+    for s in extra:
+        if s.x.shape[1:] != train.x.shape[1:] or not torch.isin(s.y, classes).all():
+            raise ConfigError("validation samples must have the training samples' shape and classes")
+    made = [Pool(s.x, torch.searchsorted(classes, s.y.to(torch.int64)), augment=augment, mapped=s.mapped)
+            for s in (train, test, *extra)]
+    how = normalize or ("standard" if train.x.dtype == torch.uint8 else "none")
+    made[0].normalized(how, stats)
+    for p in made[1:]:
+        p.normalized(how, (made[0].mean.flatten().tolist(), made[0].std.flatten().tolist()) if how == "standard" else None)
+    return (*made, names)
+
+
+def _name(s: Samples, label: int) -> str:
+    return repr(s.names[label]) if s.names is not None and 0 <= label < len(s.names) else str(label)
+
+
+def experience_sizes(n_classes: int, n_experiences: Any, per_exp_classes: Mapping[int, int] | None) -> list[int]:
+    """Classes per experience: `per_exp_classes` fixes some, the rest share the remaining classes
+    equally; ConfigError when they cannot."""
+    divisors = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
+    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1:
+        raise ConfigError(f"n_experiences={n_experiences!r} does not divide the {n_classes} classes; allowed: {divisors}, "
+                          "or per_exp_classes")
+    fixed = {int(k): int(v) for k, v in dict(per_exp_classes or {}).items()}
+    if any(not 0 <= k < n_experiences for k in fixed) or any(v < 1 for v in fixed.values()):
+        raise ConfigError(f"per_exp_classes={fixed} must map experiences 0..{n_experiences - 1} to >= 1 classes")
+    rest, free = n_classes - sum(fixed.values()), n_experiences - len(fixed)
+    if rest < 0 or (free and rest % free) or (not free and rest):
+        why = f"per_exp_classes={fixed} leaves {rest} classes for {free} experiences" if fixed else \
+            f"n_experiences={n_experiences} does not divide the {n_classes} classes"
+        raise ConfigError(f"{why}; allowed: {divisors}, or per_exp_classes")
+    each = rest // free if free else 0
+    return [fixed.get(i, each) for i in range(n_experiences)]
+
+
+def nc_benchmark(
+    train_dataset: Any, test_dataset: Any, n_experiences: int, task_labels: bool = False, shuffle: bool = True,
+    seed: int | None = None, fixed_class_order: Sequence[int] | None = None,
+    per_exp_classes: Mapping[int, int] | None = None, class_ids_from_zero_from_first_exp: bool = False,
+    class_ids_from_zero_in_each_exp: bool = False, normalize: str | None = None, augment: Augment | None = None,
+    name: str = "nc_benchmark", stats: Any = None,
+) -> Benchmark:
+    """New classes: the classes are split over `n_experiences` (in the order `fixed_class_order`
+    gives, in original labels, else a permutation drawn from `seed` when `shuffle`, else sorted);
+    experience i has task label i with `task_labels`. `class_ids_from_zero_from_first_exp`
+    relabels classes by their position in the order; `class_ids_from_zero_in_each_exp` by
+    their position in their experience (the model then has as many outputs as the largest)."""
+    flag("task_labels", task_labels)
+    train, test = samples(train_dataset, "train_dataset"), samples(test_dataset, "test_dataset")
+    train_pool, test_pool, names = pools(train, test, normalize, augment, stats)
+    k = len(torch.unique(train_pool.y))
+    if fixed_class_order is not None:
+        original = torch.unique(train.y)
+        given = torch.as_tensor([int(c) for c in fixed_class_order])
+        if len(given) != k or not torch.equal(torch.sort(given).values, original):
+            raise ConfigError(f"fixed_class_order={given.tolist()} must be a permutation of the {k} classes "
+                              f"{original.tolist()}")
+        order = torch.searchsorted(original, given).tolist()
+    elif shuffle:
+        order = class_order(k, seed, None) if seed is not None else torch.randperm(k).tolist()
+    else:
+        order = list(range(k))
+    if class_ids_from_zero_from_first_exp and class_ids_from_zero_in_each_exp:
+        raise ConfigError("class_ids_from_zero_from_first_exp and class_ids_from_zero_in_each_exp exclude each other")
+    from_zero = "first_exp" if class_ids_from_zero_from_first_exp else "each_exp" if class_ids_from_zero_in_each_exp else None
+    return class_split(name, train_pool, test_pool, order, experience_sizes(k, n_experiences, per_exp_classes),
+                       task_labels, from_zero, names)
+
+
+def _partition(pool: Pool, n: int, shuffle: bool, balance: bool, g: torch.Generator) -> list[torch.Tensor]:
+    y = pool.y.cpu()
+    ids = torch.randperm(len(y), generator=g) if shuffle else torch.arange(len(y))
+    if not balance:
+        return [torch.sort(part).values for part in ids.tensor_split(n)]
+    parts: list[list[torch.Tensor]] = [[] for _ in range(n)]
+    for c in torch.unique(y).tolist():  # each class dealt evenly over the experiences
+        for i, part in enumerate(ids[y[ids] == c].tensor_split(n)):
+            parts[i].append(part)
+    return [torch.sort(torch.cat(p)).values for p in parts]
+
+
+def ni_benchmark(
+    train_dataset: Any, test_dataset: Any, n_experiences: int, task_labels: bool = False, shuffle: bool = True,
+    seed: int | None = None, balance_experiences: bool = False, normalize: str | None = None,
+    augment: Augment | None = None, name: str = "ni_benchmark", stats: Any = None,
+) -> Benchmark:
+    """New instances: the training samples are dealt over `n_experiences` (in a random order from
+    `seed` when `shuffle`; each class evenly with `balance_experiences`); every experience may
+    hold every class. The test stream is one experience: the whole test set."""
+    integer("n_experiences", n_experiences)
+    flag("task_labels", task_labels)
+    train, test = samples(train_dataset, "train_dataset"), samples(test_dataset, "test_dataset")
+    train_pool, test_pool, names = pools(train, test, normalize, augment, stats)
+    if n_experiences > len(train_pool):
+        raise ConfigError(f"n_experiences={n_experiences} is more than the {len(train_pool)} training samples")
+    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    exps = []
+    for i, ids in enumerate(_partition(train_pool, n_experiences, shuffle, balance_experiences, g)):
+        task = i if task_labels else 0
+        exps.append(Experience(StreamDataset(train_pool, ids, torch.full_like(ids, task)), i,
+                               torch.unique(train_pool.y[ids]).tolist(), task))
+    all_test = torch.arange(len(test_pool))
+    test_exp = Experience(StreamDataset(test_pool, all_test), 0, torch.unique(test_pool.y).tolist(), 0)
+    k = len(torch.unique(train_pool.y))
+    return Benchmark(name, Stream("train", exps), Stream("test", [test_exp]), k, list(range(k)),
+                     train_pool, test_pool, class_names=names)
+
+
+def _concat(parts: list[Samples], what: str) -> tuple[Samples, list[torch.Tensor], list[int]]:
+    """One Samples of `parts` (same shape and dtype), each part's ids, each part's task label."""
+    if not parts:
+        raise ConfigError(f"{what} is empty; allowed: at least one dataset")
+    for i, p in enumerate(parts):
+        if p.x.shape[1:] != parts[0].x.shape[1:] or p.x.dtype != parts[0].x.dtype:
+            raise ConfigError(f"{what}[{i}] holds {str(p.x.dtype)[6:]} {list(p.x.shape[1:])} samples, {what}[0] "
+                              f"{str(parts[0].x.dtype)[6:]} {list(parts[0].x.shape[1:])}; allowed: one shape and dtype")
+        if p.t is not None and len(torch.unique(p.t)) > 1:
+            raise ConfigError(f"{what}[{i}] has task labels {torch.unique(p.t).tolist()}; allowed: one per experience")
+    bounds = torch.tensor([0] + [len(p) for p in parts]).cumsum(0).tolist()
+    ids = [torch.arange(a, b) for a, b in zip(bounds, bounds[1:])]
+    tasks = [int(p.t[0]) if p.t is not None and len(p.t) else 0 for p in parts]
+    x = torch.cat([p.x for p in parts]) if len(parts) > 1 else parts[0].x
+    return Samples(x, torch.cat([p.y for p in parts]), None, parts[0].names, parts[0].mapped if len(parts) == 1 else None), ids, tasks
+
+
+def dataset_benchmark(train_datasets: Sequence[Any], test_datasets: Sequence[Any], normalize: str | None = None,
+                      augment: Augment | None = None, name: str = "dataset_benchmark",
+                      task_labels: Sequence[int] | None = None, **other_streams: Sequence[Any]) -> Benchmark:
+    """One experience per given dataset (train and test streams of their own lengths). Task
+    labels: `task_labels[i]`, else the dataset's own (`(x, y, t)`), else 0. `other_streams`
+    (e.g. `valid=[...]`) become streams of the same pools' kind (`valid_stream`)."""
+    train, train_ids, train_tasks = _concat([samples(d, f"train[{i}]") for i, d in enumerate(train_datasets)], "train")
+    test, test_ids, test_tasks = _concat([samples(d, f"test[{i}]") for i, d in enumerate(test_datasets)], "test")
+    if task_labels is not None:
+        if len(task_labels) != len(train_ids):
+            raise ConfigError(f"task_labels has {len(task_labels)} labels for {len(train_ids)} experiences")
+        train_tasks = [int(t) for t in task_labels]
+        test_tasks = train_tasks[:len(test_ids)] + [0] * max(0, len(test_ids) - len(train_ids))
+    valid = other_streams.pop("valid", None)
+    if other_streams:
+        raise ConfigError(f"{next(iter(other_streams))}=: unknown stream; allowed: train, test, valid")
+    valid_parts = _concat([samples(d, f"valid[{i}]") for i, d in enumerate(valid)], "valid") if valid else None
+    train_pool, test_pool, *valid_pool, names = pools(train, test, normalize, augment, None,
+                                                      *([valid_parts[0]] if valid_parts else []))
+
+    def stream(kind: str, pool: Pool, ids: list[torch.Tensor], tasks: list[int]) -> Stream:
+        return Stream(kind, [Experience(StreamDataset(pool, i, torch.full_like(i, t)), e,
+                                        torch.unique(pool.y[i]).tolist(), t) for e, (i, t) in enumerate(zip(ids, tasks))])
+
+    k = len(torch.unique(train_pool.y))
+    bench = Benchmark(name, stream("train", train_pool, train_ids, train_tasks),
+                      stream("test", test_pool, test_ids, test_tasks), k, list(range(k)), train_pool, test_pool,
+                      class_names=names)
+    if valid_parts:
+        bench.valid_stream = stream("valid", valid_pool[0], valid_parts[1], valid_parts[2])
+    return bench
+
+
+def benchmark_from_datasets(train: Sequence[Any], test: Sequence[Any], **streams: Sequence[Any]) -> Benchmark:
+    """`benchmark_from_datasets(train=[...], test=[...], valid=[...])`: `dataset_benchmark` by stream name."""
+    return dataset_benchmark(train, test, **streams)
+
+
+def tensors_benchmark(train_tensors: Sequence[Sequence[Any]], test_tensors: Sequence[Sequence[Any]],
+                      task_labels: Sequence[int] | None = None, complete_test_set_only: bool = False,
+                      **kwargs: Any) -> Benchmark:
+    """One `(x, y[, t])` tuple per experience; `complete_test_set_only`: `test_tensors` is one
+    tuple, the whole test set, as one test experience."""
+    tests = [test_tensors] if complete_test_set_only else list(test_tensors)
+    bench = dataset_benchmark(list(train_tensors), tests, task_labels=None, name="tensors_benchmark", **kwargs)
+    if task_labels is not None:
+        if len(task_labels) != len(bench.train_stream):
+            raise ConfigError(f"task_labels has {len(task_labels)} labels for {len(bench.train_stream)} experiences")
+        for stream in (bench.train_stream, bench.test_stream):
+            for e in stream:
+                t = int(task_labels[e.current_experience]) if not complete_test_set_only or stream is bench.train_stream else 0
+                e.task_label = t
+                e.dataset = StreamDataset(e.dataset.pool, e.dataset.ids, torch.full_like(e.dataset.ids, t))
+    return bench
+
+
+def fraction(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{key}={value!r} must be a fraction in (0, 1), e.g. 0.1")
+    return float(value)
+
+
+def held_out(data: StreamDataset, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of `data` (kept, held out): `share` of each class held out, at least one of a
+    class of two or more, drawn from `g`."""
+    y = data.y.cpu()
+    keep, out = [], []
+    for c in torch.unique(y).tolist():
+        pos = (y == c).nonzero().flatten()
+        pos = pos[torch.randperm(len(pos), generator=g)]
+        k = max(1, round(share * len(pos))) if len(pos) > 1 else 0
+        out.append(pos[:k])
+        keep.append(pos[k:])
+    return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(out)).values
+
+
+def benchmark_with_validation_stream(bench: Benchmark, validation_size: float = 0.1, seed: int | None = None) -> Benchmark:
+    """Hold `validation_size` of each class of each training experience out of training: the
+    `valid_stream` (evaluation transforms, the training pool), one experience per training one.
+    Never trained on; in place, returns `bench`."""
+    share = fraction("validation", validation_size)
+    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    valid = []
+    for e in bench.train_stream:
+        keep, out = held_out(e.dataset, share, g)
+        valid.append(Experience(e.dataset.subset(out).eval(), e.current_experience, e.classes_in_this_experience,
+                                e.task_label))
+        e.dataset = e.dataset.subset(keep)
+    bench.valid_stream = Stream("valid", valid)
+    return bench
+
+
+def split_online_stream(stream: Sequence[Experience], experience_size: int, shuffle: bool = True,
+                        drop_last: bool = False, seed: int | None = None) -> Stream:
+    """Each experience cut into consecutive mini-experiences of `experience_size` samples (after a
+    shuffle drawn from `seed`, unless `shuffle=False`); the last one of each may be smaller
+    (dropped with `drop_last`). `origin_experience` names the experience each came from."""
+    integer("experience_size", experience_size)
+    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    out: list[Experience] = []
+    for e in stream:
+        n = len(e.dataset)
+        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+        for s in range(0, n, experience_size):
+            part = order[s:s + experience_size].to(e.dataset.ids.device)
+            if drop_last and len(part) < experience_size:
+                break
+            data = e.dataset.subset(part)
+            mini = Experience(data, len(out), torch.unique(data.y).tolist(), e.task_label)
+            mini.origin_experience = e.current_experience
+            out.append(mini)
+    return Stream(getattr(stream, "name", "train"), out)
+
+
+def protocol(bench: Benchmark, normalize: str | None = None, validation: float | None = None,
+             experience_size: int | None = None, seed: int | None = None) -> Benchmark:
+    """The CLI's protocol keys on a built benchmark, in place: `normalize` (standard | unit |
+    none; standard keeps the source's own statistics), `validation` (held out of each
+    experience, drawn from `seed`), `experience_size` (an online stream of pieces that size)."""
+    if normalize is not None:
+        train = bench.train_pool
+        others = [p for p in {id(p): p for s in bench.streams() for e in s for p in [e.dataset.pool]}.values()
+                  if p is not train]
+        if normalize != "standard" or train.identity:  # standard of a built-in: its own statistics, as built
+            train.normalized(normalize)
+            stats = (train.mean.flatten().tolist(), train.std.flatten().tolist())
+            for pool in others:
+                pool.normalized(normalize, stats if normalize == "standard" else None)
+    if validation is not None:
+        benchmark_with_validation_stream(bench, validation, seed)
+    if experience_size is not None:
+        bench.train_stream = split_online_stream(bench.train_stream, experience_size, seed=seed)
+    return bench
+
