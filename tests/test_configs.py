@@ -115,7 +115,11 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
 
     first, second = bench.train_stream[0], bench.train_stream[min(1, bench.n_experiences - 1)]
     if buffer is not None:
-        buffer.add(first.dataset, 0) if method.trains_on_memory else update_memory(run, first)  # as the loop does
+        if method.trains_on_memory or run.every_batch:  # as the loop does: before training, or batch by batch
+            buffer.add(first.dataset, 0, {"logits": torch.zeros(len(first.dataset), bench.n_classes)}
+                       if method.stores_logits and run.every_batch else None)
+        else:
+            update_memory(run, first)
         assert 0 < len(buffer) <= cfg.buffer.max_size
         assert int(buffer.class_histogram(bench.n_classes).sum()) == len(buffer)
     joined = buffer is not None and method.joins_memory and not run.every_batch

@@ -484,3 +484,24 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(name, write, args, expe
     after = sorted(p for p in tmp_path.rglob("*") if "decoded" not in p.parts and "__pycache__" not in p.parts
                    and "outputs" not in p.parts)
     assert after == before
+
+
+def test_the_readmes_own_data_loop_runs_and_prints_what_it_says(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Your own data", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README's own snippet)
+    printed = capsys.readouterr().out.strip().splitlines()
+    promised = block.strip().splitlines()[-1].removeprefix("# the last line: ")
+    assert len(printed) == 5 and printed[-1] == promised
+
+
+def test_forgetting_and_bwt_of_an_online_stream_count_the_last_piece_of_each_experience():
+    from replaycli.outputs import formulas
+
+    acc = [[0.5, 0.0], [0.9, 0.0], [0.7, 0.6], [0.6, 0.8]]  # pieces of experience 0, 0, 1, 1
+    origins = [0, 0, 1, 1]
+    assert formulas.bwt(acc, origins) == pytest.approx(0.6 - 0.9)  # final minus right after its last piece
+    assert formulas.forgetting(acc, origins) == pytest.approx(0.9 - 0.6)  # best before the end minus final
+    square = [[0.9, 0.1], [0.6, 0.8]]
+    assert formulas.bwt(square) == pytest.approx(-0.3) and formulas.forgetting(square) == pytest.approx(0.3)
+    assert formulas.bwt(square, [0, 1]) == formulas.bwt(square)

@@ -214,7 +214,7 @@ def test_no_metrics_writes_todays_files_only(tmp_path):
     run = read_run(tmp_path / "run")
     assert not (tmp_path / "run" / rundir.CONFUSION).exists() and run.confusion == []
     for r in run.metrics:
-        assert set(r) == {"experience", "accuracy", "average", "loss", "histogram", "train_seconds",
+        assert set(r) == {"experience", "n_experiences", "accuracy", "average", "loss", "histogram", "train_seconds",
                           "buffer_seconds", "eval_seconds", "seconds"}
     assert not {"peak_rss_mb", "cpu_seconds", "disk_bytes", "timing"} & set(run.summary)
 

@@ -1,33 +1,41 @@
 """The formulas every report uses (summary.json, inspect, compare, plot): one place each.
 
-`acc` is an accuracy matrix: row i = accuracy on each test experience after training experience i.
+`acc` is an accuracy matrix: row i = accuracy on each test experience after training row i.
+`origins[i]` is the test experience row i trained on: i itself for a split stream (the default),
+the experience an online piece was cut from (`benchmark.experience_size`), so that "right after
+training experience j" is the last row of origin j.
 """
 from __future__ import annotations
 
 
-def forgetting_of(acc: list[list[float]], j: int) -> float:
+def _last_rows(acc: list[list[float]], origins: list[int] | None) -> dict[int, int]:
+    """Test experience j -> the last row that trained on it, for the j trained before the last row's."""
+    origins = list(range(len(acc))) if origins is None else origins
+    if not acc:
+        return {}
+    final, n = origins[len(acc) - 1], len(acc[-1])
+    last = {o: i for i, o in enumerate(origins[:len(acc)])}
+    return {j: last[j] for j in sorted(last) if j < final and j < n}
+
+
+def forgetting_of(acc: list[list[float]], j: int, origins: list[int] | None = None) -> float:
     """Best accuracy on experience j before the last row, minus its final accuracy (0 for the
     last trained experience and for a single row)."""
-    if j >= len(acc) - 1:
+    if j not in _last_rows(acc, origins):
         return 0.0
     return max(row[j] for row in acc[:-1]) - acc[-1][j]
 
 
-def forgetting(acc: list[list[float]]) -> float:
+def forgetting(acc: list[list[float]], origins: list[int] | None = None) -> float:
     """Mean over the experiences trained before the last of (best earlier accuracy - final accuracy)."""
-    if len(acc) < 2:
-        return 0.0
-    cols = range(min(len(acc), len(acc[-1])) - 1)  # experiences trained before the last one
-    drops = [forgetting_of(acc, j) for j in cols]
+    drops = [forgetting_of(acc, j, origins) for j in _last_rows(acc, origins)]
     return sum(drops) / len(drops) if drops else 0.0
 
 
-def bwt(acc: list[list[float]]) -> float:
+def bwt(acc: list[list[float]], origins: list[int] | None = None) -> float:
     """Backward transfer: mean over j < last of (final accuracy on j - accuracy on j right after j)."""
-    k = min(len(acc), len(acc[-1])) if acc else 0
-    if k < 2:
-        return 0.0
-    return sum(acc[-1][j] - acc[j][j] for j in range(k - 1)) / (k - 1)
+    rows = _last_rows(acc, origins)
+    return sum(acc[-1][j] - acc[r][j] for j, r in rows.items()) / len(rows) if rows else 0.0
 
 
 def mean(xs: list[float]) -> float:

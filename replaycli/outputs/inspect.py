@@ -52,18 +52,22 @@ def describe_run(path: Path) -> dict[str, Any]:
         return d
     rec = rundir.read_run(path)
     acc = rec.accuracy
-    n = len(acc[0]) if acc else sweepdir.run_params(path).get("benchmark.n_experiences")
+    n = rec.metrics[-1].get("n_experiences", len(acc[0])) if rec.metrics and acc else \
+        sweepdir.run_params(path).get("benchmark.n_experiences")
+    rows = rundir.origins(rec.metrics[:len(acc)])
     d.update(experiences_done=len(acc), n_experiences=n, accuracy=acc, histograms=rec.histograms)
     d["stream_accuracy"] = [formulas.mean(row) for row in acc]  # after each experience, over the test stream
+    last = {o: i for i, o in enumerate(rows if rows is not None else range(len(acc)))}  # the row right after each
     d["per_experience"] = [  # forgetting: best earlier accuracy - final; 0 for the last trained
         {
-            "experience": j, "after_training_it": acc[j][j], "final": acc[-1][j], "best": max(r[j] for r in acc),
-            "forgetting": formulas.forgetting_of(acc, j),
+            "experience": j, "after_training_it": acc[i][j], "final": acc[-1][j], "best": max(r[j] for r in acc),
+            "forgetting": formulas.forgetting_of(acc, j, rows),
         }
-        for j in range(min(len(acc), n))
+        for j, i in sorted(last.items()) if j < len(acc[0])
     ]
     if rec.complete:
-        d.update({k: rec.summary.get(k) for k in ("final_accuracy", "forgetting", "bwt", "seconds")})
+        d.update({k: rec.summary.get(k) for k in ("final_accuracy", "forgetting", "bwt", "seconds",
+                                                  *(f"final_{key}" for key in rundir.SIDE_TABLES))})
     d["training"] = [  # what metrics.jsonl holds beyond the accuracy row, per experience
         {k: m.get(k) for k in ("experience", "loss", "train_accuracy", "stream_loss", "seconds")} | {
             "epoch_loss": [e.get("loss") for e in m.get("epochs", [])],
@@ -146,6 +150,10 @@ def render_run(d: dict[str, Any], console: Any) -> None:
             f"final accuracy [bold]{d['final_accuracy']:.4f}[/]  forgetting {d['forgetting']:.4f}  "
             f"BWT {d['bwt']:.4f}  {d['seconds']:.1f} s"
         )
+    side = [(label, d.get(f"final_{key}")) for key, label in (("task_il_accuracy", "task-IL"), ("val_accuracy", "validation"),
+                                                               ("val_task_il_accuracy", "validation task-IL"))]
+    if any(v is not None for _, v in side):
+        console.print("  ".join(f"final {label} accuracy {v:.4f}" for label, v in side if v is not None), highlight=False)
     if not d["accuracy"]:
         return
     console.print(accuracy_table(d["accuracy"]))

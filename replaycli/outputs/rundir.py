@@ -5,7 +5,8 @@ A run directory holds:
 - `accuracy.csv`         row i = after training experience i; columns `test_j` = accuracy on test
                          experience j (a fraction in [0, 1]); `average` = mean over the test stream;
 - `buffer_histogram.csv` row i = samples per class (`class_k`) in the buffer after experience i;
-- `metrics.jsonl`        one JSON object per finished experience (accuracies, loss, histogram, seconds,
+- `metrics.jsonl`        one JSON object per finished experience (its index, the stream's `n_experiences`,
+                         `origin_experience` of an online piece, accuracies, loss, histogram, seconds,
                          and what the `metrics` config adds: `train_accuracy`, `test_loss`,
                          `stream_loss`, `epochs` [one record per epoch], `minibatches`, resources);
 - `task_il_accuracy.csv` for a class-IL run of a stream with task labels: accuracy.csv's layout, each
@@ -175,11 +176,18 @@ class RunWriter:
         base = {
             **side,
             "final_accuracy": sum(final) / len(final) if final else None,
-            "forgetting": formulas.forgetting(self.accuracy),
-            "bwt": formulas.bwt(self.accuracy),
+            "forgetting": formulas.forgetting(self.accuracy, origins(self.records)),
+            "bwt": formulas.bwt(self.accuracy, origins(self.records)),
             "experiences_done": len(self.accuracy),
         }
         write_atomic(self.root / SUMMARY, json.dumps({**base, **summary}, indent=2, sort_keys=True) + "\n")
+
+
+def origins(records: list[dict[str, Any]]) -> list[int] | None:
+    """The test experience each row trained on (`origin_experience` of an online piece), None
+    when every row is its own experience."""
+    found = [r.get("origin_experience", r.get("experience")) for r in records]
+    return None if all(o == r.get("experience") for o, r in zip(found, records)) else [int(o) for o in found]
 
 
 # --- reading ---------------------------------------------------------------------------------

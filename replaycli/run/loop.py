@@ -106,6 +106,8 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     acc = test.pop("accuracy")
     return {
         "experience": exp.current_experience,
+        **({"origin_experience": exp.origin_experience} if exp.origin_experience != exp.current_experience else {}),
+        "n_experiences": run.bench.n_experiences,
         "accuracy": acc,
         "average": sum(acc) / len(acc),
         **trained,  # loss, and train_accuracy, epochs, minibatches when asked
