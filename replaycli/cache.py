@@ -33,6 +33,7 @@ class MappedArray:
             shape, fortran, dtype = read(f)
             offset = f.tell()
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.map.madvise(mmap.MADV_RANDOM)  # batches read scattered rows: no read-ahead around each
         assert not fortran
         array = np.frombuffer(self.map, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
         with warnings.catch_warnings():  # read-only memory: nothing in replaycli writes into a pool

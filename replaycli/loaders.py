@@ -87,15 +87,47 @@ class _MatrixLoader:
         # the epoch's ids, labels and tasks in three vectorised lookups: a step only slices rows
         ids, tasks = data.ids[safe], data.tasks[safe]  # [steps, B]
         ys = data.pool.targets(ids)
-        for i in range(len(m)):
-            row_ids, y, t = ids[i], ys[i], tasks[i]
-            if not full[i]:
-                keep = m[i] >= 0
-                row_ids, y, t = row_ids[keep], y[keep], t[keep]
-            if len(row_ids):
-                x = data.pool.images(row_ids, train=data.train_mode, generator=self.generator)
+
+        def row(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            if full[i]:
+                return ids[i], ys[i], tasks[i]
+            keep = m[i] >= 0
+            return ids[i][keep], ys[i][keep], tasks[i][keep]
+
+        steps = [b for b in map(row, range(len(m))) if len(b[0])]
+        ahead = Prefetch(data.pool, [b[0] for b in steps]) if data.pool.mapped is not None else None
+        try:
+            for n, (row_ids, y, t) in enumerate(steps):
+                stored = ahead.get(n) if ahead is not None else None  # a mapped pool's batch, read ahead
+                x = data.pool.images(row_ids, train=data.train_mode, generator=self.generator, stored=stored)
                 samples = StreamDataset(data.pool, row_ids, t, data.train_mode) if with_samples else None
                 yield x, y, t.to(x.device), samples
+        finally:
+            if ahead is not None:
+                ahead.close()
+
+
+class Prefetch:
+    """Gathers the next batch of a memory-mapped pool on a second thread while the current step
+    computes: the page faults of reading scattered rows from the file overlap the model's work
+    (torch's gather releases the GIL). Only the stored samples are read ahead; augmentation and
+    normalisation stay on the caller's thread, so the run's random draws are unchanged."""
+
+    def __init__(self, pool: Any, batches: list[torch.Tensor]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool, self.batches = pool, batches
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="replaycli-prefetch")
+        self.next = self.worker.submit(pool.raw, batches[0]) if batches else None
+
+    def get(self, n: int) -> torch.Tensor:
+        """The stored samples of batch `n` (the batches are taken in order); starts reading n + 1."""
+        x = self.next.result()
+        self.next = self.worker.submit(self.pool.raw, self.batches[n + 1]) if n + 1 < len(self.batches) else None
+        return x
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True, cancel_futures=True)
 
 
 class GroupBalancedDataLoader(_MatrixLoader):

@@ -16,7 +16,8 @@ import torch
 
 from replaycli.transforms import Augment
 
-NORMALIZE = ("standard", "unit", "none")  # benchmark.normalize: (x/255 - mean)/std, x/255, x as stored
+NORMALIZE = ("standard", "unit", "none")
+FAULT_AROUND = 1 << 16  # bytes the kernel maps around each page fault (vm fault_around_bytes): what a row costs at least  # benchmark.normalize: (x/255 - mean)/std, x/255, x as stored
 
 
 def _per_channel(value: float | tuple[float, ...] | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -109,24 +110,26 @@ class Pool:
         # index_select copies whole rows; `x[ids]` indexes element by element, ~40x slower on CPU
         x = self.x.index_select(0, ids.to(self.x.device))
         if self.mapped is not None:
-            self._release(x.numel() * x.element_size())
+            self._release(len(ids) * max(x[0].numel() * x.element_size(), FAULT_AROUND))
             x = x.to(self._device)
         return x
 
     def _release(self, nbytes: int) -> None:
         # the pages a batch read stay in the page cache (a re-read is a minor fault) but leave this
-        # process's resident set every 256 MiB read: the RSS stays bounded on a file larger than RAM
+        # process's resident set every 256 MiB mapped: the RSS stays bounded on a file larger than RAM
         self._unread += nbytes
         if self._unread >= 1 << 28:
             self.mapped.release()
             self._unread = 0
 
     def images(
-        self, ids: torch.Tensor, train: bool = False, generator: torch.Generator | None = None
+        self, ids: torch.Tensor, train: bool = False, generator: torch.Generator | None = None,
+        stored: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised float32 samples of `ids` [B, ...], augmented when `train` (on the stored
-        images, before normalisation: a quarter of the bytes, and padding is black)."""
-        x = self.raw(ids)  # [B, ...] as stored
+        images, before normalisation: a quarter of the bytes, and padding is black). `stored`:
+        `raw(ids)` already gathered (read ahead by the loader)."""
+        x = self.raw(ids) if stored is None else stored  # [B, ...] as stored
         if train and self.augment is not None:
             x = self.augment(x, generator)
         if self.identity:
