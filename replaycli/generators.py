@@ -17,6 +17,10 @@ import torch
 
 from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split
 from replaycli.data import StreamDataset
+import functools
+import inspect
+from collections.abc import Callable
+
 from replaycli.errors import ConfigError, flag, integer
 from replaycli.inputs import Samples, samples
 from replaycli.pool import Pool
@@ -304,3 +308,52 @@ def protocol(bench: Benchmark, normalize: str | None = None, validation: float |
         bench.train_stream = split_online_stream(bench.train_stream, experience_size, seed=seed)
     return bench
 
+
+PROTOCOL_KEYS = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
+             for k in ("normalize", "validation", "experience_size")]
+
+
+def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]:
+    """`factory` taking the protocol keys too (in its signature, so `replay run` checks them)."""
+    @functools.wraps(factory)
+    def make(*args: Any, normalize: str | None = None, validation: float | None = None,
+             experience_size: int | None = None, **kwargs: Any) -> Benchmark:
+        if validation is not None:
+            fraction("validation", validation)
+        if experience_size is not None:
+            integer("experience_size", experience_size)
+        bench = factory(*args, **kwargs)
+        return protocol(bench, normalize, validation, experience_size, kwargs.get("seed"))
+
+    sig = inspect.signature(factory)
+    make.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *PROTOCOL_KEYS])  # type: ignore[attr-defined]
+    del make.__wrapped__  # the signature above is the one to read
+    return make
+
+
+def split_samples(bench_name: str, train: Samples, test: Samples, n_experiences: Any, return_task_id: bool,
+                   seed: int | None, class_order_: Sequence[int] | None, per_exp_classes: Any,
+                   augment: Any = None, stats: Any = None) -> Benchmark:
+    """A user's samples split by class over `n_experiences` (the CLI's data options); `class_order_`
+    in the data's own labels or class names."""
+    flag("return_task_id", return_task_id)
+    train_pool, test_pool, names = pools(train, test, None, augment, stats)
+    k = len(torch.unique(train_pool.y))
+    if class_order_ is not None:  # in the data's own labels (or class names), like nc_benchmark
+        original = names or [str(c) for c in range(k)]
+        given = [str(c) for c in class_order_]
+        if sorted(given) != sorted(original):
+            raise ConfigError(f"class_order={list(class_order_)} must be a permutation of the {k} classes {original}")
+        order = [original.index(c) for c in given]
+    else:
+        order = class_order(k, seed, None)
+    sizes = experience_sizes(k, n_experiences, per_exp_classes)
+    return class_split(bench_name, train_pool, test_pool, order, sizes, return_task_id, names=names)
+
+
+def by_task(name: str, train: Samples, test: Samples) -> Benchmark:
+    """One experience per task label of the training samples (in label order), test likewise."""
+    def parts(s: Samples) -> list[Samples]:
+        return [Samples(s.x[s.t == t], s.y[s.t == t], s.t[s.t == t]) for t in torch.unique(s.t).tolist()]
+
+    return dataset_benchmark(parts(train), parts(test), name=name)

@@ -1,16 +1,16 @@
-"""Load a data source once into a train and a test `Pool` of uint8 images.
-
-The torchvision sources use torchvision's own readers on its on-disk layout under `root`.
+"""The data sources: each module of this package reads one kind of files into a stream
+(arrays, folder, tinyimagenet, core50, torchvision_any). This module loads the built-in ones
+(the embedded digits; MNIST, Fashion-MNIST, CIFAR-10/100 and SVHN in torchvision's on-disk
+layout under `root`) once into a train and a test `Pool` of uint8 images.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from replaycli.errors import ConfigError
+from replaycli.errors import ConfigError, first_line
 from replaycli.pool import Pool
 from replaycli.transforms import CropFlip
 
@@ -47,7 +47,7 @@ def load_source(source: str, root: str | Path | None, download: bool) -> tuple[P
         try:
             return _svhn(root, download)
         except Exception as e:  # noqa: BLE001 (torchvision: missing files, failed download, unreadable .mat)
-            raise ConfigError(f"svhn data cannot be read under {root / 'SVHN'} ({_first_line(e)[:160]}); expected "
+            raise ConfigError(f"svhn data cannot be read under {root / 'SVHN'} ({first_line(e)[:160]}); expected "
                               "train_32x32.mat and test_32x32.mat there (download=true fetches them)") from None
     if source not in _LAYOUT:
         raise ConfigError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
@@ -61,13 +61,8 @@ def load_source(source: str, root: str | Path | None, download: bool) -> tuple[P
         raise
     except Exception as e:  # torchvision: failed download, unreadable file
         if missing:
-            raise _missing_error(source, root, f"download failed: {_first_line(e)[:120]}") from e
-        raise ConfigError(f"cannot read {source} files under {root}: {_first_line(e)[:160]}") from e
-
-
-def _first_line(e: Exception) -> str:
-    # torchvision's idx reader rejects a bad header with a bare `assert`: no message to show
-    return (str(e).splitlines() or [type(e).__name__])[0]
+            raise _missing_error(source, root, f"download failed: {first_line(e)[:120]}") from e
+        raise ConfigError(f"cannot read {source} files under {root}: {first_line(e)[:160]}") from e
 
 
 def _missing_error(source: str, root: Path, why: str) -> ConfigError:
@@ -160,51 +155,3 @@ def _svhn(root: Path, download: bool) -> tuple[Pool, Pool]:
                     *SVHN_STATS, augment=CropFlip(padding=4, flip=False))  # digits: no mirror
 
     return to_pool("train"), to_pool("test")
-
-
-NOT_CLASSIFICATION = ("Coco", "VOC", "Kitti", "Cityscapes", "SBD", "WIDERFace", "Kinetics", "HMDB51", "UCF101",
-                      "Flickr", "SBU", "FlyingChairs", "FlyingThings3D", "Sintel", "KittiFlow", "HD1K", "Moving",
-                      "Middlebury", "CREStereo", "ETH3D", "InStereo", "SceneFlow", "Carla", "Falling", "LFW",
-                      "PhotoTour", "Omniglot", "CelebA", "OxfordIIITPet", "SEMEION")
-
-
-def torchvision_samples(name: str, root: str | Path, download: bool) -> tuple[Any, Any]:
-    """The train and test samples of torchvision's data set class `name` (its files where
-    torchvision keeps them under `root`: MNIST/raw/, cifar-10-batches-py/, train_32x32.mat, ...):
-    ConfigError when it is not a classification data set with a train/test split."""
-    import inspect
-
-    import torchvision.datasets as tvd
-
-    from replaycli.inputs import Samples, as_array, images_first, labels, materialise
-
-    cls = getattr(tvd, str(name), None)
-    classification = [n for n in sorted(tvd.__all__) if _splits(getattr(tvd, n)) and not n.startswith(NOT_CLASSIFICATION)]
-    if not inspect.isclass(cls) or not _splits(cls) or str(name).startswith(NOT_CLASSIFICATION):
-        raise ConfigError(f"benchmark.name={name!r} is not a torchvision classification data set with a train/test split; "
-                          f"allowed: {', '.join(classification)}")
-    folder = Path(DEFAULT_ROOT if root is None else root).expanduser()  # torchvision's own layout under it
-    made = []
-    for train in (True, False):
-        split = {"train": train} if "train" in _splits(cls) else {"split": "train" if train else "test"}
-        try:
-            ds = cls(str(folder), download=download, **split)
-        except Exception as e:  # noqa: BLE001 (torchvision: missing files, failed download)
-            raise ConfigError(f"{name} cannot be read under {folder} ({_first_line(e)[:160]}); download={download}") from None
-        data, targets = getattr(ds, "data", None), getattr(ds, "targets", getattr(ds, "labels", None))
-        if data is not None and targets is not None and len(data) == len(targets):  # the arrays torchvision holds
-            x = images_first(torch.as_tensor(as_array(data)))
-            made.append(Samples(x, labels(torch.as_tensor(as_array(targets)).reshape(-1), f"{name} labels", len(x))))
-        else:  # read sample by sample, once
-            made.append(materialise(ds, str(name)))
-    return made[0], made[1]
-
-
-def _splits(cls: Any) -> tuple[str, ...]:
-    import inspect
-
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return ()
-    return tuple(k for k in ("train", "split") if k in params)

@@ -1,0 +1,59 @@
+"""`benchmark=arrays`: a user's .npz of x_train, y_train, x_test, y_test (optional t_train, t_test)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from replaycli.errors import ConfigError
+from replaycli.generators import by_task, ni_benchmark, split_samples, with_protocol
+from replaycli.inputs import Samples, images_first, labels, tensor
+from replaycli.stream import Benchmark
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@with_protocol
+def Arrays(path: str | Path, n_experiences: int | None = None, return_task_id: bool = False,
+           seed: int | None = None, class_order: Sequence[Any] | None = None,
+           per_exp_classes: Mapping[int, int] | None = None, scenario: str = "nc") -> Benchmark:
+    """`benchmark=arrays path=data.npz`: `x_train, y_train, x_test, y_test` (any shape and
+    dtype; integer labels, remapped to 0..K-1), optional `t_train, t_test` (task labels: one
+    experience per task). Without them, `scenario=nc` splits the classes over `n_experiences`,
+    `ni` deals the samples over them (all classes in each)."""
+    import numpy as np
+
+    path = Path(path).expanduser()
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"path={path} does not exist; allowed: an .npz file with {', '.join(NPZ_KEYS)}") from None
+    except Exception as e:  # noqa: BLE001 (numpy: not a zip, a pickle, a bad header)
+        raise ConfigError(f"path={path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    with npz:
+        keys = set(npz.files)
+        missing = [k for k in NPZ_KEYS if k not in keys]
+        if missing:
+            raise ConfigError(f"path={path} has no {missing[0]}; allowed: an .npz with {', '.join(NPZ_KEYS)} "
+                              f"(and optional t_train, t_test); it has {', '.join(sorted(keys)) or 'nothing'}")
+        if ("t_train" in keys) != ("t_test" in keys):
+            raise ConfigError(f"path={path} has only one of t_train, t_test; allowed: both or neither")
+        try:
+            arrays = {k: npz[k] for k in keys if k in NPZ_KEYS or k in ("t_train", "t_test")}
+        except ValueError as e:  # an object array (pickled)
+            raise ConfigError(f"path={path}: {e}") from None
+    split = []
+    for part in ("train", "test"):
+        x = images_first(tensor(arrays[f"x_{part}"], f"{path}: x_{part}"))
+        y = labels(arrays[f"y_{part}"], f"{path}: y_{part}", len(x))
+        t = labels(arrays[f"t_{part}"], f"{path}: t_{part}", len(x)) if f"t_{part}" in arrays else None
+        split.append(Samples(x, y, t))
+    if split[0].t is not None:
+        return by_task("Arrays", *split)
+    if n_experiences is None:
+        raise ConfigError(f"n_experiences=null: n_experiences is needed: {path} has no task labels (t_train, t_test)")
+    if scenario == "ni":
+        return ni_benchmark(split[0], split[1], n_experiences, return_task_id, seed=seed, name="Arrays")
+    if scenario != "nc":
+        raise ConfigError(f"scenario={scenario!r} is not allowed; allowed: nc, ni")
+    return split_samples("Arrays", split[0], split[1], n_experiences, return_task_id, seed, class_order, per_exp_classes)

@@ -1,0 +1,66 @@
+"""`benchmark=core50`: CORe50's folder layout (50 objects, 11 sessions), NI and NC scenarios."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from replaycli.data import StreamDataset
+from replaycli.errors import ConfigError, flag
+from replaycli.generators import pools, split_samples, with_protocol
+from replaycli.sources import DEFAULT_ROOT
+from replaycli.stream import Benchmark, Experience, Stream
+
+CORE50_TRAIN, CORE50_TEST = (1, 2, 4, 5, 6, 8, 9, 11), (3, 7, 10)
+
+
+@with_protocol
+def CORe50(scenario: str = "ni", object_level: bool = True, n_experiences: int = 10, seed: int | None = None,
+           return_task_id: bool = False, root: str | Path = DEFAULT_ROOT, resize: Any = None,
+           cache_dir: str | Path | None = None) -> Benchmark:
+    """CORe50 (50 objects of 10 categories, 11 sessions): `scenario=ni` one experience per training
+    session (1, 2, 4, 5, 6, 8, 9, 11), every class in each; `nc` the classes split over
+    `n_experiences`. Sessions 3, 7 and 10 are the test set. Classes are objects, or categories
+    (object // 5) with `object_level=false`. Reads `root/core50_128x128/s<i>/o<j>/*.png`."""
+    from replaycli.folders import decode_files
+
+    flag("object_level", object_level)
+    if scenario not in ("ni", "nc"):
+        raise ConfigError(f"scenario={scenario!r} is not allowed; allowed: ni, nc")
+    base = Path(root).expanduser() / "core50_128x128"
+    if not base.is_dir():
+        raise ConfigError(f"CORe50 not found under data_root={Path(root).expanduser()}; expected {base}/s1/o1/*.png "
+                          "(http://bit.ly/core50-128x128)")
+    found: dict[int, tuple[list[Path], list[int]]] = {}
+    for s in (*CORE50_TRAIN, *CORE50_TEST):
+        files, ys = [], []
+        for o in range(1, 51):
+            pngs = sorted((base / f"s{s}" / f"o{o}").glob("*.png"))
+            files += pngs
+            ys += [(o - 1) if object_level else (o - 1) // 5] * len(pngs)
+        found[s] = (files, ys)
+    def gather(sessions: Sequence[int]) -> tuple[list[Path], torch.Tensor]:
+        return [f for s in sessions for f in found[s][0]], torch.tensor([y for s in sessions for y in found[s][1]])
+    train_files, train_y = gather(CORE50_TRAIN)
+    test_files, test_y = gather(CORE50_TEST)
+    if not train_files or not test_files:
+        raise ConfigError(f"{base} holds no training or no test session images (s{CORE50_TRAIN}, s{CORE50_TEST})")
+    train = decode_files(train_files, train_y, None, str(base), resize, cache_dir)
+    test = decode_files(test_files, test_y, None, str(base), resize, cache_dir)
+    if scenario == "nc":
+        return split_samples("CORe50", train, test, n_experiences, return_task_id, seed, None, None)
+    train_pool, test_pool, names = pools(train, test, None, None)
+    sessions = torch.tensor([s for s in CORE50_TRAIN for _ in found[s][0]])
+    exps = []
+    for i, s in enumerate(CORE50_TRAIN):
+        ids = (sessions == s).nonzero().flatten()
+        task = i if return_task_id else 0
+        exps.append(Experience(StreamDataset(train_pool, ids, torch.full_like(ids, task)), i,
+                               torch.unique(train_pool.y[ids]).tolist(), task))
+    test_exp = Experience(StreamDataset(test_pool, torch.arange(len(test_pool))), 0,
+                          torch.unique(test_pool.y).tolist(), 0)
+    k = int(train_pool.y.max()) + 1
+    return Benchmark("CORe50", Stream("train", exps), Stream("test", [test_exp]), k, list(range(k)), train_pool,
+                     test_pool, class_names=names)
