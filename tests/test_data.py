@@ -505,3 +505,41 @@ def test_forgetting_and_bwt_of_an_online_stream_count_the_last_piece_of_each_exp
     square = [[0.9, 0.1], [0.6, 0.8]]
     assert formulas.bwt(square) == pytest.approx(-0.3) and formulas.forgetting(square) == pytest.approx(0.3)
     assert formulas.bwt(square, [0, 1]) == formulas.bwt(square)
+
+
+def test_a_mapped_pool_reads_ahead_and_gives_the_batches_of_the_same_pool_in_ram(tmp_path):
+    from replaycli.transforms import CropFlip
+
+    write_image_folder(tmp_path / "d" / "train", ["a", "b", "c"], 7, size=(6, 6))
+    write_image_folder(tmp_path / "d" / "test", ["a", "b", "c"], 1, size=(6, 6), seed=1)
+    mapped = Folder(tmp_path / "d", 1, cache_dir=tmp_path / "c")
+    in_ram = nc_benchmark((mapped.train_pool.x.clone(), mapped.train_pool.y), (mapped.test_pool.x.clone(), mapped.test_pool.y),
+                          1, shuffle=False)
+    for b in (mapped, in_ram):
+        b.train_pool.augment = CropFlip(2, True)
+    assert mapped.train_pool.mapped is not None and in_ram.train_pool.mapped is None
+    batches = []
+    for b in (mapped, in_ram):
+        loader = ReplayDataLoader(b.train_stream[0].dataset.train(), b.train_stream[0].dataset.subset(torch.arange(5)),
+                                  batch_size=4, batch_size_mem=3, shuffle=True, oversample_small_tasks=True,
+                                  generator=torch.Generator().manual_seed(7))
+        batches.append([(x.clone(), y.clone()) for x, y, _ in loader])
+    assert len(batches[0]) == len(batches[1]) == 6
+    for (xa, ya), (xb, yb) in zip(*batches):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)  # same samples, same augmentation draws
+
+
+def test_a_sweep_on_validation_writes_the_validation_column(tmp_path, capsys, monkeypatch):
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", "-m", "seed=0,1", "benchmark.validation=0.2", "benchmark.n_experiences=2", "epochs=1",
+                       "progress=none", "model.hidden_size=16", capsys=capsys)
+    assert code == 0, err
+    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == 2
+    for r in rows:
+        summary = json.loads((sweep / r["job"] / "summary.json").read_text())
+        assert float(r["final_val_accuracy"]) == pytest.approx(summary["final_val_accuracy"])
+        assert "final_task_il_accuracy" not in r  # no task labels: no such column

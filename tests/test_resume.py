@@ -172,6 +172,8 @@ METHODS = [
     ["strategy=derpp"],
     ["strategy=gdumb"],
     ["selection=herding", "groupby=class", "loader=group_balanced"],
+    # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL
+    ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
 ]
 
 
@@ -190,7 +192,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, overrides):
     assert cut.status == "interrupted" and len(cut.accuracy) == 2 and cut.resumable
 
     assert resume_run(tmp_path / "cut") == 0
-    for name in (ACCURACY, HISTOGRAM):
+    tables = sorted(p.name for p in (tmp_path / "whole").glob("*.csv"))
+    assert {ACCURACY, HISTOGRAM} <= set(tables)
+    for name in tables:  # with the data options: val_accuracy.csv, task_il_accuracy.csv too
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     ckpt = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
     whole = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)

@@ -3,7 +3,7 @@
 A sweep job that failed holds `failure.json` (written by the sweep callback: error, type,
 overrides, traceback); its dir may hold nothing else when the run was refused up front.
 `summary.csv` of a sweep: one row per job: `job`, the job's overrides (one column per key, in
-order of first appearance), `status` (see status()), SWEEP_METRICS, `error`. Only the standard
+order of first appearance), `status` (see status()), SWEEP_METRICS, SIDE_METRICS that any job has, `error`. Only the standard
 library (and PyYAML, when a YAML file is read) is imported here.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ FAILURE = "failure.json"
 OVERRIDES = ".hydra/overrides.yaml"
 HYDRA_CONFIG = ".hydra/hydra.yaml"
 SWEEP_METRICS = ["final_accuracy", "forgetting", "bwt", "seconds", "experiences_done"]
+SIDE_METRICS = ["final_val_accuracy", "final_task_il_accuracy"]  # columns only when a job has them
 
 
 def _yaml(path: Path) -> Any:
@@ -142,6 +143,9 @@ def job_row(job: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"job": name, **override_items(read_overrides(job)), "status": state}
     for key in SWEEP_METRICS:
         row[key] = summary.get(key) if state == "complete" else None
+    for key in SIDE_METRICS:
+        if key in summary:
+            row[key] = summary[key] if state == "complete" else None
     if state != "complete" and is_run(job):
         row["experiences_done"] = len(read_table(job / ACCURACY, float))
     row["error"] = error(job) if state != "complete" else ""
@@ -154,9 +158,10 @@ def sweep_rows(sweep: Path) -> list[dict[str, Any]]:
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    fixed = {"job", "status", "error", *SWEEP_METRICS}
+    fixed = {"job", "status", "error", *SWEEP_METRICS, *SIDE_METRICS}
     keys = list(dict.fromkeys(k for r in rows for k in r if k not in fixed))
-    return ["job", *keys, "status", *SWEEP_METRICS, "error"]
+    side = [k for k in SIDE_METRICS if any(k in r for r in rows)]
+    return ["job", *keys, "status", *SWEEP_METRICS, *side, "error"]
 
 
 def write_sweep_summary(sweep: Path, rows: list[dict[str, Any]] | None = None) -> Path:
