@@ -40,13 +40,18 @@ def split_benchmark(
     name: str, train_pool: Pool, test_pool: Pool, n_classes: int, n_experiences: int, return_task_id: bool = False,
     seed: int | None = None, fixed_class_order: Sequence[int] | None = None,
     per_exp_classes: Mapping[int, int] | None = None, class_names: list[str] | None = None,
+    class_ids_from_zero_in_each_exp: bool = False, class_ids_from_zero_from_first_exp: bool = False,
 ) -> Benchmark:
     """Class-incremental split of `n_classes` into `n_experiences` groups of classes (equal, or as
-    `per_exp_classes` says), in the order `fixed_class_order` or `seed` gives."""
+    `per_exp_classes` says), in the order `fixed_class_order` or `seed` gives; relabelled from
+    zero in each experience or from the first, as Avalanche's flags say."""
     flag("return_task_id", return_task_id)
+    if class_ids_from_zero_in_each_exp and class_ids_from_zero_from_first_exp:
+        raise ConfigError("class_ids_from_zero_from_first_exp and class_ids_from_zero_in_each_exp exclude each other")
     sizes = experience_sizes(n_classes, n_experiences, per_exp_classes)
     order = class_order(n_classes, seed, fixed_class_order)
-    return class_split(name, train_pool, test_pool, order, sizes, return_task_id, names=class_names)
+    from_zero = "each_exp" if class_ids_from_zero_in_each_exp else "first_exp" if class_ids_from_zero_from_first_exp else None
+    return class_split(name, train_pool, test_pool, order, sizes, return_task_id, from_zero, class_names)
 
 
 def _split(name: str, source: str, n_classes: int, experiences: int = 5, fetch: bool = True, doc: str = ""):
@@ -59,11 +64,13 @@ def _split(name: str, source: str, n_classes: int, experiences: int = 5, fetch: 
         download: bool = fetch,
         class_order: Sequence[int] | None = None,
         per_exp_classes: Mapping[int, int] | None = None,
+        class_ids_from_zero_in_each_exp: bool = False,
+        class_ids_from_zero_from_first_exp: bool = False,
     ) -> Benchmark:
         train_pool, test_pool = load_source(source, root, download)
         order = _order(n_classes, seed, fixed_class_order, class_order)
         return split_benchmark(name, train_pool, test_pool, n_classes, n_experiences, return_task_id, None, order,
-                               per_exp_classes)
+                               per_exp_classes, None, class_ids_from_zero_in_each_exp, class_ids_from_zero_from_first_exp)
 
     make.__name__ = make.__qualname__ = name
     make.__doc__ = doc or f"{name}: {n_classes} classes of {source} split into `n_experiences` experiences."

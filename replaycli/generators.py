@@ -314,10 +314,15 @@ PROTOCOL_KEYS = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=No
 
 
 def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]:
-    """`factory` taking the protocol keys too (in its signature, so `replay run` checks them)."""
+    """`factory` taking the protocol keys too (in its signature, so `replay run` checks them), and
+    Avalanche's `dataset_root=` as the name of `root` (Python only: the CLI says `root`)."""
     @functools.wraps(factory)
     def make(*args: Any, normalize: str | None = None, validation: float | None = None,
              experience_size: int | None = None, **kwargs: Any) -> Benchmark:
+        if "dataset_root" in kwargs and "root" in inspect.signature(factory).parameters:
+            if "root" in kwargs:
+                raise ConfigError("dataset_root and root are one setting (Avalanche's and replaycli's name); give one")
+            kwargs["root"] = kwargs.pop("dataset_root")
         if validation is not None:
             fraction("validation", validation)
         if experience_size is not None:

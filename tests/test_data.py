@@ -543,3 +543,18 @@ def test_a_sweep_on_validation_writes_the_validation_column(tmp_path, capsys, mo
         summary = json.loads((sweep / r["job"] / "summary.json").read_text())
         assert float(r["final_val_accuracy"]) == pytest.approx(summary["final_val_accuracy"])
         assert "final_task_il_accuracy" not in r  # no task labels: no such column
+
+
+def test_avalanche_names_of_the_classic_splits(tmp_path):
+    from replaycli.benchmarks import SplitMNIST
+
+    write_mnist(tmp_path, n_train=50, n_test=20)
+    bench = SplitMNIST(5, dataset_root=tmp_path, download=False, class_ids_from_zero_in_each_exp=True,
+                       return_task_id=True)
+    assert bench.n_classes == 2 and all(e.classes_in_this_experience == [0, 1] for e in bench.train_stream)
+    first = SplitMNIST(5, dataset_root=tmp_path, download=False, fixed_class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+                       class_ids_from_zero_from_first_exp=True)
+    assert first.train_stream[0].classes_in_this_experience == [0, 1]
+    assert torch.equal(first.train_pool.y, 9 - SplitMNIST(5, root=tmp_path, download=False).train_pool.y)
+    with pytest.raises(ConfigError, match="dataset_root and root are one setting"):
+        SplitMNIST(5, root=tmp_path, dataset_root=tmp_path, download=False)
