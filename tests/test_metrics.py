@@ -214,7 +214,7 @@ def test_no_metrics_writes_todays_files_only(tmp_path):
     run = read_run(tmp_path / "run")
     assert not (tmp_path / "run" / rundir.CONFUSION).exists() and run.confusion == []
     for r in run.metrics:
-        assert set(r) == {"experience", "n_experiences", "accuracy", "average", "loss", "histogram", "train_seconds",
+        assert set(r) == {"experience", "n_experiences", "samples", "accuracy", "average", "loss", "histogram", "train_seconds",
                           "buffer_seconds", "eval_seconds", "seconds"}
     assert not {"peak_rss_mb", "cpu_seconds", "disk_bytes", "timing"} & set(run.summary)
 
@@ -268,7 +268,7 @@ def test_inspect_shows_the_confusion_matrix_and_plot_draws_it(full, capsys):
     last = read_confusion(path)[-1]
     assert all(str(sum(row)) in out for row in last)
     files = plots.plot(path)
-    assert files[-1] == path / plots.CONFUSION_FIGURE and files[-1].stat().st_size > 1000
+    assert files[-1] == path / f"{plots.CONFUSION_FIGURE}.png" and files[-1].stat().st_size > 1000
 
 
 def test_tensorboard_gets_the_epoch_records(tmp_path):

@@ -36,17 +36,18 @@ def plotted(path, cwd, *args, process: bool = False) -> list[str]:
 
 def test_a_run(sweep, tmp_path):
     files = plotted(sweep / "2", tmp_path, process=True)  # the subprocess smoke test of `plot`
-    assert files == [str(sweep / "2" / name) for name in RUN_FIGURES]
+    assert files == [str(sweep / "2" / f"{name}.png") for name in RUN_FIGURES]
     for f in files:
         check_png(f)
 
 
 def test_a_sweep(sweep, tmp_path):
     files = plotted(sweep, tmp_path)
-    assert files == [str(sweep / name) for name in SWEEP_FIGURES]
+    assert files == [str(sweep / f"{name}.png") for name in SWEEP_FIGURES]
     for f in files:
         check_png(f)
-    assert plotted(sweep, tmp_path, "--by", "seed") == files  # another x axis, the same files
+    by_seed = plotted(sweep, tmp_path, "--by", "seed")  # another x axis: its own files, the defaults kept
+    assert by_seed == [str(sweep / f"{name}_by_seed.png") for name in SWEEP_FIGURES]
 
 
 def test_an_incomplete_run_with_many_classes(tmp_path):

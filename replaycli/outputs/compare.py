@@ -1,5 +1,11 @@
-"""`replay compare PATH... [--by KEY] [--json]`: runs grouped by config keys, their final accuracy,
-forgetting and BWT as mean, std and n over the runs of each group (the seeds).
+"""`replay compare PATH... [--by KEY] [--ci] [--format F] [--json]`: runs grouped by config keys,
+their final accuracy, average incremental accuracy, forgetting and BWT as mean, sample standard
+deviation (n - 1) and n over the runs of each group (the seeds), and tables to paste into a
+paper (markdown, LaTeX, CSV).
+
+Runs with the same resolved config and seed are duplicates (the same experiment twice): they are
+counted once, and named, unless `--keep-duplicates`. A group of one run has no spread: its mean
+is shown without ±. `--ci` adds the 95% confidence interval of the mean (Student's t).
 
 Reads through `replaycli.outputs` only (no torch)."""
 from __future__ import annotations
@@ -11,11 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from replaycli.outputs import rundir, sweepdir
+from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.errors import ConfigError
 from replaycli.outputs.rundir import OutputError
 
-METRICS = ("final_accuracy", "forgetting", "bwt")
+METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting", "bwt")
+LABELS = {"final_accuracy": "final accuracy", "average_incremental_accuracy": "avg incremental acc",
+          "forgetting": "forgetting", "bwt": "BWT"}
+HIGHER_IS_BETTER = {"final_accuracy": True, "average_incremental_accuracy": True, "forgetting": False, "bwt": True}
+# keys that change nothing a run computes: left out when telling duplicate runs apart
+NOT_THE_EXPERIMENT = ("progress", "data_root", "download", "logger", "metrics", "granularity", "eval_mb_size")
 # keys that do not change what a run learns: never a default grouping key
 IGNORED = ("seed", "progress", "device", "data_root", "download", "eval_mb_size", "logger", "metrics", "granularity")
 
@@ -45,12 +56,31 @@ def load(dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             skipped.append({"path": str(d), "status": state})
             continue
         summary = rundir.read_summary(d)
+        if summary.get("average_incremental_accuracy") is None:  # a run from before the metric: from its table
+            rec = rundir.read_run(d)
+            summary["average_incremental_accuracy"] = formulas.average_incremental_accuracy(
+                rec.accuracy, rundir.origins(rec.metrics[:len(rec.accuracy)]))
         runs.append({
             "path": d, "params": sweepdir.run_params(d),
             "override_keys": list(sweepdir.override_items(sweepdir.read_overrides(d))),
             **{m: summary.get(m) for m in METRICS},
         })
     return runs, skipped
+
+
+def experiment(run: dict[str, Any]) -> str:
+    """What makes two runs the same experiment: the resolved config (seed included), keys that
+    change nothing computed left out."""
+    return json.dumps({k: v for k, v in run["params"].items() if k.split(".")[0] not in NOT_THE_EXPERIMENT},
+                      sort_keys=True, default=str)
+
+
+def deduplicated(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """The runs with each experiment once (its first run), and the groups of paths that repeat one."""
+    first: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        first.setdefault(experiment(r), []).append(r)
+    return [rs[0] for rs in first.values()], [[str(r["path"]) for r in rs] for rs in first.values() if len(rs) > 1]
 
 
 def _value(v: Any) -> Any:
@@ -95,12 +125,18 @@ def sort_key(v: Any) -> tuple:
         return (1, 0.0, str(v))
 
 
-def _stats(xs: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (0 for one run)."""
+def _stats(xs: list[float]) -> tuple[float | None, float | None, float | None]:
+    """Mean, sample standard deviation (n - 1; None for one run) and the half-width of the 95%
+    confidence interval of the mean (Student's t with n - 1 degrees of freedom; None for one run)."""
     xs = [x for x in xs if x is not None]
     if not xs:
-        return None, None
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return None, None, None
+    if len(xs) == 1:
+        return xs[0], None, None
+    from scipy.stats import t  # scikit-learn's own dependency; only when there is a spread to bound
+
+    std = statistics.stdev(xs)
+    return statistics.fmean(xs), std, float(t.ppf(0.975, len(xs) - 1)) * std / len(xs) ** 0.5
 
 
 def group(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
@@ -113,41 +149,61 @@ def group(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in zip(keys, values)}
         row["n"] = len(members)
         for m in METRICS:
-            row[f"{m}_mean"], row[f"{m}_std"] = _stats([r[m] for r in members])
+            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci95"] = _stats([r[m] for r in members])
         row["seeds"] = sorted(r["params"].get("seed") for r in members)
         row["runs"] = [str(r["path"]) for r in members]
         rows.append(row)
     return rows
 
 
-def compare(paths: list[str | Path], by: list[str] | None = None) -> dict[str, Any]:
-    """The comparison of the runs in `paths`, grouped by `by` (default: the keys that differ)."""
+def compare(paths: list[str | Path], by: list[str] | None = None, keep_duplicates: bool = False) -> dict[str, Any]:
+    """The comparison of the runs in `paths`, grouped by `by` (default: the keys that differ);
+    duplicate runs counted once unless `keep_duplicates` (`duplicates` lists them either way)."""
     runs, skipped = load(run_dirs(paths))
     if not runs:
         raise OutputError(f"no complete run in {' '.join(map(str, paths))} ({len(skipped)} not complete)")
+    unique, duplicates = deduplicated(runs)
+    runs = runs if keep_duplicates else unique
     if by:
         check_keys(by, runs)
     keys = list(by) if by else differing_keys(runs)
-    return {"by": keys, "groups": group(runs, keys), "skipped": skipped}
+    return {"by": keys, "groups": group(runs, keys), "skipped": skipped, "duplicates": duplicates,
+            "duplicates_counted": keep_duplicates}
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+def cell(g: dict[str, Any], m: str, ci: bool = False, digits: int = 4) -> str:
+    """`mean ± std` (or ± the 95% CI half-width), the mean alone for one run, - when missing."""
+    mean, spread = g[f"{m}_mean"], g[f"{m}_ci95" if ci else f"{m}_std"]
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def render(d: dict[str, Any], console: Any) -> None:
+def spread_words(d: dict[str, Any], ci: bool) -> str:
+    """What the ± of a table is, over what, and how many."""
+    ns = sorted({g["n"] for g in d["groups"]})
+    n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]} to {ns[-1]}"
+    if ns == [1]:
+        return "one run per group: no spread (n = 1)"
+    what = "95% confidence interval of the mean (Student's t)" if ci else "sample standard deviation (n - 1)"
+    return f"mean ± {what} over the runs (seeds) of each group, {n}"
+
+
+def render(d: dict[str, Any], console: Any, ci: bool = False) -> None:
     from rich.table import Table
 
-    t = Table(title=f"grouped by {', '.join(d['by']) or '(nothing: all runs together)'}; mean ± std over runs")
-    for col in (*d["by"], "n", "final accuracy", "forgetting", "BWT", "seeds"):
+    t = Table(title=f"grouped by {', '.join(d['by']) or '(nothing: all runs together)'}; {spread_words(d, ci)}")
+    for col in (*d["by"], "n", *(LABELS[m] for m in METRICS), "seeds"):
         t.add_column(col, justify="right")
     for g in d["groups"]:
-        t.add_row(
-            *(str(g[k]) for k in d["by"]), str(g["n"]), _pm(g["final_accuracy_mean"], g["final_accuracy_std"]),
-            _pm(g["forgetting_mean"], g["forgetting_std"]), _pm(g["bwt_mean"], g["bwt_std"]),
-            ",".join(map(str, g["seeds"])),
-        )
+        t.add_row(*(str(g[k]) for k in d["by"]), str(g["n"]), *(cell(g, m, ci) for m in METRICS),
+                  ",".join(map(str, g["seeds"])))
     console.print(t)
+    if d["duplicates"]:
+        counted = "each counted" if d["duplicates_counted"] else "counted once (--keep-duplicates counts each)"
+        listed = "; ".join(" = ".join(paths) for paths in d["duplicates"][:3])
+        console.print(f"[yellow]{sum(len(p) - 1 for p in d['duplicates'])} duplicate runs (same config and seed), "
+                      f"{counted}:[/] {listed}", highlight=False)
     if d["skipped"]:
         listed = " ".join(f"{s['path']} ({s['status']})" for s in d["skipped"][:5])
         more = f" and {len(d['skipped']) - 5} more" if len(d["skipped"]) > 5 else ""
@@ -164,13 +220,25 @@ def main(args: list[str]) -> int:
     p.add_argument("--by", action="append", metavar="KEY",
                    help="config key(s) to group by, e.g. buffer.max_size (repeat or comma-separate); "
                         "default: the keys that differ among the runs")
+    p.add_argument("--ci", action="store_true", help="± the 95%% confidence interval of the mean, not the std")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="count runs with the same config and seed each time (default: once)")
+    p.add_argument("--format", choices=("rich", "markdown", "latex", "csv"), default="rich",
+                   help="a table to paste: markdown or latex (best per column in bold), csv (every number)")
+    p.add_argument("--metric", choices=METRICS, default="final_accuracy",
+                   help="the metric of a markdown/latex table grouped by two keys (rows x columns)")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     a = p.parse_args(args)
-    d = compare(a.paths, keys(a.by))  # ConfigError / OutputError: one line and exit 2, in replaycli.cli
+    d = compare(a.paths, keys(a.by), a.keep_duplicates)  # ConfigError / OutputError: one line, exit 2 (cli.py)
     if a.json:
         print(json.dumps(d, indent=2))
         return 0
+    if a.format != "rich":
+        from replaycli.outputs.tables import table
+
+        sys.stdout.write(table(d, a.format, a.metric, a.ci))
+        return 0
     from rich.console import Console
 
-    render(d, Console(width=None if sys.stdout.isatty() else 160))
+    render(d, Console(width=None if sys.stdout.isatty() else 160), a.ci)
     return 0

@@ -38,5 +38,31 @@ def bwt(acc: list[list[float]], origins: list[int] | None = None) -> float:
     return sum(acc[-1][j] - acc[r][j] for j, r in rows.items()) / len(rows) if rows else 0.0
 
 
+def seen(acc: list[list[float]], origins: list[int] | None = None) -> list[float]:
+    """After each row, the mean accuracy on the test experiences trained so far (0..origin)."""
+    origins = list(range(len(acc))) if origins is None else origins
+    return [mean(row[:min(o, len(row) - 1) + 1]) for row, o in zip(acc, origins)]
+
+
+def average_incremental_accuracy(acc: list[list[float]], origins: list[int] | None = None) -> float | None:
+    """The mean over rows of the accuracy on the experiences seen so far (Rebuffi et al.'s average
+    incremental accuracy: each row's accuracy on all the classes learned until then)."""
+    return mean(seen(acc, origins)) if acc else None
+
+
+def auc(acc: list[list[float]], samples: list[int], origins: list[int] | None = None) -> float | None:
+    """Area under the seen-so-far accuracy curve against the training samples seen (trapezoids),
+    divided by the samples of the whole stream: in [0, 1]. `samples[i]`: row i's samples. The
+    online metric of Koh et al. (ICLR 2022): a run that is accurate early scores higher."""
+    if not acc or len(samples) != len(acc) or sum(samples) <= 0:
+        return None
+    ys, xs, total = seen(acc, origins), [0.0], 0.0
+    for n in samples:
+        total += n
+        xs.append(total)
+    ys = [ys[0], *ys]  # before the first piece: as after it (no evaluation at 0 samples)
+    return sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(acc))) / total
+
+
 def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0

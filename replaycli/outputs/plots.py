@@ -1,24 +1,63 @@
-"""`replay plot PATH [--by KEY]`: PNG figures of a run or a sweep, written into its directory.
+"""`replay plot PATH [--by KEY] [--format png|pdf|svg] [--dpi N] [--ylim full|auto]`: figures of a
+run or a sweep, written into its directory.
 
-A run: the accuracy matrix as a heatmap, the accuracy on each test experience over time, the
-buffer's class histogram per experience as stacked bars, and (with `metrics=[...,confusion]`) the
-test stream's confusion matrix after the last experience. A sweep: the final accuracy against the
-swept key (mean and std over seeds as error bars), and per group the accuracy on the experiences
-seen so far, after each experience.
-Every figure is FIGSIZE at DPI (640 x 400 pixels). matplotlib (Agg) is imported here only.
+A run: the accuracy matrix as a heatmap, the accuracy on each test experience over time with the
+seen-so-far mean, the buffer's class histogram per experience as stacked bars, and (with
+`metrics=[...,confusion]`) the test stream's confusion matrix after the last experience. A sweep:
+the final accuracy against the swept key (mean ± std over the seeds of each point as error bars),
+and per group the accuracy on the experiences seen so far, after each experience, with a band of
+± one std over its seeds. Titles say the benchmark, the method and the buffer; legends say n and
+what the spread is over; accuracy axes run from 0 to 1 unless `--ylim auto`. Colours are the
+Okabe-Ito palette (safe for colour-blind readers), Paul Tol's muted one for 9-10, then cividis. A sweep
+plotted `--by KEY` writes `<figure>_by_<KEY>.<format>` beside the default figures, never over
+them. Every figure is FIGSIZE inches at `--dpi` (640 x 400 pixels at the default 100).
+matplotlib (Agg) is imported here only.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replaycli.outputs import compare, rundir, sweepdir
+from replaycli.outputs import compare, formulas, rundir, sweepdir
 from replaycli.outputs.rundir import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
-RUN_FIGURES = ("accuracy_matrix.png", "accuracy_curves.png", "buffer_histogram.png")
-CONFUSION_FIGURE = "confusion.png"  # runs with a confusion matrix only
-SWEEP_FIGURES = ("final_accuracy.png", "seen_accuracy.png")
+FORMATS = ("png", "pdf", "svg")
+RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")
+CONFUSION_FIGURE = "confusion"  # runs with a confusion matrix only
+SWEEP_FIGURES = ("final_accuracy", "seen_accuracy")
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+TOL_MUTED = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+             "#DDDDDD")  # Paul Tol's muted scheme (and its pale grey): ten colours colour-blind readers tell apart
+
+
+@dataclass(frozen=True)
+class Style:
+    """How figures are written: file format, dots per inch, accuracy axis (`full`: 0 to 1)."""
+
+    format: str = "png"
+    dpi: int = DPI
+    ylim: str = "full"
+
+    def name(self, figure: str, suffix: str = "") -> str:
+        return f"{figure}{suffix}.{self.format}"
+
+    def accuracy_axis(self, ax: Any) -> None:
+        if self.ylim == "full":
+            ax.set_ylim(0, 1.02)
+
+
+def colours(n: int) -> list[Any]:
+    """`n` colours colour-blind readers tell apart: Okabe-Ito up to 8, Paul Tol's muted up to 10,
+    then cividis (ordered: classes and experiences are numbered)."""
+    if n <= len(OKABE_ITO):
+        return list(OKABE_ITO[:n])
+    if n <= len(TOL_MUTED):
+        return list(TOL_MUTED[:n])
+    cmap = _pyplot().get_cmap("cividis")
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
 def _pyplot() -> Any:
@@ -30,12 +69,18 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _figure() -> tuple[Any, Any]:
+    plt = _pyplot()
+    plt.rcParams["axes.titlesize"] = 10  # two lines: what the figure shows, then the run's setting
+    return plt.subplots(figsize=FIGSIZE, layout="constrained")
+
+
+def save(fig: Any, path: Path, style: Style) -> Path:
     """Write `fig` to `path` atomically (a temporary file, then a rename), as every output is."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": every figure keeps its size in pixels
+    fig.savefig(buf, format=style.format, dpi=style.dpi)  # no bbox_inches="tight": every figure keeps its size
     _pyplot().close(fig)
     try:
         rundir.write_atomic(path, buf.getvalue())
@@ -44,115 +89,153 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def describe(params: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+    """"benchmark · method · buffer(size)" from a run's config (the options as typed, else the
+    classes), without the keys in `leave_out` (what a sweep varies)."""
+    def option(group: str) -> str | None:
+        if group in leave_out or f"{group}._target_" in leave_out:
+            return None
+        chosen = params.get(group)
+        if isinstance(chosen, str):
+            return chosen
+        target = params.get(f"{group}._target_")
+        return str(target).rsplit(".", 1)[-1] if target else None
+
+    parts = [option("benchmark"), option("strategy")]
+    buffer = option("buffer")
+    if buffer is not None and params.get("buffer._target_") is not None:
+        size = params.get("buffer.max_size")
+        extra = [f"{size}" for _ in [0] if size is not None and "buffer.max_size" not in leave_out]
+        if params.get("groupby") and "groupby" not in leave_out:
+            extra.append(f"by {params['groupby']}")
+        buffer += f"({', '.join(extra)})" if extra else ""
+    elif buffer is not None:
+        buffer = "no buffer"
+    parts.append(buffer)
+    return " · ".join(p for p in parts if p) or "runs"
+
+
 # --- a run ------------------------------------------------------------------------------------
-def accuracy_matrix(acc: list[list[float]], title: str, path: Path) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    im = ax.imshow(acc, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")  # [trained, tested]
-    if len(acc[0]) <= 10:
+def accuracy_matrix(acc: list[list[float]], title: str) -> Any:
+    fig, ax = _figure()
+    im = ax.imshow(acc, vmin=0.0, vmax=1.0, cmap="cividis", aspect="auto")  # [trained, tested]
+    if len(acc[0]) <= 10 and len(acc) <= 12:
         for i, row in enumerate(acc):
             for j, a in enumerate(row):
                 ax.text(j, i, f"{a:.2f}", ha="center", va="center", fontsize=8, color="white" if a < 0.6 else "black")
     ax.set(xlabel="test experience", ylabel="after training experience", title=title)
-    ax.set_xticks(range(len(acc[0])))
-    ax.set_yticks(range(len(acc)))
+    step = max(1, math.ceil(len(acc[0]) / 20))
+    ax.set_xticks(range(0, len(acc[0]), step))
+    ax.set_yticks(range(0, len(acc), max(1, math.ceil(len(acc) / 20))))
     fig.colorbar(im, ax=ax, label="accuracy")
-    return _save(fig, path)
+    return fig
 
 
-def accuracy_curves(acc: list[list[float]], title: str, path: Path) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+def accuracy_curves(acc: list[list[float]], title: str, style: Style, origins: list[int] | None = None) -> Any:
+    fig, ax = _figure()
     steps = list(range(len(acc)))
-    for j in range(len(acc[0])):
-        # test experience j from when it is trained on
-        ax.plot(steps[j:], [row[j] for row in acc[j:]], marker="o", ms=3, lw=1, label=f"test {j}")
-    seen = [sum(row[: t + 1]) / len(row[: t + 1]) for t, row in enumerate(acc)]  # experiences 0..t
-    ax.plot(steps, seen, color="black", lw=2.5, label="seen so far")
-    ax.set(xlabel="after training experience", ylabel="accuracy", ylim=(0, 1.02), title=title)
+    origins = list(range(len(acc))) if origins is None else origins
+    n = len(acc[0])
+    palette = colours(n)
+    for j in range(n):
+        start = next((i for i, o in enumerate(origins) if o >= j), len(acc))  # from when it is trained on
+        ax.plot(steps[start:], [row[j] for row in acc[start:]], marker="o" if len(acc) <= 20 else None, ms=3, lw=1,
+                color=palette[j], label=f"test {j}")
+    ax.plot(steps, formulas.seen(acc, origins), color="black", lw=2.5, label="seen so far (mean)")
+    ax.set(xlabel="after training experience", ylabel="accuracy", title=title)
+    style.accuracy_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, ncol=2 if len(acc[0]) > 6 else 1, loc="lower left")
-    return _save(fig, path)
+    ax.legend(fontsize=6 if n > 10 else 7, ncol=1 if n <= 10 else 2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
 
 
-def buffer_histogram(hists: list[list[int]], title: str, path: Path) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+def buffer_histogram(hists: list[list[int]], title: str) -> Any:
+    fig, ax = _figure()
     n = len(hists[0])
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "viridis")
+    palette = colours(n)
     bottom = [0] * len(hists)
     for k in range(n):
         counts = [h[k] for h in hists]
-        ax.bar(range(len(hists)), counts, bottom=bottom, color=cmap(k / max(n - 1, 1) if n > 20 else k),
-               label=f"class {k}" if n <= 20 else None)
+        ax.bar(range(len(hists)), counts, bottom=bottom, color=palette[k], label=f"class {k}" if n <= 20 else None)
         bottom = [b + c for b, c in zip(bottom, counts)]
     ax.set(xlabel="after training experience", ylabel="samples in the buffer", title=title)
-    ax.set_xticks(range(len(hists)))
+    ax.set_xticks(range(0, len(hists), max(1, math.ceil(len(hists) / 20))))
     if n <= 20:
-        ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(fig, path)
+        ax.legend(fontsize=6 if n > 10 else 7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
 
 
-def confusion(matrix: list[list[int]], title: str, path: Path) -> Path:
-    """Rows: true class, columns: predicted; colour: the share of the true class (row-normalised)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+def confusion(matrix: list[list[int]], title: str) -> Any:
+    """Rows: true class, columns: predicted; colour and numbers: the share of the true class."""
+    fig, ax = _figure()
     n = len(matrix)
     shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
     im = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
     if n <= 10:
-        for i, row in enumerate(matrix):
-            for j, c in enumerate(row):
-                if c:
-                    ax.text(j, i, str(c), ha="center", va="center", fontsize=7,
-                            color="white" if shares[i][j] > 0.6 else "black")
+        for i, row in enumerate(shares):
+            for j, share in enumerate(row):
+                if matrix[i][j]:
+                    ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if share > 0.6 else "black")
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     if n <= 20:
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
     fig.colorbar(im, ax=ax, label="share of the true class")
-    return _save(fig, path)
+    return fig
 
 
-def plot_run(path: Path) -> list[Path]:
+def plot_run(path: Path, style: Style = Style()) -> list[Path]:
     rec = rundir.read_run(path)
     if not rec.accuracy:
         raise OutputError(f"{path} has no finished experience to plot yet")
     state = sweepdir.status(path)
-    name = f"{path.parent.name}/{path.name}" if path.name.isdigit() else path.name  # a sweep's job
-    name += "" if state == "complete" else f" ({state})"
+    what = describe(sweepdir.run_params(path))
+    what += "" if state == "complete" else f" ({state})"
     final = sum(rec.accuracy[-1]) / len(rec.accuracy[-1])
+    origins = rundir.origins(rec.metrics[:len(rec.accuracy)])
     figures = [
-        accuracy_matrix(rec.accuracy, f"{name}: accuracy, final {final:.3f}", path / RUN_FIGURES[0]),
-        accuracy_curves(rec.accuracy, f"{name}: accuracy per test experience", path / RUN_FIGURES[1]),
-        buffer_histogram(rec.histograms, f"{name}: buffer samples per class", path / RUN_FIGURES[2]),
+        save(accuracy_matrix(rec.accuracy, f"accuracy, final {final:.3f}\n{what}"), path / style.name(RUN_FIGURES[0]), style),
+        save(accuracy_curves(rec.accuracy, f"accuracy per test experience\n{what}", style, origins),
+             path / style.name(RUN_FIGURES[1]), style),
+        save(buffer_histogram(rec.histograms, f"buffer samples per class\n{what}"), path / style.name(RUN_FIGURES[2]), style),
     ]
     if rec.confusion:
-        title = f"{name}: test stream after experience {len(rec.confusion) - 1}"
-        figures.append(confusion(rec.confusion[-1], title, path / CONFUSION_FIGURE))
+        title = f"confusion on the test stream after experience {len(rec.confusion) - 1}\n{what}"
+        figures.append(save(confusion(rec.confusion[-1], title), path / style.name(CONFUSION_FIGURE), style))
     return figures
 
 
 # --- a sweep ----------------------------------------------------------------------------------
+def spread_label(ns: list[int]) -> str:
+    """What a point's or a band's spread is over: `mean ± std over 3 seeds`, or `1 run, no spread`."""
+    if max(ns) == 1:
+        return "1 run each, no spread"
+    n = str(ns[0]) if len(set(ns)) == 1 else f"{min(ns)}-{max(ns)}"
+    return f"mean ± std over {n} seeds"
+
+
 def _series(groups: list[dict[str, Any]], keys: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The groups split into lines: the first key is the x axis, the others name the line."""
     lines: dict[str, list[dict[str, Any]]] = {}
     for g in groups:
-        label = ", ".join(f"{k}={g[k]}" for k in keys[1:]) or "mean ± std over seeds"
+        label = ", ".join(f"{k}={g[k]}" for k in keys[1:]) or "all runs"
         lines.setdefault(label, []).append(g)
     return lines
 
 
-def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, path: Path) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
+    fig, ax = _figure()
     x_key = keys[0] if keys else None
     cats = list(dict.fromkeys(str(g.get(x_key)) for g in groups)) if x_key else ["all runs"]
     numeric = x_key is not None and all(compare.sort_key(g.get(x_key))[0] == 0 for g in groups)
-    for label, gs in _series(groups, keys).items():
+    series = _series(groups, keys)
+    for colour, (label, gs) in zip(colours(len(series)), series.items()):
         xs = [float(g[x_key]) if numeric else cats.index(str(g.get(x_key))) if x_key else 0 for g in gs]
-        ax.errorbar(xs, [g["final_accuracy_mean"] for g in gs], yerr=[g["final_accuracy_std"] for g in gs],
-                    marker="o", capsize=4, label=f"{label} (n={'/'.join(str(g['n']) for g in gs)})")
+        ys = [g["final_accuracy_mean"] for g in gs]
+        errs = [g["final_accuracy_std"] or 0.0 for g in gs]
+        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", capsize=4, color=colour,
+                    label=f"{label} ({spread_label([g['n'] for g in gs])})")
     if numeric:
         xs = sorted({float(g[x_key]) for g in groups})
         if xs[0] > 0 and xs[-1] / xs[0] >= 8:
@@ -161,50 +244,60 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, pa
         ax.minorticks_off()
     else:
         ax.set_xticks(range(len(cats)), cats)
-    ax.set(xlabel=x_key or "all runs", ylabel="final accuracy (stream)", title=title)
+    ax.set(xlabel=x_key or "all runs", ylabel="final accuracy (test stream)", title=title)
+    style.accuracy_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
-def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, path: Path) -> Path:
-    """After each experience, the accuracy on the experiences trained so far, the mean over each
-    group's runs (at the last experience: the final accuracy)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    cmap = plt.get_cmap("tab10")
-    for i, g in enumerate(groups):
-        accs = [rundir.read_run(p).accuracy for p in g["runs"]]
-        curves = [[sum(row[: t + 1]) / len(row[: t + 1]) for t, row in enumerate(acc)] for acc in accs]
+def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
+    """After each experience, the accuracy on the experiences trained so far: the mean over each
+    group's runs, with a band of ± one std over them (at the last experience: the final accuracy)."""
+    fig, ax = _figure()
+    for colour, g in zip(colours(len(groups)), groups):
+        recs = [rundir.read_run(p) for p in g["runs"]]
+        curves = [formulas.seen(r.accuracy, rundir.origins(r.metrics[:len(r.accuracy)])) for r in recs]
         steps = min(len(c) for c in curves)
         mean = [sum(c[t] for c in curves) / len(curves) for t in range(steps)]
         label = ", ".join(f"{k}={g[k]}" for k in keys) or "all runs"
-        ax.plot(range(steps), mean, marker="o", ms=3, color=cmap(i % 10), label=f"{label} (n={g['n']})")
-    ax.set(xlabel="after training experience", ylabel="accuracy on seen experiences", title=title)
+        ax.plot(range(steps), mean, marker="o" if steps <= 20 else None, ms=3, color=colour,
+                label=f"{label} ({spread_label([g['n']])})")
+        if len(curves) > 1:
+            import statistics
+
+            std = [statistics.stdev(c[t] for c in curves) for t in range(steps)]
+            ax.fill_between(range(steps), [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=colour, alpha=0.2, lw=0)
+    ax.set(xlabel="after training experience", ylabel="accuracy on the experiences seen", title=title)
+    style.accuracy_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    ax.legend(fontsize=8 if len(groups) <= 8 else 6, ncol=1 if len(groups) <= 10 else 2)
+    return fig
 
 
-def plot_sweep(path: Path, by: list[str] | None = None) -> list[Path]:
+def plot_sweep(path: Path, by: list[str] | None = None, style: Style = Style()) -> list[Path]:
     d = compare.compare([path], by)
     keys, groups = d["by"], d["groups"]
-    name = path.name
+    what = describe(sweepdir.run_params(Path(groups[0]["runs"][0])), tuple(keys))
+    suffix = f"_by_{'_'.join(keys)}" if by else ""  # --by: its own files, never the default figures
     return [
-        final_accuracy(groups, keys, f"{name}: final accuracy", path / SWEEP_FIGURES[0]),
-        seen_accuracy(groups, keys, f"{name}: accuracy on the experiences seen", path / SWEEP_FIGURES[1]),
+        save(final_accuracy(groups, keys, f"final accuracy\n{what}", style), path / style.name(SWEEP_FIGURES[0], suffix),
+             style),
+        save(seen_accuracy(groups, keys, f"accuracy on the experiences seen so far\n{what}", style),
+             path / style.name(SWEEP_FIGURES[1], suffix), style),
     ]
 
 
-def plot(path: str | Path, by: list[str] | None = None) -> list[Path]:
+def plot(path: str | Path, by: list[str] | None = None, style: Style = Style()) -> list[Path]:
     """Write the figures of a run or a sweep into it (or of every run and sweep of an outputs
     directory, into each); returns their paths."""
     path = Path(path)
     if rundir.is_run(path):
-        return plot_run(path)
+        return plot_run(path, style)
     if sweepdir.is_sweep(path):
-        return plot_sweep(path, by)
+        return plot_sweep(path, by, style)
     if sweepdir.is_job(path):
         raise OutputError(f"{path} is a job that {sweepdir.status(path)} before it wrote a run "
                           f"({sweepdir.error(path) or 'no config.yaml'}); nothing to plot")
@@ -213,7 +306,7 @@ def plot(path: str | Path, by: list[str] | None = None) -> list[Path]:
         files: list[Path] = []
         for child in sweeps + runs:
             try:
-                files += plot(child, by)
+                files += plot(child, by, style)
             except OutputError:  # a run killed before its first experience: nothing to draw
                 continue
         if files:
@@ -223,15 +316,23 @@ def plot(path: str | Path, by: list[str] | None = None) -> list[Path]:
 
 
 def main(args: list[str]) -> int:
-    """`replay plot PATH [--by KEY]`: prints the paths of the figures written."""
+    """`replay plot PATH [--by KEY] [--format F] [--dpi N] [--ylim full|auto]`: prints the paths written."""
+    from replaycli.errors import ConfigError
     from replaycli.verbargs import ArgParser, keys
 
-    p = ArgParser(prog="replay plot", description="Write PNG figures of a run or a sweep into its directory.")
+    p = ArgParser(prog="replay plot", description="Write figures of a run or a sweep into its directory.")
     p.add_argument("path", metavar="PATH", help="a run directory or a sweep directory")
     p.add_argument("--by", action="append", metavar="KEY",
-                   help="a sweep's x axis (then its lines): config keys; default: the keys that differ")
+                   help="a sweep's x axis (then its lines): config keys; default: the keys that differ. "
+                        "Writes <figure>_by_<KEY> files beside the default ones")
+    p.add_argument("--format", choices=FORMATS, default="png", help="png (default), pdf or svg")
+    p.add_argument("--dpi", type=int, default=DPI, help=f"dots per inch (default {DPI}: 640 x 400 pixels)")
+    p.add_argument("--ylim", choices=("full", "auto"), default="full",
+                   help="accuracy axes from 0 to 1 (full, default) or zoomed to the data (auto)")
     a = p.parse_args(args)
-    files = plot(a.path, keys(a.by))  # ConfigError / OutputError: one line and exit 2, in replaycli.cli
+    if not 10 <= a.dpi <= 1200:
+        raise ConfigError(f"--dpi {a.dpi} is not allowed; allowed: 10 to 1200")
+    files = plot(a.path, keys(a.by), Style(a.format, a.dpi, a.ylim))  # errors: one line and exit 2, in replaycli.cli
     for f in files:
         print(f)
     return 0

@@ -21,7 +21,9 @@ A run directory holds:
                          row (i, k) counts the test samples of class k predicted as each class after
                          training experience i, so it sums to the test samples of class k;
                          `np.loadtxt(f, delimiter=",", skiprows=1, dtype=int)[:, 2:].reshape(E, C, C)`;
-- `summary.json`         final_accuracy, forgetting, bwt, seconds, seed, device, versions, status;
+- `summary.json`         final_accuracy, average_incremental_accuracy (the mean over rows of the accuracy on
+                         the experiences seen so far), forgetting, bwt, auc (online streams: the area
+                         under that curve against samples seen), seconds, seed, device, versions, status;
                          final_task_il_accuracy, final_val_accuracy, final_val_task_il_accuracy beside
                          the tables above;
                          absent while the run goes on (or was killed), status "complete" at the end,
@@ -173,11 +175,14 @@ class RunWriter:
         final = self.accuracy[-1] if self.accuracy else []
         side = {f"final_{key}": sum(row) / len(row) for key in SIDE_TABLES
                 for row in [self.records[-1].get(key) if self.records else None] if row}
+        rows = origins(self.records)
+        online = {"auc": formulas.auc(self.accuracy, [r.get("samples", 0) for r in self.records], rows)} if rows else {}
         base = {
-            **side,
+            **side, **online,
             "final_accuracy": sum(final) / len(final) if final else None,
-            "forgetting": formulas.forgetting(self.accuracy, origins(self.records)),
-            "bwt": formulas.bwt(self.accuracy, origins(self.records)),
+            "average_incremental_accuracy": formulas.average_incremental_accuracy(self.accuracy, rows),
+            "forgetting": formulas.forgetting(self.accuracy, rows),
+            "bwt": formulas.bwt(self.accuracy, rows),
             "experiences_done": len(self.accuracy),
         }
         write_atomic(self.root / SUMMARY, json.dumps({**base, **summary}, indent=2, sort_keys=True) + "\n")

@@ -108,6 +108,7 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
         "experience": exp.current_experience,
         **({"origin_experience": exp.origin_experience} if exp.origin_experience != exp.current_experience else {}),
         "n_experiences": run.bench.n_experiences,
+        "samples": len(exp.dataset),
         "accuracy": acc,
         "average": sum(acc) / len(acc),
         **trained,  # loss, and train_accuracy, epochs, minibatches when asked

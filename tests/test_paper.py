@@ -1,0 +1,176 @@
+"""From a sweep to a paper: summary metrics, honest statistics, duplicate runs and the tables of
+`replay compare --format`, on run directories with numbers chosen here (made_outputs.write_run)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import statistics
+
+import pytest
+from made_outputs import write_run
+from conftest import run_cli
+
+from replaycli.outputs import formulas
+from replaycli.outputs.compare import compare
+from replaycli.outputs.tables import table
+
+HIST = [[1, 1], [1, 1]]
+
+
+def runs(root, table_of: dict[tuple, list[list[float]]]):
+    """One run per (strategy, size, seed) with its accuracy matrix."""
+    for (strategy, size, seed), acc in table_of.items():
+        config = f"seed: {seed}\nstrategy:\n  _target_: {strategy}\nbuffer:\n  max_size: {size}\n"
+        write_run(root / f"{strategy}-{size}-{seed}", acc, HIST[:len(acc)],
+                  [f"buffer.max_size={size}", f"seed={seed}", f"strategy._target_={strategy}"], config)
+    return root
+
+
+def final(acc):
+    return sum(acc[-1]) / len(acc[-1])
+
+
+GRID = {
+    ("er", 100, 0): [[0.9, 0.0], [0.6, 0.8]], ("er", 100, 1): [[0.8, 0.0], [0.5, 0.9]],
+    ("er", 200, 0): [[0.9, 0.0], [0.7, 0.8]], ("er", 200, 1): [[0.9, 0.1], [0.8, 0.8]],
+    ("der", 100, 0): [[0.9, 0.0], [0.7, 0.9]], ("der", 100, 1): [[0.9, 0.0], [0.6, 0.9]],
+    ("der", 200, 0): [[0.9, 0.0], [0.8, 0.9]],
+}
+
+
+def test_average_incremental_accuracy_against_a_hand_computation(tmp_path):
+    acc = [[0.9, 0.1, 0.0], [0.6, 0.8, 0.2], [0.5, 0.7, 0.9]]
+    by_hand = (0.9 + (0.6 + 0.8) / 2 + (0.5 + 0.7 + 0.9) / 3) / 3  # seen so far, averaged over the steps
+    assert formulas.average_incremental_accuracy(acc) == pytest.approx(by_hand)
+    write_run(tmp_path / "r", acc, [[1, 1]] * 3)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["average_incremental_accuracy"] == pytest.approx(by_hand)
+    # online: pieces 0, 0, 1 of 10, 30, 20 samples; seen-so-far 0.9, 0.8, 0.75; trapezoids over samples
+    pieces = [[0.9, 0.0], [0.8, 0.1], [0.7, 0.8]]
+    area = (10 * 0.9 + 30 * (0.9 + 0.8) / 2 + 20 * (0.8 + 0.75) / 2) / 60
+    assert formulas.auc(pieces, [10, 30, 20], [0, 0, 1]) == pytest.approx(area)
+
+
+def test_compare_shows_n_no_spread_for_one_run_and_sample_std(tmp_path):
+    d = compare([runs(tmp_path, GRID)], ["strategy._target_", "buffer.max_size"])
+    at = {(g["strategy._target_"], g["buffer.max_size"]): g for g in d["groups"]}
+    assert at[("der", 200)]["n"] == 1 and at[("der", 200)]["final_accuracy_std"] is None
+    er = [final(GRID[("er", 100, s)]) for s in (0, 1)]
+    assert at[("er", 100)]["final_accuracy_mean"] == pytest.approx(statistics.fmean(er))
+    assert at[("er", 100)]["final_accuracy_std"] == pytest.approx(statistics.stdev(er))  # n - 1
+    from scipy.stats import t
+
+    assert at[("er", 100)]["final_accuracy_ci95"] == pytest.approx(t.ppf(0.975, 1) * statistics.stdev(er) / 2 ** 0.5)
+    out = run_cli("compare", str(tmp_path), "--by", "strategy._target_,buffer.max_size").stdout
+    row = next(line for line in out.splitlines() if line.strip().startswith("│") and "der" in line and "200" in line)
+    assert "±" not in row and f"{final(GRID[('der', 200, 0)]):.4f}" in row  # one run: the mean alone
+    assert "n = 1 to 2" in " ".join(out.split())
+
+
+def test_duplicate_runs_are_flagged_and_counted_once(tmp_path):
+    runs(tmp_path, GRID)
+    write_run(tmp_path / "er-100-0-again", GRID[("er", 100, 0)], HIST,  # the same config and seed, run again
+              ["buffer.max_size=100", "seed=0", "strategy._target_=er"], "seed: 0\nstrategy:\n  _target_: er\nbuffer:\n  max_size: 100\n")
+    d = compare([tmp_path], ["strategy._target_", "buffer.max_size"])
+    er100 = next(g for g in d["groups"] if g["strategy._target_"] == "er" and g["buffer.max_size"] == 100)
+    assert er100["n"] == 2 and len(d["duplicates"]) == 1 and len(d["duplicates"][0]) == 2
+    kept = compare([tmp_path], ["strategy._target_", "buffer.max_size"], keep_duplicates=True)
+    assert next(g for g in kept["groups"] if g["strategy._target_"] == "er" and g["buffer.max_size"] == 100)["n"] == 3
+    out = run_cli("compare", str(tmp_path)).stdout
+    assert "1 duplicate runs (same config and seed), counted once" in " ".join(out.split())
+
+
+def test_markdown_table_is_method_by_size_with_the_best_of_each_column_in_bold(tmp_path):
+    d = compare([runs(tmp_path, GRID)], ["strategy._target_", "buffer.max_size"])
+    text = table(d, "markdown")
+    lines = text.strip().splitlines()
+    assert lines[0] == "| strategy._target_ \\ buffer.max_size | 100 | 200 |"
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines[2:4]}
+    der100 = statistics.fmean(final(GRID[("der", 100, s)]) for s in (0, 1))
+    er100 = statistics.fmean(final(GRID[("er", 100, s)]) for s in (0, 1))
+    assert der100 > er100 and cells["der"][0].startswith(f"**{der100:.4f} ±") and not cells["er"][0].startswith("**")
+    assert cells["der"][1] == f"**{final(GRID[('der', 200, 0)]):.4f}**"  # n = 1: no ±; the best of its column
+    assert "final accuracy; mean ± sample standard deviation (n - 1) over the runs (seeds) of each group, n = 1 to 2" in text
+
+
+def test_latex_table_structure_escapes_and_bold(tmp_path):
+    d = compare([runs(tmp_path, GRID)], ["strategy._target_", "buffer.max_size"])
+    tex = table(d, "latex", ci=True)
+    assert tex.startswith("\\begin{table}[t]\n\\centering\n\\begin{tabular}{lrr}\n\\toprule\n")
+    assert "strategy.\\_target\\_ \\textbackslash{} buffer.max\\_size & 100 & 200 \\\\" in tex
+    assert tex.count("\\textbf{") == 2 and "$\\pm$" in tex and "\\bottomrule\n\\end{tabular}" in tex
+    assert "95\\% confidence interval" in tex
+    body = tex.split("\\midrule\n")[1].split("\\bottomrule")[0].strip().splitlines()
+    assert all(line.count("&") == 2 and line.endswith("\\\\") for line in body)
+    assert tex.count("{") == tex.count("}")
+
+
+def test_csv_table_parses_back_to_the_numbers(tmp_path):
+    d = compare([runs(tmp_path, GRID)], ["buffer.max_size"])
+    rows = list(csv.DictReader(io.StringIO(table(d, "csv"))))
+    assert [r["buffer.max_size"] for r in rows] == ["100", "200"] and [r["n"] for r in rows] == ["4", "3"]
+    for r, g in zip(rows, d["groups"]):
+        assert float(r["final_accuracy_mean"]) == g["final_accuracy_mean"]
+        assert float(r["forgetting_std"]) == g["forgetting_std"]
+    out = run_cli("compare", str(tmp_path), "--by", "buffer.max_size", "--format", "csv").stdout
+    assert out == table(d, "csv")
+    assert re.match(r"buffer.max_size,n,final_accuracy_mean,final_accuracy_std,final_accuracy_ci95,", out)
+
+
+# --- figures, checked through matplotlib's objects ---------------------------------------------
+def legend_texts(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_sweep_figures_title_axis_and_legend_say_what_they_show(tmp_path):
+    from replaycli.outputs import plots
+
+    d = compare([runs(tmp_path, GRID)], ["buffer.max_size", "strategy._target_"])
+    fig = plots.final_accuracy(d["groups"], d["by"], "final accuracy\nsetting", plots.Style())
+    ax = fig.axes[0]
+    assert ax.get_title() == "final accuracy\nsetting" and ax.get_ylim() == (0.0, 1.02)
+    assert legend_texts(fig) == ["strategy._target_=der (mean ± std over 1-2 seeds)",
+                                 "strategy._target_=er (mean ± std over 2 seeds)"]
+    zoomed = plots.final_accuracy(d["groups"], d["by"], "t", plots.Style(ylim="auto"))
+    assert zoomed.axes[0].get_ylim()[0] > 0.5  # --ylim auto: the data's range
+    seen = plots.seen_accuracy(d["groups"], d["by"], "t", plots.Style())
+    ax = seen.axes[0]
+    assert ax.get_ylim() == (0.0, 1.02) and len(ax.collections) == 3  # a band for each group of 2 runs, none for n=1
+    assert "buffer.max_size=200, strategy._target_=der (1 run each, no spread)" in legend_texts(seen)
+    assert plots.colours(3) == list(plots.OKABE_ITO[:3])
+
+
+def test_run_figures_describe_the_run_and_scale_to_20_experiences(tmp_path):
+    from replaycli.outputs import plots
+
+    acc = [[min(1.0, 0.05 * (i + j)) if j <= i else 0.0 for j in range(20)] for i in range(20)]
+    fig = plots.accuracy_curves(acc, "accuracy per test experience\nx", plots.Style())
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0.0, 1.02) and len(legend_texts(fig)) == 21 and fig.axes[0].get_legend()._ncols == 2
+    matrix = plots.accuracy_matrix(acc, "m")
+    assert not matrix.axes[0].texts and len(matrix.axes[0].get_xticks()) == 20  # no cell numbers at 20 x 20
+    conf = plots.confusion([[8, 2], [0, 10]], "c")
+    assert sorted(t.get_text() for t in conf.axes[0].texts) == ["0.20", "0.80", "1.00"]  # shares, as the colour bar
+    params = {"benchmark": "split_mnist", "strategy": "der", "buffer": "reservoir", "buffer._target_": "x",
+              "buffer.max_size": 500}
+    assert plots.describe(params) == "split_mnist · der · reservoir(500)"
+    assert plots.describe(params, ("buffer.max_size",)) == "split_mnist · der · reservoir"
+    assert plots.describe({**params, "buffer._target_": None}) == "split_mnist · der · no buffer"
+
+
+def test_plot_formats_dpi_and_by_files(tmp_path):
+    root = runs(tmp_path / "sweep", {k: v for k, v in GRID.items() if k[0] == "er"})
+    one = root / "er-100-0"
+    pdf = run_cli("plot", str(one), "--format", "pdf").stdout.split()
+    assert pdf == [str(one / f"{n}.pdf") for n in ("accuracy_matrix", "accuracy_curves", "buffer_histogram")]
+    assert all(open(f, "rb").read(5) == b"%PDF-" for f in pdf)
+    svg = run_cli("plot", str(one), "--format", "svg").stdout.split()
+    assert all("<svg" in open(f).read(2000) for f in svg)
+    from matplotlib.image import imread
+
+    png = run_cli("plot", str(one), "--dpi", "200").stdout.split()
+    assert imread(png[0]).shape[:2] == (800, 1280)
+    bad = run_cli("plot", str(one), "--dpi", "5")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --dpi 5 is not allowed; allowed: 10 to 1200"
