@@ -234,7 +234,7 @@ def test_run_log_is_what_the_terminal_showed(small_run):
     log = rundir.read_log(small_run.path)
     assert log == small_run.proc.stdout  # progress=auto off a terminal: plain lines, then the tables
     assert "\x1b[" not in log and re.search(r"  epoch 1/1: \d+ batches \(\d+\.\d\d s\)", log)
-    assert re.search(r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log)
+    assert re.search(r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  seen-so-far accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log)
 
 
 def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,8 @@ def test_the_end_of_a_complete_sweep_writes_the_summary(tmp_path, capsys):
         write_run(tmp_path / "sweep" / str(i), [[0.5 + i / 4]], [[1, 1]], [f"seed={i}"])
     (tmp_path / "sweep" / "summary.csv").write_text("stale\n")
     SweepSummary().on_multirun_end(_job_config(tmp_path, 0))  # no exit: every job is complete
-    assert capsys.readouterr().out == f"summary: {tmp_path / 'sweep' / 'summary.csv'}\n"
+    out = capsys.readouterr().out  # the results table, then where the summary is
+    assert out.endswith(f"summary: {tmp_path / 'sweep' / 'summary.csv'}\n") and "final accuracy" in out
     rows = sweepdir.read_sweep_summary(tmp_path / "sweep")
     assert [(r["job"], r["seed"], r["status"], r["final_accuracy"]) for r in rows] == [
         (0, "0", "complete", 0.5), (1, "1", "complete", 0.75)]
@@ -123,3 +125,52 @@ def test_a_job_killed_midway_reads_as_incomplete_and_fails_the_sweep(tmp_path):
         SweepSummary().on_multirun_end(_job_config(tmp_path, 0))
     assert e.value.code == 1
     assert sweepdir.read_sweep_summary(tmp_path / "sweep") == rows
+
+
+# --- what a sweep shows: one line per finished job, labelled, then its results table ------------
+JOB_LINE = re.compile(r"^\[job (\d)/6\] (buffer\.max_size=\S+ seed=\d) .*: (complete|failed)(, final accuracy \d\.\d{4}, "
+                      r"\d+\.\d s)?.*  \[[#.]{20}\] (\d)/6")
+
+
+def test_a_parallel_sweep_prints_one_labelled_line_per_job_then_its_table(sweep):
+    proc, root = sweep
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[job ")]
+    assert len(lines) == 6  # progress=none (or auto) in a sweep: no per-job lines but one at its end
+    matches = [JOB_LINE.match(ln) for ln in lines]
+    assert all(matches), lines
+    assert sorted(int(m.group(1)) for m in matches) == list(range(6))
+    assert sorted(int(m.group(5)) for m in matches) == list(range(1, 7))  # the sweep's count, in any job's process
+    for m in matches:
+        assert m.group(3) == ("failed" if m.group(2).startswith("buffer.max_size=-1") else "complete")
+    assert "experience 1/2" not in proc.stdout
+    table_at, summary_at = proc.stdout.index("grouped by buffer.max_size"), proc.stdout.index("summary: ")
+    assert table_at < summary_at and "n = 2" in " ".join(proc.stdout[table_at:summary_at].split())
+
+
+def test_an_explicit_progress_labels_every_line_and_the_summary_is_appended_not_rebuilt(tmp_path, capsys, monkeypatch):
+    from conftest import cli
+
+    calls = []
+    real = sweepdir.sweep_rows
+    monkeypatch.setattr(sweepdir, "sweep_rows", lambda root: calls.append(root) or real(root))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", "-m", "seed=0,1", "buffer.max_size=10,20", "epochs=1", "benchmark.n_experiences=2",
+                         "progress=plain", "model.hidden_size=16", capsys=capsys)
+    assert code == 0, err
+    assert len(calls) == 1  # read whole once, at the end: each job appended its own row
+    job_lines = [ln for ln in out.splitlines() if ln.startswith("[job ")]
+    assert {ln.split("]")[0] for ln in job_lines} == {"[job 0", "[job 1", "[job 2", "[job 3",
+                                                       "[job 0/4", "[job 1/4", "[job 2/4", "[job 3/4"}
+    assert any(ln.startswith("[job 2] experience 2/2: ") for ln in job_lines)
+    sweep_root = next((tmp_path / "outputs" / "sweeps").iterdir())
+    rows = list(csv.DictReader((sweep_root / "summary.csv").open()))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"] and all(r["status"] == "complete" for r in rows)
+
+
+def test_rows_appended_while_a_sweep_runs_read_back(tmp_path):
+    sweepdir.start_sweep_summary(tmp_path, ["buffer.max_size", "seed"])
+    for i, size in enumerate((10, 20)):
+        sweepdir.append_sweep_row(tmp_path, {"job": i, "buffer.max_size": str(size), "seed": "0", "status": "complete",
+                                             "final_accuracy": 0.5 + i / 10, "error": ""})
+    rows = sweepdir.read_sweep_summary(tmp_path)
+    assert [(r["job"], r["buffer.max_size"], r["final_accuracy"]) for r in rows] == [(0, "10", 0.5), (1, "20", 0.6)]

@@ -174,6 +174,36 @@ def write_sweep_summary(sweep: Path, rows: list[dict[str, Any]] | None = None) -
     return path
 
 
+def start_sweep_summary(sweep: Path, override_keys: list[str]) -> Path:
+    """`summary.csv` with its header only (the planned jobs' override keys), as a sweep starts."""
+    path = Path(sweep) / SWEEP_SUMMARY
+    write_atomic(path, csv_text(["job", *override_keys, "status", *SWEEP_METRICS, "error"], []))
+    return path
+
+
+def append_sweep_row(sweep: Path, row: dict[str, Any]) -> None:
+    """Append one job's row to `summary.csv` in the order of its header (one `write` of a whole
+    line with O_APPEND: jobs finishing in parallel processes never mix their lines). Rewritten
+    whole (with any column a job added) when the sweep ends."""
+    import os
+
+    path = Path(sweep) / SWEEP_SUMMARY
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader([f.readline()]), [])
+    except OSError:
+        header = []
+    if not header:  # a sweep started before the header was written (or by hand): write it whole
+        write_sweep_summary(sweep)
+        return
+    line = csv_text(header, [[_cell(row.get(k)) for k in header]]).split("\n", 1)[1]
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
 def _cell(v: Any) -> str:
     return "" if v is None else fmt(v) if isinstance(v, float) else str(v)
 

@@ -14,17 +14,21 @@ from rich.table import Table
 
 
 class Reporter:
-    """`mode`: rich | plain | none | auto (rich when stdout is a terminal)."""
+    """`mode`: rich | plain | none | auto (rich when stdout is a terminal) | job (a sweep's job
+    with progress=auto: nothing on the terminal, where the sweep prints one line per job; the
+    log as always). `label` (`[job 3] `) begins every line printed, so that the lines of jobs
+    run side by side (a parallel launcher) say whose they are."""
 
     def __init__(
         self, n_experiences: int, epochs: int, mode: str = "auto", console: Console | None = None,
-        log: Path | None = None,
+        log: Path | None = None, label: str = "",
     ):
         self.console = console or Console()
         self.log = log  # a run directory: its run.log gets the plain lines and the tables
         if mode == "auto":
             mode = "rich" if sys.stdout.isatty() else "plain"
         self.mode = mode
+        self.label = label
         self.n_experiences, self.epochs = n_experiences, epochs
         self.progress: Progress | None = None
         self.task: Any = None
@@ -53,12 +57,13 @@ class Reporter:
     def _say(self, text: str) -> None:
         """A plain line: printed in plain mode, logged in every mode."""
         if self.mode == "plain":
-            print(text, flush=True)
+            print(self.label + text, flush=True)
         self._log(text)
 
     def line(self, text: str) -> None:
-        """A message every mode prints (where the outputs are, a resume), logged too."""
-        print(text, flush=True)
+        """A message every mode but `job` prints (where the outputs are, a resume), logged too."""
+        if self.mode != "job":
+            print(self.label + text, flush=True)
         self._log(text)
 
     def start_experience(self, i: int, n_samples: int, memory: int) -> None:
@@ -82,12 +87,14 @@ class Reporter:
     def experience_done(self, record: dict[str, Any]) -> None:
         """The experience's line; its epochs' loss and accuracy (they reach Python only now)."""
         train = f"  train accuracy {record['train_accuracy']:.4f}" if "train_accuracy" in record else ""
+        seen = seen_accuracy(record)
         text = (
-            f"  loss {record['loss']:.4f}{train}  stream accuracy {record['average']:.4f}"
-            f"  ({record['seconds']:.2f} s)"
+            f"  loss {record['loss']:.4f}{train}  seen-so-far accuracy {seen:.4f}  stream accuracy "
+            f"{record['average']:.4f}  ({record['seconds']:.2f} s)"
         )
-        if self.progress is not None:
-            self.progress.update(self.task, status=f"loss {record['loss']:.4f} acc {record['average']:.3f}")
+        if self.progress is not None:  # seen: the experiences trained so far; stream: every test experience
+            self.progress.update(self.task, status=f"loss {record['loss']:.4f} seen acc {seen:.3f} "
+                                                   f"stream acc {record['average']:.3f}")
         epochs = record.get("epochs", [])
         per_epoch = [f"{k} " + " ".join(f"{e[k]:.3f}" for e in epochs)
                      for k in ("loss", "accuracy") if len(epochs) > 1 and all(k in e for e in epochs)]
@@ -97,7 +104,7 @@ class Reporter:
 
     def tables(self, accuracy: list[list[float]], histograms: list[list[int]]) -> None:
         shown = (accuracy_table(accuracy), histogram_table(histograms))
-        if self.mode != "none":
+        if self.mode not in ("none", "job"):
             for t in shown:
                 self.console.print(t)
         if self.log is not None:  # the same tables as plain text: a console on a string, no colour
@@ -130,3 +137,12 @@ def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: aft
 
 def histogram_table(histograms: list[list[int]], title: str = "buffer samples per class") -> Table:
     return _matrix_table(title, histograms, "c", lambda row: list(map(str, row)), "total", lambda row: str(sum(row)))
+
+
+
+def seen_accuracy(record: dict[str, Any]) -> float:
+    """The mean accuracy on the test experiences trained so far after this record's experience:
+    what the progress shows beside the whole stream's."""
+    from replaycli.outputs.formulas import seen
+
+    return seen([record["accuracy"]], [record.get("origin_experience", record["experience"])])[0]

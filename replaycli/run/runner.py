@@ -23,12 +23,13 @@ from replaycli.run.cmdline import check_writable
 from replaycli.run.progress import Reporter
 
 
-def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None, job: int | None = None) -> dict[str, Any]:
     """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
 
     `resume` (a checkpoint read from `out_dir` by `checkpoint.load`) goes on after its last
     finished experience. Everything is checked and built before anything is written, so a
-    refused run leaves `out_dir` as it was.
+    refused run leaves `out_dir` as it was. `job`: this run is job `job` of a sweep (its lines
+    are labelled; with progress=auto or none it prints none: the sweep prints one line per job).
     """
     from replaycli.run import checkpoint
     from replaycli.run.build import build, logger
@@ -38,7 +39,9 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     run, generator = build(cfg)
     log = logger(cfg, out_dir)
     writer = RunWriter(out_dir, len(run.bench.test_stream), run.bench.n_classes)
-    report = Reporter(run.bench.n_experiences, cfg.epochs, cfg.progress, log=out_dir)  # also to run.log
+    mode = "job" if job is not None and cfg.progress in ("auto", "none") else cfg.progress
+    report = Reporter(run.bench.n_experiences, cfg.epochs, mode, log=out_dir,  # also to run.log
+                      label="" if job is None else f"[job {job}] ")
     run.on_epoch = report.epoch_done
     done, before, resumes = begin(cfg, run, generator, writer, report, resume)
     config = checkpoint.digest(out_dir / CONFIG)  # binds every checkpoint to this config.yaml
@@ -191,8 +194,9 @@ def hydra_main(cfg: DictConfig) -> Any:
     from hydra.types import RunMode
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    job = HydraConfig.get().job.num if HydraConfig.get().mode == RunMode.MULTIRUN else None
     try:
-        return execute(cfg, out_dir)
+        return execute(cfg, out_dir, job=job)
     except (ConfigError, OutputError) as e:
         _discard_if_empty(out_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

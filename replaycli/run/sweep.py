@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from replaycli.outputs import sweepdir
+from replaycli.outputs.rundir import write_atomic
 
 
 def sweep_dir(config: DictConfig) -> Path:
@@ -46,16 +47,37 @@ class AtomicHydraFiles(Callback):
         hydra.core.utils._save_config = _save_config_atomically
 
 
+PLAN, DONE = ".sweep.json", ".sweep.done"  # the sweep's plan (jobs, start) and one byte per finished job
+
+
 class SweepSummary(Callback):
     """Registered under `hydra.callbacks` in configs/config.yaml; acts in multirun mode only.
 
-    At the end of each job, in whatever process the launcher runs it: a failed job gets its
-    `failure.json` and is handed back to the sweeper as done, so that the sweep runs every job and
-    reaches its end; then `summary.csv` is rewritten, so a sweep killed midway still has one.
-    At the end of the sweep, in the launching process: `summary.csv` from every job directory;
-    when a job failed, one line on stderr and exit status 2 (every failure was a bad config value,
-    a ConfigError) or 1.
+    At the start of the sweep: `summary.csv` with its header (the planned jobs' override keys) and
+    the plan (`.sweep.json`: how many jobs, when it started). At the end of each job, in whatever
+    process the launcher runs it: a failed job gets its `failure.json` and is handed back to the
+    sweeper as done, so that the sweep runs every job and reaches its end; the job's row is
+    appended to `summary.csv` (one line: a sweep killed midway still has one, and N jobs cost N
+    appends, not N rewrites); one line says the job's outcome and the sweep's progress
+    (`[job 3/9] ...: complete, final accuracy 0.9123, 12.3 s  [###.....] 3/9, ~1.2 min left`).
+    At the end of the sweep, in the launching process: `summary.csv` rewritten whole from every job
+    directory, the results table grouped over seeds, where summary.csv is; when a job failed, one
+    line on stderr and exit status 2 (every failure was a bad config value, a ConfigError) or 1.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import json
+        import time
+
+        from replaycli.run.cmdline import planned_jobs
+
+        root = sweep_dir(config)
+        root.mkdir(parents=True, exist_ok=True)
+        plan = planned_jobs(list(config.hydra.overrides.task))
+        keys = list(dict.fromkeys(k for job in plan for k in sweepdir.override_items(job)))
+        sweepdir.start_sweep_summary(root, keys)
+        write_atomic(root / PLAN, json.dumps({"jobs": len(plan) or None, "started": time.time()}) + "\n")
+        (root / DONE).unlink(missing_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -68,7 +90,10 @@ class SweepSummary(Callback):
                 "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             )
             job_return.status = JobStatus.COMPLETED  # recorded above; the other jobs go on
-        sweepdir.write_sweep_summary(sweep_dir(config))
+        root, job = sweep_dir(config), Path(config.hydra.runtime.output_dir)
+        row = sweepdir.job_row(job)
+        sweepdir.append_sweep_row(root, row)
+        print(job_line(root, row, [str(o) for o in job_return.overrides or []]), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = sweep_dir(config)
@@ -78,6 +103,7 @@ class SweepSummary(Callback):
                   "allowed: sweep values that give at least one job", file=sys.stderr, flush=True)
             sys.exit(2)
         path = sweepdir.write_sweep_summary(root, rows)
+        results_table(root)
         print(f"summary: {path}", flush=True)
         failed = [r for r in rows if r["status"] != "complete"]
         if not failed:
@@ -90,3 +116,55 @@ class SweepSummary(Callback):
         )
         kinds = [(sweepdir.read_failure(root / str(r["job"])) or {}).get("type") for r in failed]
         sys.exit(2 if all(k == "ConfigError" for k in kinds) else 1)
+
+
+def job_line(root: Path, row: dict[str, Any], overrides: list[str]) -> str:
+    """`[job k/N] overrides: status, final accuracy, seconds  [bar] k/N, time left`: k counts the
+    sweep's finished jobs (one byte each in .sweep.done, appended by whichever process ran it)."""
+    import json
+    import os
+    import time
+
+    fd = os.open(root / DONE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, b".")
+        done = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    try:
+        plan = json.loads((root / PLAN).read_text())
+    except (OSError, ValueError):
+        plan = {}
+    total, started = plan.get("jobs"), plan.get("started")
+    of = f"/{total}" if total else ""
+    outcome = row["status"]
+    if row.get("final_accuracy") is not None:
+        outcome += f", final accuracy {row['final_accuracy']:.4f}"
+        if row.get("final_val_accuracy") is not None:
+            outcome += f" (validation {row['final_val_accuracy']:.4f})"
+    if row.get("seconds") is not None:
+        outcome += f", {row['seconds']:.1f} s"
+    if row.get("error"):
+        outcome += f": {row['error'][:120]}"
+    progress = ""
+    if total:
+        filled = round(20 * min(done, total) / total)
+        progress = f"  [{'#' * filled}{'.' * (20 - filled)}] {min(done, total)}/{total}"
+        if started and done < total:
+            left = (time.time() - started) / done * (total - done)
+            progress += f", ~{left / 60:.1f} min left" if left >= 90 else f", ~{left:.0f} s left"
+    return f"[job {row['job']}{of}] {' '.join(overrides) or '(no overrides)'}: {outcome}{progress}"
+
+
+def results_table(root: Path) -> None:
+    """The sweep's results grouped over seeds (replay compare's table), when a job is complete."""
+    from rich.console import Console
+
+    from replaycli.outputs import compare
+    from replaycli.outputs.rundir import OutputError
+
+    try:
+        d = compare.compare([root])
+    except OutputError:  # no complete job: nothing to group
+        return
+    compare.render(d, Console(width=None if sys.stdout.isatty() else 160))
