@@ -174,3 +174,28 @@ def test_plot_formats_dpi_and_by_files(tmp_path):
     assert imread(png[0]).shape[:2] == (800, 1280)
     bad = run_cli("plot", str(one), "--dpi", "5")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --dpi 5 is not allowed; allowed: 10 to 1200"
+
+
+def test_threads_key_sets_torchs_threads_and_refuses_bad_values(tmp_path):
+    import torch
+    from conftest import build_run
+
+    before = torch.get_num_threads()
+    try:
+        build_run(["threads=1", "device=cpu"])
+        assert torch.get_num_threads() == 1
+        build_run(["threads=2", "device=cpu"])
+        assert torch.get_num_threads() == 2
+        proc = run_cli("run", "threads=0", "progress=none", cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.strip() == \
+            "error: threads=0 is not allowed; allowed: auto, or an integer in [1, 1024]"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_progress_line_shows_seen_so_far_and_stream_accuracy():
+    from replaycli.run.progress import seen_accuracy
+
+    record = {"experience": 1, "accuracy": [1.0, 0.5, 0.0, 0.0]}
+    assert seen_accuracy(record) == 0.75  # experiences 0 and 1; the stream's average would be 0.375
+    assert seen_accuracy({**record, "experience": 3, "origin_experience": 0}) == 1.0  # an online piece of 0

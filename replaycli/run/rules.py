@@ -87,6 +87,9 @@ def check_settings(cfg: DictConfig) -> None:
     choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
     choice("scenario", cfg.get("scenario"), SCENARIOS)
     flag("download", cfg.get("download"))
+    threads = cfg.get("threads", 1)
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
+        raise ConfigError(f"threads={threads!r} is not allowed; allowed: auto, or an integer in [1, 1024]")
     flag("deterministic", cfg.get("deterministic"))
 
 
