@@ -108,7 +108,10 @@ def launcher_failure(e: Exception, args: list[str], target: Path | None, made: P
                                                            for p in target.iterdir()):
         shutil.rmtree(target, ignore_errors=True)  # no job ran: what is there is the launcher's
     remove_if_empty(made)
-    launcher = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/launcher=")), "?")
+    sweeper = next((a for a in args if a.startswith("hydra/sweeper=")), None)
+    if sweeper is not None and any("sweeper" in f.filename for f in traceback.extract_tb(e.__traceback__)):
+        raise ConfigError(f"{sweeper} stopped the sweep ({type(e).__name__}: {e}); see the jobs' lines above") from None
+    launcher = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/launcher=")), "basic")
     raise ConfigError(f"hydra/launcher={launcher} could not launch the sweep ({type(e).__name__}: {e}); "
                       "allowed here: hydra/launcher=basic, joblib or submitit_local") from None
 

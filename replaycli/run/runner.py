@@ -17,13 +17,17 @@ from omegaconf import DictConfig, OmegaConf
 from replaycli import __version__
 from replaycli.errors import ConfigError, first_line
 from replaycli.outputs.rundir import (
-    CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run, stale_temporaries,
+    CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run, read_summary, stale_temporaries,
 )
 from replaycli.run.cmdline import check_writable
 from replaycli.run.progress import Reporter
 
 
-def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None, job: int | None = None) -> dict[str, Any]:
+OBJECTIVE = "final_val_accuracy"  # what hydra/sweeper=optuna maximises: never a number of the test stream
+
+
+def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None, job: int | None = None,
+            objective: str | None = None) -> dict[str, Any]:
     """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
 
     `resume` (a checkpoint read from `out_dir` by `checkpoint.load`) goes on after its last
@@ -37,6 +41,9 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
 
     start = time.perf_counter()
     run, generator = build(cfg)
+    if objective is not None and run.bench.valid_stream is None:  # tuning on the test stream: refused
+        raise ConfigError(f"hydra/sweeper=optuna maximises {objective}, the accuracy on a validation stream; allowed: "
+                          "benchmark.validation=0.1 (a share of each experience held out of training)")
     log = logger(cfg, out_dir)
     writer = RunWriter(out_dir, len(run.bench.test_stream), run.bench.n_classes)
     mode = "job" if job is not None and cfg.progress in ("auto", "none") else cfg.progress
@@ -195,8 +202,15 @@ def hydra_main(cfg: DictConfig) -> Any:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     job = HydraConfig.get().job.num if HydraConfig.get().mode == RunMode.MULTIRUN else None
+    sweeper = HydraConfig.get().sweeper
+    tuning = job is not None and "optuna" in str(sweeper.get("_target_", "")).lower()
     try:
-        return execute(cfg, out_dir, job=job)
+        direction = str(sweeper.get("direction", "minimize")).rsplit(".", 1)[-1]  # an enum: Direction.minimize
+        if tuning and direction != "maximize":
+            raise ConfigError(f"hydra/sweeper=optuna maximises {OBJECTIVE} but hydra.sweeper.direction={direction}; "
+                              "allowed: hydra.sweeper.direction=maximize, or hydra/sweeper=tune")
+        summary = execute(cfg, out_dir, job=job, objective=OBJECTIVE if tuning else None)
+        return read_summary(out_dir)[OBJECTIVE] if tuning else summary  # the Optuna sweeper maximises a float
     except (ConfigError, OutputError) as e:
         _discard_if_empty(out_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

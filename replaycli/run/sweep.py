@@ -90,6 +90,7 @@ class SweepSummary(Callback):
                 "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             )
             job_return.status = JobStatus.COMPLETED  # recorded above; the other jobs go on
+            job_return._return_value = float("-inf")  # to a sweeper that reads the value (Optuna, maximising): the worst
         root, job = sweep_dir(config), Path(config.hydra.runtime.output_dir)
         row = sweepdir.job_row(job)
         sweepdir.append_sweep_row(root, row)
@@ -104,6 +105,9 @@ class SweepSummary(Callback):
             sys.exit(2)
         path = sweepdir.write_sweep_summary(root, rows)
         results_table(root)
+        chosen = best_by_validation(rows)
+        if chosen is not None:
+            print(chosen, flush=True)
         print(f"summary: {path}", flush=True)
         failed = [r for r in rows if r["status"] != "complete"]
         if not failed:
@@ -168,3 +172,17 @@ def results_table(root: Path) -> None:
     except OutputError:  # no complete job: nothing to group
         return
     compare.render(d, Console(width=None if sys.stdout.isatty() else 160))
+
+
+def best_by_validation(rows: list[dict[str, Any]]) -> str | None:
+    """The line naming the job with the best final validation accuracy, and its test accuracy (what
+    a tuned configuration is reported with); None when no job has a validation stream."""
+    scored = [r for r in rows if r["status"] == "complete" and r.get("final_val_accuracy") is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["final_val_accuracy"])  # the first of equals, as Optuna's best trial
+    fixed = {"job", "status", "error", *sweepdir.SWEEP_METRICS, *sweepdir.SIDE_METRICS}
+    params = " ".join(f"{k}={v}" for k, v in best.items() if k not in fixed)
+    return (f"chosen by validation: job {best['job']} ({params}): final validation accuracy "
+            f"{best['final_val_accuracy']:.4f}, its test accuracy {best['final_accuracy']:.4f} "
+            f"({len(scored)} jobs compared on validation only)")

@@ -1,0 +1,60 @@
+"""Tuning on validation with Hydra's Optuna sweeper, and a real submitit run (its local launcher)."""
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+import yaml
+from conftest import cli, replay
+
+SHORT = ["epochs=1", "model.hidden_size=16", "benchmark.validation=0.2"]
+
+
+def summary_rows(sweep):
+    return list(csv.DictReader((sweep / "summary.csv").open()))
+
+
+def test_optuna_picks_by_validation_and_reports_the_test_accuracy_of_its_choice(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", "-m", "hydra/sweeper=tune", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.seed=3",
+                         "optimizer.lr=interval(0.0001,0.01)", *SHORT, capsys=capsys)
+    assert code == 0, err
+    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    rows = summary_rows(sweep)
+    assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
+    best = max(rows, key=lambda r: float(r["final_val_accuracy"]))  # chosen on validation, never on test
+    found = re.search(r"chosen by validation: job (\d+) \(.*\): final validation accuracy (\S+), its test accuracy (\S+) "
+                      r"\(4 jobs compared on validation only\)", out)
+    assert found, out
+    assert found.group(1) == best["job"]
+    assert float(found.group(2)) == pytest.approx(float(best["final_val_accuracy"]), abs=5e-5)
+    assert float(found.group(3)) == pytest.approx(float(best["final_accuracy"]), abs=5e-5)
+    optuna = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert optuna["best_value"] == pytest.approx(float(best["final_val_accuracy"]))
+    assert optuna["best_params"]["optimizer.lr"] == pytest.approx(float(best["optimizer.lr"]))
+
+
+def test_optuna_without_a_validation_stream_or_minimising_is_refused(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", "-m", "hydra/sweeper=tune", "hydra.sweeper.n_trials=1", "optimizer.lr=interval(0.001,0.01)",
+                       "epochs=1", capsys=capsys)
+    assert code == 2 and "maximises final_val_accuracy, the accuracy on a validation stream; allowed: benchmark.validation" in err
+    code, _, err = cli("run", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "optimizer.lr=interval(0.001,0.01)",
+                       *SHORT, capsys=capsys)
+    assert code == 2 and "hydra.sweeper.direction=minimize; allowed: hydra.sweeper.direction=maximize" in err
+
+
+def test_submitit_local_runs_a_two_job_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = replay("run", "-m", "hydra/launcher=submitit_local", "seed=0,1", "epochs=1", "benchmark.n_experiences=2",
+                  "model.hidden_size=16", "device=cpu", cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    rows = summary_rows(sweep)
+    assert [(r["job"], r["seed"], r["status"]) for r in rows] == [("0", "0", "complete"), ("1", "1", "complete")]
+    assert (sweep / ".submitit").is_dir()  # submitit ran the jobs, each in a process of its own
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.out"))
+    assert re.search(r"\[job [01]/2\] seed=\d .*: complete, final accuracy", logs)  # each job's line, in its log
