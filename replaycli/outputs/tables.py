@@ -62,10 +62,11 @@ def latex(d: dict[str, Any], metric: str, ci: bool) -> str:
         return rf"\textbf{{{body}}}" if bold else body
 
     what = f"{LABELS[metric]}; " if len(d["by"]) == 2 else ""
+    caption = latex_text(what + spread_words(d, ci)).replace("±", r"$\pm$")
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(latex_text(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(tex(t, b) for t, b in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_text(what + spread_words(d, ci))}.}}",
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}.}}",
               r"\end{table}"]
     return "\n".join(lines) + "\n"
 
