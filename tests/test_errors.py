@@ -84,7 +84,7 @@ if not CUDA:
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "experiment")
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))  # hydra/: options of Hydra's own groups
 
 
 def refused_in(tmp: Path, args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:

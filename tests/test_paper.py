@@ -199,3 +199,19 @@ def test_the_progress_line_shows_seen_so_far_and_stream_accuracy():
     record = {"experience": 1, "accuracy": [1.0, 0.5, 0.0, 0.0]}
     assert seen_accuracy(record) == 0.75  # experiences 0 and 1; the stream's average would be 0.375
     assert seen_accuracy({**record, "experience": 3, "origin_experience": 0}) == 1.0  # an online piece of 0
+
+
+def test_the_latex_table_compiles_where_a_tex_engine_is_installed(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("no pdflatex here: test_latex_table_structure_escapes_and_bold checks the structure")
+    d = compare([runs(tmp_path / "runs", GRID)], ["strategy._target_", "buffer.max_size"])
+    (tmp_path / "table.tex").write_text(table(d, "latex", ci=True))
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                                      "\\input{table.tex}\n\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
