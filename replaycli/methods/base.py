@@ -45,6 +45,7 @@ class Method:
     stores_logits = False  # the buffer keeps each sample's logits (extras["logits"])
     trains_on_memory = False  # the memory takes each experience first and is all it trains on
     memory_groupby: str | None = None  # the grouping its buffer must have (None: any)
+    holds_everything = False  # the buffer must keep every training sample of the stream (joint training)
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None):
         self.model = model

@@ -161,6 +161,11 @@ def check_memory(cfg: DictConfig, method: type, buffer: Any, bench: Any) -> None
         raise ConfigError(f"strategy={name} needs a buffer grouped by {method.memory_groupby}; buffer={kind} groups by "
                           f"{buffer.groupby or 'nothing'}; allowed: one that does, e.g. {parametric} "
                           f"groupby={method.memory_groupby}")
+    if method.holds_everything:
+        total = sum(len(e.dataset) for e in bench.train_stream)
+        if buffer.max_size < total:
+            raise ConfigError(f"strategy={name} trains on every sample seen so far; buffer.max_size={buffer.max_size} holds "
+                              f"fewer than the stream's {total} training samples; allowed: buffer.max_size >= {total}")
     if not buffer.adaptive_size:  # fixed shares, one per group key: every key of the stream needs one
         keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1,
                 "task": bench.n_tasks}[buffer.groupby]
