@@ -172,7 +172,7 @@ METHODS = [
     ["strategy=derpp"],
     ["strategy=gdumb"],
     ["selection=herding", "groupby=class", "loader=group_balanced"],
-    ["strategy=er_ace"], ["strategy=agem"],  # the seen-class mask in the checkpoint; A-GEM's projection
+    ["strategy=er_ace", "buffer=reservoir", "buffer_update=every_batch"], ["strategy=agem"],  # the seen-class mask in the checkpoint; A-GEM's projection
     ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
     # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL
     ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
