@@ -86,3 +86,50 @@ def test_joint_trains_on_every_sample_seen_so_far(tmp_path):
         assert len(run.buffer) == seen  # every sample kept
         assert sorted(run.buffer.buffer.ids.tolist()) == sorted(
             torch.cat([e.dataset.ids for e in run.bench.train_stream[:exp.current_experience + 1]]).tolist())
+
+
+def test_gem_solution_satisfies_every_constraint_and_is_the_closest_such_gradient():
+    pytest.importorskip("quadprog")
+    from scipy.optimize import minimize
+
+    from replaycli.methods.gem import project_to_cone
+
+    g = torch.tensor([1.0, -2.0, 0.5, 1.0])
+    past = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, -1.0], [-1.0, 0.0, 2.0, 0.0]])
+    assert (past @ g < 0).sum() == 2  # two of the three constraints are violated
+    z = project_to_cone(g, past, margin=0.0, eps=1e-9)
+    assert (past @ z >= -1e-6).all()  # every past experience's loss does not increase (first order)
+    g64, past64 = g.double().numpy(), past.double().numpy()
+    primal = minimize(lambda v: 0.5 * ((v - g64) ** 2).sum(), g64, method="SLSQP",
+                      constraints=[{"type": "ineq", "fun": lambda v, r=r: r @ v} for r in past64])
+    assert torch.allclose(z, torch.from_numpy(primal.x).float(), atol=1e-4)  # the QP's answer, by another solver
+    margin = project_to_cone(g, past, margin=0.5, eps=1e-9)  # the reference's eps (1e-3) relaxes each by ~eps * v
+    assert (past @ margin >= -1e-6).all()
+    assert torch.equal(project_to_cone(torch.tensor([0.0, 1.0, 1.0, 0.0]), past[:1], 0.0, 1e-9).round(decimals=5),
+                       torch.tensor([0.0, 1.0, 1.0, 0.0]))  # no conflict: unchanged (v = 0)
+
+
+def test_gem_step_takes_the_projection_only_on_a_conflict(tmp_path):
+    pytest.importorskip("quadprog")
+    run = build_run(["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0",
+                     "epochs=1", "device=cpu"])
+    from replaycli.methods.base import Memory
+    from replaycli.run.loop import train_experience, update_memory
+
+    first = run.bench.train_stream[0]
+    train_experience(run, first, lambda *a: None)
+    update_memory(run, first)
+    x, y, t = run.bench.train_stream[1].dataset.train().batch(torch.arange(32))
+    memory = Memory(run.buffer, 32)
+    loss, out = run.method.step(Batch(x, y, t, 1), memory)
+    run.model.zero_grad()
+    loss.backward()
+    got = torch.cat([p.grad.flatten() for p in run.model.parameters()])
+    data = run.buffer.groups()[0][0].train()
+    px, py, pt = data.batch(torch.arange(len(data)))
+    past = run.method.flat_grad(run.method.ce(run.model(px), py, pt))
+    raw = run.method.flat_grad(run.method.ce(run.model(x), y, t))
+    assert torch.dot(raw, past) < 0  # the plain gradient would increase experience 0's loss
+    # the step's does not (up to the reference code's eps = 1e-3 on the QP's diagonal)
+    assert torch.dot(got, past) >= -1e-3 * raw.norm() * past.norm()
+    assert torch.dot(got, past) > torch.dot(raw, past)

@@ -29,12 +29,7 @@ class AGEM(Method):
         loss = self.ce(out, batch.y, batch.t)
         if memory is None:
             return loss, out
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        g = torch.cat([x.flatten() for x in torch.autograd.grad(loss, params, retain_graph=True)])
+        g = self.flat_grad(loss, retain=True)
         mx, my, mt, _ = memory.sample()
-        ref_loss = self.ce(self.model(mx), my, mt)
-        ref = torch.cat([x.flatten() for x in torch.autograd.grad(ref_loss, params)])
-        g = project(g, ref).detach()
-        # value: the current loss; gradient: g (a linear term in the parameters, then its value removed)
-        linear = torch.dot(torch.cat([p.flatten() for p in params]), g)
-        return loss.detach() + linear - linear.detach(), out
+        ref = self.flat_grad(self.ce(self.model(mx), my, mt))
+        return self.with_gradient(loss, project(g, ref)), out

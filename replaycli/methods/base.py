@@ -61,6 +61,18 @@ class Method:
         out = self.model(batch.x)
         return self.ce(out, batch.y, batch.t), out
 
+    def flat_grad(self, loss: torch.Tensor, retain: bool = False) -> torch.Tensor:
+        """d loss / d parameters, flattened into one vector [P] (the gradient methods' currency)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, retain_graph=retain)])
+
+    def with_gradient(self, loss: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """A loss whose value is `loss` and whose gradient is `g` (a linear term in the
+        parameters, then its value taken out): the loop's backward() then applies `g`."""
+        params = torch.cat([p.flatten() for p in self.model.parameters() if p.requires_grad])
+        linear = torch.dot(params, g.detach())
+        return loss.detach() + linear - linear.detach()
+
     def begin_experience(self, experience: int) -> None:
         """Called before training each experience."""
 
