@@ -185,6 +185,9 @@ METHODS = [
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, overrides):
     from replaycli.run.runner import execute, resume_run
 
+    if "strategy=gem" in overrides:
+        pytest.importorskip("quadprog")  # the gem extra
+
     small = ["epochs=1", "seed=5", "buffer.max_size=30", "progress=none", "train_mb_size=64", "model.hidden_size=32"]
     cfg = compose_cfg([*small, *overrides])
     execute(cfg, tmp_path / "whole")
