@@ -29,6 +29,7 @@ METHODS = {  # label -> overrides (each under the protocol its paper defines)
     "ER-ACE (every_batch)": ["strategy=er_ace", "buffer_update=every_batch"],
     "A-GEM": ["strategy=agem"],
     "GEM": ["strategy=gem", "buffer=experience_balanced"],
+    "MIR (every_batch)": ["strategy=mir", "buffer_update=every_batch"],
 }
 
 

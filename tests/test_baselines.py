@@ -133,3 +133,45 @@ def test_gem_step_takes_the_projection_only_on_a_conflict(tmp_path):
     # the step's does not (up to the reference code's eps = 1e-3 on the QP's diagonal)
     assert torch.dot(got, past) >= -1e-3 * raw.norm() * past.norm()
     assert torch.dot(got, past) > torch.dot(raw, past)
+
+
+def test_mir_retrieves_the_candidates_whose_loss_a_virtual_step_raises_most():
+    import copy
+
+    from replaycli.methods.mir import MIR
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(6, 4), torch.full((6,), 2)
+    cx, cy = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    zeros = lambda n: torch.zeros(n, dtype=torch.long)  # noqa: E731
+    # by brute force, on a copy: the loss of each candidate before and after one SGD step on the batch
+    twin = copy.deepcopy(model)
+    before = [F.cross_entropy(twin(cx[i:i + 1]), cy[i:i + 1]).item() for i in range(12)]
+    twin.zero_grad()
+    F.cross_entropy(twin(x), y).backward()
+    with torch.no_grad():
+        for p in twin.parameters():
+            p -= 0.5 * p.grad
+    after = [F.cross_entropy(twin(cx[i:i + 1]), cy[i:i + 1]).item() for i in range(12)]
+    increase = torch.tensor(after) - torch.tensor(before)
+    method = MIR(model, opt, n_candidates=12)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    got = method.interference(Batch(x, y, zeros(6), 1), cx, cy, zeros(12))
+    assert torch.allclose(got, increase, atol=1e-5)
+    assert set(got.topk(4).indices.tolist()) == set(increase.topk(4).indices.tolist())
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the step was only virtual
+
+    class Buffer:  # the candidates, as the live buffer would hand them
+        def sample(self, n, generator):
+            return cx, cy, zeros(12), {}
+
+    class Mem:
+        buffer, batch_size, generator = Buffer(), 4, None
+
+    loss, out = method.step(Batch(x, y, zeros(6), 1), Mem())
+    chosen = increase.topk(4).indices
+    joined_x, joined_y = torch.cat([x, cx[chosen]]), torch.cat([y, cy[chosen]])
+    assert loss.item() == pytest.approx(F.cross_entropy(model(joined_x), joined_y).item(), rel=1e-6)
+    assert out.shape == (6, 3)

@@ -175,6 +175,7 @@ METHODS = [
     ["strategy=er_ace", "buffer=reservoir", "buffer_update=every_batch"], ["strategy=agem"],  # the seen-class mask in the checkpoint; A-GEM's projection
     ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
     ["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0"],
+    ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],  # candidates drawn from the run's generator
     # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL
     ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
 ]
