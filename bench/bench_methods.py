@@ -1,5 +1,7 @@
-"""Replay methods side by side: final accuracy (mean +- std over seeds) of no buffer, replay,
-weighted replay, GDumb, DER and DER++ at two buffer sizes, under both update protocols.
+"""Replay methods side by side: final accuracy (class-IL / task-IL, mean +- std over seeds) of no
+buffer, replay, weighted replay, GDumb, DER, DER++, ER-ACE, A-GEM, GEM, MIR and joint training at
+two buffer sizes, under each update protocol a method is defined under. Task-IL is read from the
+same class-IL runs (the stream has task labels; logits masked at evaluation).
 
     python3 bench/bench_methods.py                      # split_digits and split_mnist (5k files)
     python3 bench/bench_methods.py --mnist-root /work/shared/data/mnist-5k --seeds 0 1 2
@@ -33,19 +35,28 @@ METHODS = {  # label -> overrides
     "GDumb": ["strategy=gdumb"],
     "DER": ["strategy=der"],
     "DER++": ["strategy=derpp"],
+    "ER-ACE": ["strategy=er_ace"],
+    "A-GEM": ["strategy=agem"],
+    "GEM": ["strategy=gem", "buffer=experience_balanced"],
+    "MIR": ["strategy=mir"],
+    "Joint (upper bound)": ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
 }
-PROTOCOLS = {  # label -> (overrides, methods it applies to)
-    "after_experience": (["buffer_update=after_experience"], list(METHODS)),
-    "every_batch": (["buffer_update=every_batch", "buffer=reservoir"], ["replay", "weighted (linear)", "DER", "DER++"]),
+SIZE_FREE = ("no buffer", "Joint (upper bound)")  # the buffer size changes nothing: one run per seed
+PROTOCOLS = {  # label -> (overrides, methods it applies to: those defined under it)
+    "after_experience": (["buffer_update=after_experience"], [m for m in METHODS if m != "ER-ACE"]),
+    "every_batch": (["buffer_update=every_batch", "buffer=reservoir"],
+                    ["replay", "weighted (linear)", "DER", "DER++", "ER-ACE", "A-GEM", "MIR"]),
 }
 
 
-def final_accuracy(overrides: list[str]) -> float:
+def final_accuracy(overrides: list[str]) -> tuple[float, float]:
+    """(class-IL, task-IL) final accuracy of one run (task-IL: the same logits masked at evaluation)."""
     with initialize_config_module("replaycli.configs", version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         execute(cfg, Path(out))
-        return float(read_run(out).summary["final_accuracy"])
+        summary = read_run(out).summary
+        return float(summary["final_accuracy"]), float(summary["final_task_il_accuracy"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     benches = {"split_digits": ["benchmark=split_digits"]}
     if args.mnist_root and not args.quick:
         benches["split_mnist (5k)"] = ["benchmark=split_mnist", f"data_root={args.mnist_root}", "download=false"]
-    common = ["device=cpu", "progress=none"]
+    common = ["device=cpu", "progress=none", "benchmark.return_task_id=true"]  # task labels: task-IL beside class-IL
     lines = [f"| benchmark | protocol | method | " + " | ".join(f"buffer {s}" for s in args.sizes) + " |",
              "|---|---|---|" + "---|" * len(args.sizes)]
     start = time.perf_counter()
@@ -73,19 +84,22 @@ def main(argv: list[str] | None = None) -> int:
             for label in methods:
                 cells = []
                 for size in args.sizes:
-                    if label == "no buffer" and cells:
-                        cells.append(cells[0])  # no memory: the buffer size changes nothing
+                    if label in SIZE_FREE and cells:
+                        cells.append(cells[0])  # no memory, or all of it: the buffer size changes nothing
                         continue
                     over = common + bover + pover + METHODS[label] + [f"epochs={epochs}"]
-                    if label != "no buffer":
+                    if label not in SIZE_FREE:
                         over.append(f"buffer.max_size={size}")
-                    accs = [final_accuracy(over + [f"seed={s}"]) for s in seeds]
-                    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-                    cells.append(f"{100 * statistics.mean(accs):.1f} +- {100 * sd:.1f}")
+                    both = [final_accuracy(over + [f"seed={s}"]) for s in seeds]
+                    parts = []
+                    for accs in ([c for c, _ in both], [t for _, t in both]):
+                        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+                        parts.append(f"{100 * statistics.mean(accs):.1f} +- {100 * sd:.1f}")
+                    cells.append(" / ".join(parts))
                 lines.append(f"| {bname} | {proto} (epochs {epochs}) | {label} | " + " | ".join(cells) + " |")
                 print(lines[-1], f"[{time.perf_counter() - start:.0f} s]", flush=True)
     table = "\n".join(lines)
-    footer = (f"\nfinal accuracy (%) over the whole test stream, mean +- std over seeds {seeds}; "
+    footer = (f"\nfinal accuracy (%) over the whole test stream, class-IL / task-IL, mean +- std over seeds {seeds}; "
               f"{time.perf_counter() - start:.0f} s in all, {args.threads} torch thread(s), {torch.__version__}\n")
     print("\n" + table + footer)
     Path(args.out).write_text(table + "\n" + footer)
