@@ -39,3 +39,10 @@ def number(key: str, value: Any, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < math.inf:
         raise ConfigError(f"{key}={value!r} must be a finite number >= {minimum:g}")
     return float(value)
+
+
+def fraction(key: str, value: Any) -> float:
+    """`value` as a float if it is a number strictly between 0 and 1, else a ConfigError naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{key}={value!r} must be a fraction in (0, 1), e.g. 0.1")
+    return float(value)

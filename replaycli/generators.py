@@ -21,7 +21,7 @@ import functools
 import inspect
 from collections.abc import Callable
 
-from replaycli.errors import ConfigError, flag, integer
+from replaycli.errors import ConfigError, flag, fraction, integer
 from replaycli.inputs import Samples, samples
 from replaycli.pool import Pool
 from replaycli.transforms import Augment
@@ -230,16 +230,10 @@ def tensors_benchmark(train_tensors: Sequence[Sequence[Any]], test_tensors: Sequ
     return bench
 
 
-def fraction(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(f"{key}={value!r} must be a fraction in (0, 1), e.g. 0.1")
-    return float(value)
-
-
-def held_out(data: StreamDataset, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of `data` (kept, held out): `share` of each class held out, at least one of a
+def held_out(y: torch.Tensor, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of labels `y` (kept, held out): `share` of each class held out, at least one of a
     class of two or more, drawn from `g`."""
-    y = data.y.cpu()
+    y = y.cpu()
     keep, out = [], []
     for c in torch.unique(y).tolist():
         pos = (y == c).nonzero().flatten()
@@ -258,7 +252,7 @@ def benchmark_with_validation_stream(bench: Benchmark, validation_size: float = 
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
     valid = []
     for e in bench.train_stream:
-        keep, out = held_out(e.dataset, share, g)
+        keep, out = held_out(e.dataset.y, share, g)
         valid.append(Experience(e.dataset.subset(out).eval(), e.current_experience, e.classes_in_this_experience,
                                 e.task_label))
         e.dataset = e.dataset.subset(keep)

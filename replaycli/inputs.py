@@ -47,7 +47,9 @@ def tensor(value: Any, what: str) -> torch.Tensor:
 
 def labels(value: Any, what: str, n: int) -> torch.Tensor:
     """int64 [n] labels; ConfigError when they are not integers or not one per sample."""
-    y = tensor(value, what).reshape(-1) if not isinstance(value, torch.Tensor) or value.dim() <= 1 else tensor(value, what)
+    y = tensor(value, what)
+    if y.dim() == 2 and y.shape[1] == 1:  # a column of labels, as .mat and some .npz files hold them
+        y = y[:, 0]
     if y.dim() != 1:
         raise ConfigError(f"{what} must be one label per sample; got shape {list(y.shape)}")
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:

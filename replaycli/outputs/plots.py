@@ -105,7 +105,7 @@ def describe(params: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
     buffer = option("buffer")
     if buffer is not None and params.get("buffer._target_") is not None:
         size = params.get("buffer.max_size")
-        extra = [f"{size}" for _ in [0] if size is not None and "buffer.max_size" not in leave_out]
+        extra = [str(size)] if size is not None and "buffer.max_size" not in leave_out else []
         if params.get("groupby") and "groupby" not in leave_out:
             extra.append(f"by {params['groupby']}")
         buffer += f"({', '.join(extra)})" if extra else ""

@@ -81,8 +81,8 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
         raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
     rules.check_settings(cfg)
-    if os.getcwd() not in sys.path:  # a user's own `_target_` (mydata.make) is imported from the working directory
-        sys.path.append(os.getcwd())
+    if os.getcwd() not in sys.path:  # a user's own `_target_` (mydata.make, my_methods.X): the working directory
+        sys.path.insert(0, os.getcwd())
     rules.check_arguments(cfg, INJECTED)
     method_class = rules.method_class(cfg)
     device = resolve_device(cfg.device)

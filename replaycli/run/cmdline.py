@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -49,8 +48,6 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
     """`replay run ARGS` checked before Hydra: (ARGS without `--overwrite`, the run or sweep
     directory, the outermost directory above it that this run will create). A directory that
     holds a run or a sweep already is refused, unless `--overwrite` (then it is removed first)."""
-    if os.getcwd() not in sys.path:  # a user's own `_target_` may name a module of the working directory
-        sys.path.insert(0, os.getcwd())
     overwrite = "--overwrite" in args
     args = [a for a in args if a != "--overwrite"]
     target, made = check_command_line(args)

@@ -7,18 +7,15 @@ from typing import Any
 
 import torch
 
-from replaycli.data import StreamDataset
-from replaycli.errors import ConfigError
-from replaycli.generators import fraction, held_out, split_samples, with_protocol
+from replaycli.errors import ConfigError, fraction
+from replaycli.generators import held_out, split_samples, with_protocol
 from replaycli.inputs import Samples
-from replaycli.pool import Pool
 from replaycli.stream import Benchmark
 
 def stratified(s: Samples, test_fraction: float, seed: int | None) -> tuple[Samples, Samples]:
     """`s` split into train and test samples, `test_fraction` of each class to test."""
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    keep, out = held_out(StreamDataset(Pool(s.y[:, None].to(torch.uint8), s.y), torch.arange(len(s.y))),
-                         test_fraction, g)
+    keep, out = held_out(s.y, test_fraction, g)
     pick = lambda ids: Samples(s.x.index_select(0, ids), s.y[ids], None, s.names)  # noqa: E731
     return pick(keep), pick(out)
 
