@@ -116,6 +116,7 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
     assert type(method).__name__ == cfg.strategy._target_.rsplit(".", 1)[1]
 
     first, second = bench.train_stream[0], bench.train_stream[min(1, bench.n_experiences - 1)]
+    method.begin_experience(0, first.dataset)  # as the loop does around the first experience
     if buffer is not None:
         if method.trains_on_memory or run.every_batch:  # as the loop does: before training, or batch by batch
             buffer.add(first.dataset, 0, {"logits": torch.zeros(len(first.dataset), bench.n_classes)}
@@ -124,8 +125,9 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
             update_memory(run, first)
         assert 0 < len(buffer) <= cfg.buffer.max_size
         assert int(buffer.class_histogram(bench.n_classes).sum()) == len(buffer)
+    method.end_experience(0, run.memory)
     joined = buffer is not None and method.joins_memory and not run.every_batch
-    data = second.dataset.train()
+    data = method.begin_experience(1, second.dataset).train()
     x, y, t, _ = next(iter(run.make_loader(data, buffer if joined else None).batches()))
     current = min(cfg.train_mb_size, len(data))
     assert len(y) > current if joined else len(y) == current  # joined: memory follows the current samples

@@ -139,7 +139,7 @@ def test_gdumb_reinitialises_the_model_and_trains_on_its_class_balanced_buffer_a
 
     exp = run.bench.train_stream[1]
     run.buffer.add(exp.dataset, 1)  # what the loop does first for a method that trains on its memory
-    method.begin_experience(1)
+    method.begin_experience(1, run.buffer.buffer)
     now = run.model.state_dict()
     assert all(torch.equal(now[k], init[k]) for k in init)  # back to the initial weights ...
     assert all(not torch.equal(now[k], trained[k]) for k in init)  # ... not the trained ones

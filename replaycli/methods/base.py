@@ -1,6 +1,7 @@
 """What a replay method is: one `step(batch, memory) -> (loss, logits)` (Mammoth's `observe`
-in spirit), at most one hook at the start of each experience, and class attributes that say what
-it needs, which the loop and `run/rules.py` read. The loop owns the update protocol
+in spirit), a hook at the start and one at the end of each experience, the classifier evaluation
+uses (`predict`: the model's logits unless the method has its own, e.g. iCaRL's nearest mean), and
+class attributes that say what it needs, which the loop and `run/rules.py` read. The loop owns the update protocol
 (`after_experience` / `every_batch`): it feeds the batches, hands the memory to the step, and
 offers samples (with their logits when `stores_logits`) to the buffer.
 """
@@ -12,6 +13,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from replaycli.data import StreamDataset
 from replaycli.memory.buffer import Buffer
 from replaycli.scenario import masked
 
@@ -73,8 +75,17 @@ class Method:
         linear = torch.dot(params, g.detach())
         return loss.detach() + linear - linear.detach()
 
-    def begin_experience(self, experience: int) -> None:
-        """Called before training each experience."""
+    def begin_experience(self, experience: int, data: StreamDataset) -> StreamDataset:
+        """Called before training each experience on `data` (its training samples): what to train
+        on (BiC holds a part out)."""
+        return data
+
+    def end_experience(self, experience: int, memory: Memory | None) -> None:
+        """Called once the experience is trained and the memory has taken it, before evaluation."""
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores [B, C] the evaluation takes the argmax of: the model's logits by default."""
+        return self.model(x)
 
     def state_dict(self) -> dict[str, Any]:
         """State a checkpoint must keep beyond model, optimizer and buffer."""

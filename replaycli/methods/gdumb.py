@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from replaycli.data import StreamDataset
 from replaycli.methods.base import Batch, Memory, Method
 
 
@@ -28,9 +29,10 @@ class GDumb(Method):
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
         return super().step(batch, None)  # the batch is memory already
 
-    def begin_experience(self, experience: int) -> None:
+    def begin_experience(self, experience: int, data: StreamDataset) -> StreamDataset:
         self.model.load_state_dict(self.init_state)  # re-initialise: only the buffer is learnt from
         self.optimizer.state.clear()  # e.g. Adam's moments of the previous model
+        return data
 
     def state_dict(self) -> dict[str, Any]:
         return {f"init.{k}": v.cpu() for k, v in self.init_state.items()}

@@ -42,8 +42,7 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
     method, buffer, k = run.method, run.buffer, exp.current_experience
     if method.trains_on_memory:  # GDumb: the memory takes the experience first and is all it trains on
         buffer.add(exp.dataset, k)
-    method.begin_experience(k)
-    data = buffer.buffer if method.trains_on_memory else exp.dataset
+    data = method.begin_experience(k, buffer.buffer if method.trains_on_memory else exp.dataset)
     joined = method.joins_memory and not run.every_batch  # the loader mixes memory into each batch
     loader = run.make_loader(data.train(), buffer if joined else None)
     run.model.train()
@@ -93,12 +92,14 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     trained = train_experience(run, exp, on_step)
     t1 = time.perf_counter()
     update_memory(run, exp)
+    run.method.end_experience(exp.current_experience, run.memory)  # BiC's bias layer, iCaRL's class means, ...
     t2 = time.perf_counter()
     both = task_mask(run.bench).to(run.bench.test_pool.device) if run.mask is None and run.bench.n_tasks > 1 else None
     test = evaluate_stream(run.model, run.bench.test_stream, run.eval_mb_size, run.mask, n_classes,
-                           loss=m.on("loss"), confusion=m.on("confusion"), task_il=both)
+                           loss=m.on("loss"), confusion=m.on("confusion"), task_il=both, predict=run.method.predict)
     if run.bench.valid_stream is not None:  # the held-out part of the training stream: for choosing hyper-parameters
-        valid = evaluate_stream(run.model, run.bench.valid_stream, run.eval_mb_size, run.mask, n_classes, task_il=both)
+        valid = evaluate_stream(run.model, run.bench.valid_stream, run.eval_mb_size, run.mask, n_classes, task_il=both,
+                                predict=run.method.predict)
         test["val_accuracy"] = valid["accuracy"]
         if both is not None:
             test["val_task_il_accuracy"] = valid["task_il_accuracy"]

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from itertools import accumulate
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -156,23 +156,26 @@ class TrainMeter:
 def evaluate_stream(
     model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None = None,
     n_classes: int = 0, loss: bool = False, confusion: bool = False, task_il: torch.Tensor | None = None,
+    predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """`accuracy` (a fraction) on each experience of `stream`; with `loss`, `test_loss` per
     experience and `stream_loss` over every sample; with `confusion`, `confusion` [true][predicted]
     counts over the whole stream. Task-IL: predictions among the task's classes (`mask`).
     `task_il` (a task mask, for a class-IL run of a stream with task labels): also
     `task_il_accuracy`, the same logits' argmax among each sample's task classes (Mammoth's
-    task-IL figure from a class-IL run).
+    task-IL figure from a class-IL run). `predict` (x -> scores [B, C]) is the classifier, the
+    model's logits when None (a method's own, e.g. iCaRL's nearest mean of exemplars).
 
     The logits of the whole stream are reduced at once at the end (a few kernels, one sync),
     not batch by batch."""
     model.eval()
+    predict = predict or model
     outs, ys, ts, sizes = [], [], [], []
     for exp in stream:
         data = exp.dataset.eval()
         for start in range(0, len(data), batch_size):
             x, y, t = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=data.ids.device))
-            outs.append(masked(model(x), t, mask))  # [B, C]
+            outs.append(masked(predict(x), t, mask))  # [B, C]
             ys.append(y)
             ts.append(t)
         sizes.append(len(data))
