@@ -1,6 +1,6 @@
 """Replay methods side by side: final accuracy (class-IL / task-IL, mean +- std over seeds) of no
-buffer, replay, weighted replay, GDumb, DER, DER++, ER-ACE, A-GEM, GEM, MIR and joint training at
-two buffer sizes, under each update protocol a method is defined under. Task-IL is read from the
+buffer, replay, weighted replay, GDumb, DER, DER++, ER-ACE, A-GEM, GEM, MIR, iCaRL, BiC, X-DER, RAR,
+GSS-greedy and joint training at two buffer sizes, under each update protocol a method is defined under. Task-IL is read from the
 same class-IL runs (the stream has task labels; logits masked at evaluation).
 
     python3 bench/bench_methods.py                      # split_digits and split_mnist (5k files)
@@ -39,13 +39,19 @@ METHODS = {  # label -> overrides
     "A-GEM": ["strategy=agem"],
     "GEM": ["strategy=gem", "buffer=experience_balanced"],
     "MIR": ["strategy=mir"],
+    "iCaRL": ["strategy=icarl"],  # its own memory: class-balanced, herding
+    "BiC": ["strategy=bic"],  # its own memory: experience-balanced
+    "X-DER": ["strategy=xder"],  # its own memory: class-balanced
+    "RAR": ["strategy=rar"],
+    "GSS-greedy (ER)": ["buffer=gss"],
     "Joint (upper bound)": ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
 }
 SIZE_FREE = ("no buffer", "Joint (upper bound)")  # the buffer size changes nothing: one run per seed
 PROTOCOLS = {  # label -> (overrides, methods it applies to: those defined under it)
-    "after_experience": (["buffer_update=after_experience"], [m for m in METHODS if m != "ER-ACE"]),
+    "after_experience": (["buffer_update=after_experience"],
+                         [m for m in METHODS if m not in ("ER-ACE", "RAR", "GSS-greedy (ER)")]),
     "every_batch": (["buffer_update=every_batch", "buffer=reservoir"],
-                    ["replay", "weighted (linear)", "DER", "DER++", "ER-ACE", "A-GEM", "MIR"]),
+                    ["replay", "weighted (linear)", "DER", "DER++", "ER-ACE", "A-GEM", "MIR", "RAR", "GSS-greedy (ER)"]),
 }
 
 
@@ -87,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                     if label in SIZE_FREE and cells:
                         cells.append(cells[0])  # no memory, or all of it: the buffer size changes nothing
                         continue
-                    over = common + bover + pover + METHODS[label] + [f"epochs={epochs}"]
+                    own = METHODS[label]  # a method's own buffer option replaces the protocol's
+                    proto_over = [o for o in pover if not (o.startswith("buffer=") and any(m.startswith("buffer=") for m in own))]
+                    over = common + bover + proto_over + own + [f"epochs={epochs}"]
                     if label not in SIZE_FREE:
                         over.append(f"buffer.max_size={size}")
                     both = [final_accuracy(over + [f"seed={s}"]) for s in seeds]

@@ -57,7 +57,7 @@ class XDER(Method):
     memory_groupby = "class"
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 alpha: float = 0.93, beta: float = 0.35, gamma: float = 0.85, eta: float = 0.1, m: float = 0.3):
+                 alpha: float = 0.93, beta: float = 0.35, gamma: float = 0.85, eta: float = 1.0, m: float = 0.3):
         super().__init__(model, optimizer, mask)
         self.alpha, self.beta = number("alpha", alpha), number("beta", beta)
         self.gamma, self.eta, self.m = number("gamma", gamma), number("eta", eta), number("m", m)
