@@ -30,6 +30,11 @@ METHODS = {  # label -> overrides (each under the protocol its paper defines)
     "A-GEM": ["strategy=agem"],
     "GEM": ["strategy=gem", "buffer=experience_balanced"],
     "MIR (every_batch)": ["strategy=mir", "buffer_update=every_batch"],
+    "iCaRL": ["strategy=icarl", "buffer=class_balanced"],
+    "BiC": ["strategy=bic"],
+    "X-DER": ["strategy=xder", "buffer=class_balanced"],
+    "RAR (every_batch)": ["strategy=rar", "buffer_update=every_batch"],
+    "GSS-greedy (every_batch)": ["buffer=gss", "buffer_update=every_batch"],
 }
 
 
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     per_step: dict[str, list[float]] = {m: [] for m in METHODS}
     for _ in range(a.reps):
         for label, extra in METHODS.items():
-            seconds, steps = cost([*common, *extra])
+            own_buffer = any(o.startswith("buffer=") for o in extra)  # replaces the common reservoir
+            seconds, steps = cost([*(o for o in common if not (own_buffer and o == "buffer=reservoir")), *extra])
             per_step[label].append(1000 * seconds / steps)
     print("| method | ms per step (median) | / replay (median of rounds) |\n|---|---:|---:|")
     for label, values in per_step.items():
