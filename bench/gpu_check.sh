@@ -103,7 +103,9 @@ methods=("strategy=replay" "strategy=weighted strategy.schedule=linear" "strateg
          "strategy=gdumb" "strategy=der buffer_update=every_batch buffer=reservoir"
          "strategy=replay buffer_update=every_batch buffer=reservoir"
          "strategy=er_ace buffer_update=every_batch buffer=reservoir" "strategy=agem optimizer=sgd optimizer.momentum=0.0"
-         "strategy=joint buffer=reservoir buffer.max_size=100000" "strategy=mir buffer_update=every_batch buffer=reservoir")
+         "strategy=joint buffer=reservoir buffer.max_size=100000" "strategy=mir buffer_update=every_batch buffer=reservoir"
+         "strategy=icarl" "strategy=bic" "strategy=xder" "strategy=rar buffer_update=every_batch buffer=reservoir"
+         "buffer=gss buffer_update=every_batch")
 streams=("benchmark=split_digits" "benchmark=split_cifar10 model=resnet18 optimizer=sgd optimizer.lr=0.05 data_root=$work/cifar download=false")
 i=0
 for stream in "${streams[@]}"; do

@@ -214,3 +214,16 @@ def test_gss_replaces_the_most_redundant_gradient_on_a_constructed_example():
     assert counts[1] > counts[0] + counts[2] and counts[1] > 40
     assert counts[3] < 35  # c (the diverse one) is kept far more often than not
     assert counts[0] <= 5  # a, the one whose score is lowest, is almost never replaced
+
+
+@pytest.mark.parametrize("args,message", [
+    (["buffer=reservoir", "selection=gss"], "selection=gss scores samples for buffer=gss only; allowed: buffer=gss"),
+    (["buffer=gss", "selection=herding"], "buffer=gss scores samples by their gradients, not by selection=Herding"),
+])
+def test_gss_scorer_and_buffer_refuse_other_partners_before_a_run_exists(tmp_path, args, message):
+    from conftest import run_cli
+
+    out = run_cli("run", *args, f"hydra.run.dir={tmp_path / 'run'}", "progress=none", cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

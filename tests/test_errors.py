@@ -17,7 +17,7 @@ CUDA = torch.cuda.is_available()
 BAD = [
     ("unknown-option", ["buffer=foo"],
      ["buffer=foo is not an option of config group buffer",
-      "allowed: class_balanced, experience_balanced, none, parametric, reservoir"]),
+      "allowed: class_balanced, experience_balanced, gss, none, parametric, reservoir"]),
     ("unknown-model", ["model=transformer"], ["model=transformer", "allowed: cnn, mlp, resnet18"]),
     ("unknown-experiment", ["+experiment=nope"], ["experiment=nope", "digits_replay", "tutorial"]),
     ("unknown-key", ["foo=1"], ["unknown key foo in foo=1", "allowed keys: ", "epochs", "to add a key: +foo=1"]),

@@ -55,6 +55,10 @@ class Buffer:
         generator: torch.Generator | None = None,
     ):
         self.max_size = integer("max_size", max_size, 0)
+        needs = getattr(selection_strategy, "for_buffer", None)  # a scorer made for one policy (selection=gss)
+        if needs is not None and not isinstance(self, needs):
+            raise ConfigError(f"selection={selection_strategy.name} scores samples for buffer={needs.name} only; allowed: "
+                              f"buffer={needs.name}, or selection=random|herding|closest_to_center with this buffer")
         if groupby not in GROUPBY:
             raise ConfigError(f"groupby={groupby!r} is not allowed; allowed: null, class, task, experience")
         flag("adaptive_size", adaptive_size)

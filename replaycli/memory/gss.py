@@ -20,9 +20,11 @@ from replaycli.memory.buffer import Buffer
 
 
 class GradientSimilarity:
-    """selection=gss: the loss gradients [n, P] buffer=gss scores samples by (no ranking of its own)."""
+    """selection=gss: the loss gradients [n, P] buffer=gss scores samples by (no ranking of its
+    own: `for_buffer` makes every other buffer refuse it when built)."""
 
     online = True
+    name = "gss"  # the option, in messages
 
     def __init__(self, model: torch.nn.Module, generator: torch.Generator | None = None):
         self.model = model
@@ -45,13 +47,6 @@ class GradientSimilarity:
             model.train(was_training)
         return torch.cat([v.flatten(1) for v in g.values()], 1)
 
-    def scores(self, data: StreamDataset) -> torch.Tensor:
-        raise ConfigError("selection=gss gives buffer=gss its gradients and ranks nothing itself; allowed: buffer=gss, "
-                          "or selection=random|herding|closest_to_center with another buffer")
-
-    rank = scores
-
-
 def max_similarity(g: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """1 + the largest cosine similarity of each row of `g` [n, P] to the rows of `memory` [m, P]: [n]."""
     return 1 + (F.normalize(g, dim=1) @ F.normalize(memory, dim=1).T).max(1).values
@@ -70,10 +65,13 @@ class GSSBuffer(Buffer):
     each time (the reference caches stored samples' gradients, which go stale as the model trains).
     """
 
+    name = "gss"  # the option, in messages
+
     def __init__(self, max_size: int, selection_strategy: Any = None, generator: torch.Generator | None = None,
                  n_memory: int = 10, chunk: int = 10):
         if not isinstance(selection_strategy, GradientSimilarity):
-            raise ConfigError("buffer=gss scores samples by their gradients; allowed: selection=gss (its default)")
+            raise ConfigError(f"buffer=gss scores samples by their gradients, not by selection={type(selection_strategy).__name__}; "
+                              "allowed: selection=gss (its default)")
         super().__init__(max_size, generator=generator)
         self.scorer = selection_strategy
         self.n_memory = integer("n_memory", n_memory)
@@ -120,3 +118,6 @@ class GSSBuffer(Buffer):
         rows["similarity"] = similarity.to(part.ids.device, torch.float32)
         keys = torch.rand(len(part), generator=self.generator).to(part.ids.device)  # resize() truncates at random
         self.store.append(part, experience, torch.zeros_like(part.ids), keys, rows)
+
+
+GradientSimilarity.for_buffer = GSSBuffer  # declared after both exist

@@ -7,6 +7,7 @@ offers samples (with their logits when `stores_logits`) to the buffer.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -36,6 +37,17 @@ class Memory:
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(x, y, t, extras) of `batch_size` samples drawn uniformly without replacement."""
         return self.buffer.sample(self.batch_size, self.generator)
+
+
+def frozen_copy(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """A copy of `model` in evaluation mode that takes no gradients (the previous model of the
+    distillation methods), with `state` loaded when given (a checkpoint's)."""
+    old = copy.deepcopy(model).eval()
+    if state:
+        old.load_state_dict(state)
+    for p in old.parameters():
+        p.requires_grad_(False)
+    return old
 
 
 class Method:

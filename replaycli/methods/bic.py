@@ -1,7 +1,6 @@
 """BiC (Wu et al., CVPR 2019): large scale incremental learning with a bias-correction layer."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -11,7 +10,7 @@ from replaycli.data import StreamDataset
 from replaycli.errors import fraction, integer, number
 from replaycli.generators import held_out
 from replaycli.memory.buffer import Buffer
-from replaycli.methods.base import Batch, Memory, Method
+from replaycli.methods.base import Batch, Memory, Method, frozen_copy
 
 
 def corrected(out: torch.Tensor, newest: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -92,9 +91,7 @@ class BiC(Method):
         self.ab = torch.tensor([1.0, 0.0], device=device)
         if self.old.any() and len(self.val):
             self.ab = self.fit_correction()
-        self.old_model = copy.deepcopy(self.model).eval()
-        for p in self.old_model.parameters():
-            p.requires_grad_(False)
+        self.old_model = frozen_copy(self.model)
         self.old_newest, self.old_ab = self.newest().clone(), self.ab.clone()
 
     def fit_correction(self) -> torch.Tensor:
@@ -133,9 +130,4 @@ class BiC(Method):
         pool = self.val.store.pool  # None until the first experience: set again by the next add
         self.val.store.load_state_dict({k[len("val."):]: v for k, v in state.items() if k.startswith("val.")}, pool)
         old = {k[len("old_model."):]: v for k, v in state.items() if k.startswith("old_model.")}
-        self.old_model = None
-        if old:
-            self.old_model = copy.deepcopy(self.model).eval()
-            self.old_model.load_state_dict(old)
-            for p in self.old_model.parameters():
-                p.requires_grad_(False)
+        self.old_model = frozen_copy(self.model, old) if old else None

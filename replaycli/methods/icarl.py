@@ -2,14 +2,13 @@
 classes, and classification by the nearest mean of exemplars."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from replaycli.data import StreamDataset
-from replaycli.methods.base import Batch, Memory, Method
+from replaycli.methods.base import Batch, Memory, Method, frozen_copy
 
 
 def normalized_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -77,9 +76,7 @@ class ICaRL(Method):
 
     @torch.no_grad()
     def end_experience(self, experience: int, memory: Memory | None) -> None:
-        self.old_model = copy.deepcopy(self.model).eval()
-        for p in self.old_model.parameters():
-            p.requires_grad_(False)
+        self.old_model = frozen_copy(self.model)
         if memory is None or not len(memory.buffer):
             self.means = None
             return
@@ -113,9 +110,4 @@ class ICaRL(Method):
         self.seen, self.old, self.has_mean = state["seen"].to(device), state["old"].to(device), state["has_mean"].to(device)
         self.means = state["means"].to(device) if "means" in state else None
         old = {k[len("old_model."):]: v for k, v in state.items() if k.startswith("old_model.")}
-        self.old_model = None
-        if old:
-            self.old_model = copy.deepcopy(self.model).eval()
-            self.old_model.load_state_dict(old)
-            for p in self.old_model.parameters():
-                p.requires_grad_(False)
+        self.old_model = frozen_copy(self.model, old) if old else None
