@@ -227,3 +227,43 @@ def test_gss_scorer_and_buffer_refuse_other_partners_before_a_run_exists(tmp_pat
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_xder_supcon_equals_the_loss_computed_anchor_by_anchor():
+    from replaycli.methods.xder import supcon
+
+    torch.manual_seed(0)
+    feats = F.normalize(torch.randn(4, 2, 3), dim=2)  # 4 samples, 2 views
+    labels = torch.tensor([0, 1, 0, 2])
+    z = [(feats[i, v], labels[i]) for v in range(2) for i in range(4)]
+    total = 0.0
+    for a, (za, ya) in enumerate(z):  # by hand: -mean over positives of log softmax over all others
+        others = [(torch.dot(za, zb) / 5.0, yb) for b, (zb, yb) in enumerate(z) if b != a]
+        log_den = torch.logsumexp(torch.stack([s for s, _ in others]), 0)
+        pos = [s - log_den for s, yb in others if yb == ya]
+        total += -torch.stack(pos).mean()
+    assert supcon(feats, labels, 5.0).item() == pytest.approx(total.item(), rel=1e-5)
+
+
+def test_xder_online_update_takes_a_replayed_past_exemplar_logits_once_per_step():
+    from replaycli.memory.buffer import Buffer
+    from replaycli.methods.xder import XDER, transplant
+
+    run = build_run(["strategy=xder", "epochs=1", "device=cpu", "buffer.max_size=20", "strategy.online_update=true"])
+    first = run.bench.train_stream[0]
+    run_experience(run, first, no_step)
+    method, store = run.method, run.buffer.store
+    assert isinstance(method, XDER) and isinstance(run.buffer, Buffer)
+    method.begin_experience(1, run.bench.train_stream[1].dataset)
+    before = store.extras["logits"].clone()
+    pos = torch.tensor([3, 5, 3])  # position 3 drawn by both memory batches: updated once
+    out = torch.randn(3, run.bench.n_classes) * 5
+    y = run.buffer.buffer.y[pos]
+    past, present, future = method.heads(run.bench.n_classes, out.device)
+    method.update_replayed(run.memory, pos, out, y, before[pos], present | future)
+    expected = transplant(before[pos[:2]], out[:2], y[:2], present | future, method.gamma)
+    assert torch.allclose(store.extras["logits"][pos[:2]], expected)  # first replay: always taken
+    assert method.replays[3] == 1 and method.replays[5] == 1 and method.replays.sum() == 2
+    untouched = torch.ones(len(store), dtype=torch.bool)
+    untouched[pos] = False
+    assert torch.equal(store.extras["logits"][untouched], before[untouched])

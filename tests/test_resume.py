@@ -177,7 +177,7 @@ METHODS = [
     ["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0"],
     ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],  # candidates drawn from the run's generator
     ["strategy=icarl"], ["strategy=bic"],  # the previous model, class means; BiC's correction and validation memory
-    ["strategy=xder"],  # stored logits rewritten at each experience's end
+    ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],  # stored logits rewritten, SupCon views drawn
     ["strategy=rar", "buffer=reservoir", "buffer_update=every_batch"],  # repeated updates, augmentation from the generator
     ["buffer=gss", "buffer_update=every_batch"],  # GSS's scores as extras, its draws from the run's generator
     # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL

@@ -134,10 +134,14 @@ class Buffer:
     def sample(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """`n` stored samples drawn uniformly without replacement, with training transforms:
         (x, y, t, extras), the extras (e.g. `logits` [n, C]) row-aligned with x."""
+        return self.sample_indexed(n, generator)[1:]
+
+    def sample_indexed(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """`sample`, led by the drawn samples' positions in the store [n] (to update their extras)."""
         store = self.store
         pos = torch.randperm(len(store), generator=generator)[:n].to(store.ids.device)
         x, y, t = store.dataset().train().batch(pos, generator)
-        return x, y, t, {k: v[pos] for k, v in store.extras.items()}
+        return pos, x, y, t, {k: v[pos] for k, v in store.extras.items()}
 
     def class_histogram(self, n_classes: int) -> torch.Tensor:
         """Samples per class in the buffer: int64 [n_classes]."""

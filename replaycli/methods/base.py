@@ -38,6 +38,10 @@ class Memory:
         """(x, y, t, extras) of `batch_size` samples drawn uniformly without replacement."""
         return self.buffer.sample(self.batch_size, self.generator)
 
+    def sample_indexed(self) -> tuple[torch.Tensor, ...]:
+        """(positions in the store, x, y, t, extras): `sample` with where each sample is stored."""
+        return self.buffer.sample_indexed(self.batch_size, self.generator)
+
 
 def frozen_copy(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """A copy of `model` in evaluation mode that takes no gradients (the previous model of the
