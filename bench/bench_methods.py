@@ -42,6 +42,7 @@ METHODS = {  # label -> overrides
     "iCaRL": ["strategy=icarl"],  # its own memory: class-balanced, herding
     "BiC": ["strategy=bic"],  # its own memory: experience-balanced
     "X-DER": ["strategy=xder"],  # its own memory: class-balanced
+    "X-DER (reference: SupCon, online update)": ["strategy=xder", "strategy.lambd=0.1", "strategy.online_update=true"],
     "RAR": ["strategy=rar"],
     "GSS-greedy (ER)": ["buffer=gss"],
     "Joint (upper bound)": ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--quick", action="store_true", help="one seed, split_digits only")
     p.add_argument("--out", default="bench/methods_results.md")
+    p.add_argument("--methods", nargs="+", default=None, help="only these rows (labels as in METHODS)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         for proto, (pover, methods) in PROTOCOLS.items():
             epochs = 1 if proto == "every_batch" else args.epochs
             for label in methods:
+                if args.methods and label not in args.methods:
+                    continue
                 cells = []
                 for size in args.sizes:
                     if label in SIZE_FREE and cells:
