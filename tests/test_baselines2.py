@@ -267,3 +267,13 @@ def test_xder_online_update_takes_a_replayed_past_exemplar_logits_once_per_step(
     untouched = torch.ones(len(store), dtype=torch.bool)
     untouched[pos] = False
     assert torch.equal(store.extras["logits"][untouched], before[untouched])
+
+
+def test_icarl_growing_memory_keeps_m_exemplars_per_class_seen():
+    run = build_run(["strategy=icarl", "epochs=1", "device=cpu", "buffer.adaptive_size=false",
+                     "buffer.total_num_classes=10", "buffer.max_size=50"])  # m = 5 per class, the memory grows
+    for k, exp in enumerate(run.bench.train_stream[:3]):
+        run_experience(run, exp, no_step)
+        hist = run.buffer.class_histogram(10).tolist()
+        assert hist == [5] * (2 * (k + 1)) + [0] * (10 - 2 * (k + 1))
+        assert run.method.has_mean.tolist() == [c < 2 * (k + 1) for c in range(10)]
