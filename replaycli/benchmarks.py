@@ -1,7 +1,7 @@
 """The named benchmarks: each a `benchmark=` option (configs/benchmark/*.yaml) and a function of
 Avalanche's name. Every one takes the protocol keys `normalize` (standard | unit | none),
 `validation` (a fraction held out of each experience) and `experience_size` (an online stream of
-pieces that size), applied by `replaycli.generators.protocol`.
+pieces that size), applied by `replaycli.protocols.protocol`.
 
 Here: the class splits of torchvision's classic sets and the embedded `SplitDigits` (offline),
 and the domain-incremental PermutedMNIST and RotatedMNIST. The streams read from a user's or a
@@ -17,7 +17,8 @@ import torch
 
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError, flag, integer
-from replaycli.generators import experience_sizes, with_protocol
+from replaycli.generators import experience_sizes
+from replaycli.protocols import with_protocol
 from replaycli.pool import MappedPool, Pool
 from replaycli.sources import DEFAULT_ROOT, load_source
 from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split

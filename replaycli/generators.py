@@ -6,7 +6,8 @@
 `replaycli.inputs.samples` accepts. Labels need not be contiguous: they are remapped to
 0..K-1 in sorted order, and `Benchmark.class_names` keeps the original of each. Then
 `benchmark_with_validation_stream` holds out a validation split, `split_online_stream` cuts
-experiences into fixed-size pieces, and `protocol` applies the CLI's keys for both.
+experiences into fixed-size pieces, and `protocol` applies the CLI's keys for both (those three
+live in `replaycli.protocols`, importable from here).
 """
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ from typing import Any
 
 import torch
 
-from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split
 from replaycli.data import StreamDataset
-import functools
-import inspect
-from collections.abc import Callable
-
-from replaycli.errors import ConfigError, flag, fraction, integer
+from replaycli.errors import ConfigError, flag, integer
 from replaycli.inputs import Samples, samples
 from replaycli.pool import Pool
+from replaycli.protocols import (  # noqa: F401  (Avalanche's names, importable from here as there)
+    benchmark_with_validation_stream, held_out, protocol, split_online_stream, with_protocol)
+from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split
 from replaycli.transforms import Augment
 
 
@@ -228,106 +227,6 @@ def tensors_benchmark(train_tensors: Sequence[Sequence[Any]], test_tensors: Sequ
                 e.task_label = t
                 e.dataset = StreamDataset(e.dataset.pool, e.dataset.ids, torch.full_like(e.dataset.ids, t))
     return bench
-
-
-def held_out(y: torch.Tensor, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of labels `y` (kept, held out): `share` of each class held out, at least one of a
-    class of two or more, drawn from `g`."""
-    y = y.cpu()
-    keep, out = [], []
-    for c in torch.unique(y).tolist():
-        pos = (y == c).nonzero().flatten()
-        pos = pos[torch.randperm(len(pos), generator=g)]
-        k = max(1, round(share * len(pos))) if len(pos) > 1 else 0
-        out.append(pos[:k])
-        keep.append(pos[k:])
-    return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(out)).values
-
-
-def benchmark_with_validation_stream(bench: Benchmark, validation_size: float = 0.1, seed: int | None = None) -> Benchmark:
-    """Hold `validation_size` of each class of each training experience out of training: the
-    `valid_stream` (evaluation transforms, the training pool), one experience per training one.
-    Never trained on; in place, returns `bench`."""
-    share = fraction("validation", validation_size)
-    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    valid = []
-    for e in bench.train_stream:
-        keep, out = held_out(e.dataset.y, share, g)
-        valid.append(Experience(e.dataset.subset(out).eval(), e.current_experience, e.classes_in_this_experience,
-                                e.task_label))
-        e.dataset = e.dataset.subset(keep)
-    bench.valid_stream = Stream("valid", valid)
-    return bench
-
-
-def split_online_stream(stream: Sequence[Experience], experience_size: int, shuffle: bool = True,
-                        drop_last: bool = False, seed: int | None = None) -> Stream:
-    """Each experience cut into consecutive mini-experiences of `experience_size` samples (after a
-    shuffle drawn from `seed`, unless `shuffle=False`); the last one of each may be smaller
-    (dropped with `drop_last`). `origin_experience` names the experience each came from."""
-    integer("experience_size", experience_size)
-    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    out: list[Experience] = []
-    for e in stream:
-        n = len(e.dataset)
-        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-        for s in range(0, n, experience_size):
-            part = order[s:s + experience_size].to(e.dataset.ids.device)
-            if drop_last and len(part) < experience_size:
-                break
-            data = e.dataset.subset(part)
-            mini = Experience(data, len(out), torch.unique(data.y).tolist(), e.task_label)
-            mini.origin_experience = e.current_experience
-            out.append(mini)
-    return Stream(getattr(stream, "name", "train"), out)
-
-
-def protocol(bench: Benchmark, normalize: str | None = None, validation: float | None = None,
-             experience_size: int | None = None, seed: int | None = None) -> Benchmark:
-    """The CLI's protocol keys on a built benchmark, in place: `normalize` (standard | unit |
-    none; standard keeps the source's own statistics), `validation` (held out of each
-    experience, drawn from `seed`), `experience_size` (an online stream of pieces that size)."""
-    if normalize is not None:
-        train = bench.train_pool
-        others = [p for p in {id(p): p for s in bench.streams() for e in s for p in [e.dataset.pool]}.values()
-                  if p is not train]
-        if normalize != "standard" or train.identity:  # standard of a built-in: its own statistics, as built
-            train.normalized(normalize)
-            stats = (train.mean.flatten().tolist(), train.std.flatten().tolist())
-            for pool in others:
-                pool.normalized(normalize, stats if normalize == "standard" else None)
-    if validation is not None:
-        benchmark_with_validation_stream(bench, validation, seed)
-    if experience_size is not None:
-        bench.train_stream = split_online_stream(bench.train_stream, experience_size, seed=seed)
-    return bench
-
-
-PROTOCOL_KEYS = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
-             for k in ("normalize", "validation", "experience_size")]
-
-
-def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]:
-    """`factory` taking the protocol keys too (in its signature, so `replay run` checks them), and
-    Avalanche's `dataset_root=` as the name of `root` (Python only: the CLI says `root`)."""
-    @functools.wraps(factory)
-    def make(*args: Any, normalize: str | None = None, validation: float | None = None,
-             experience_size: int | None = None, **kwargs: Any) -> Benchmark:
-        if "dataset_root" in kwargs and "root" in inspect.signature(factory).parameters:
-            if "root" in kwargs:
-                raise ConfigError("dataset_root and root are one setting (Avalanche's and replaycli's name); give one")
-            kwargs["root"] = kwargs.pop("dataset_root")
-        if validation is not None:
-            fraction("validation", validation)
-        if experience_size is not None:
-            integer("experience_size", experience_size)
-        bench = factory(*args, **kwargs)
-        return protocol(bench, normalize, validation, experience_size, kwargs.get("seed"))
-
-    sig = inspect.signature(factory)
-    make.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *PROTOCOL_KEYS])  # type: ignore[attr-defined]
-    del make.__wrapped__  # the signature above is the one to read
-    return make
 
 
 def split_samples(bench_name: str, train: Samples, test: Samples, n_experiences: Any, return_task_id: bool,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from replaycli.data import StreamDataset
 from replaycli.errors import fraction, integer, number
-from replaycli.generators import held_out
+from replaycli.protocols import held_out
 from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method, frozen_copy
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.errors import ConfigError
-from replaycli.generators import by_task, ni_benchmark, split_samples, with_protocol
+from replaycli.generators import by_task, ni_benchmark, split_samples
+from replaycli.protocols import with_protocol
 from replaycli.inputs import Samples, images_first, labels, tensor
 from replaycli.stream import Benchmark
 

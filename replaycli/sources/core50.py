@@ -9,7 +9,8 @@ import torch
 
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError, flag
-from replaycli.generators import pools, split_samples, with_protocol
+from replaycli.generators import pools, split_samples
+from replaycli.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
 from replaycli.stream import Benchmark, Experience, Stream
 

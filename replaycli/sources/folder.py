@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from replaycli.errors import ConfigError, fraction
-from replaycli.generators import held_out, split_samples, with_protocol
+from replaycli.generators import split_samples
+from replaycli.protocols import held_out, with_protocol
 from replaycli.inputs import Samples
 from replaycli.stream import Benchmark
 

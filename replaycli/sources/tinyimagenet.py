@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from replaycli.errors import ConfigError, flag
-from replaycli.generators import experience_sizes, pools, with_protocol
+from replaycli.generators import experience_sizes, pools
+from replaycli.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
 from replaycli.stream import Benchmark, class_split
 from replaycli.stream import class_order as ordering  # `class_order` is an argument below

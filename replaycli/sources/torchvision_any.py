@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from replaycli.errors import ConfigError, first_line
-from replaycli.generators import split_samples, with_protocol
+from replaycli.generators import split_samples
+from replaycli.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
 from replaycli.stream import Benchmark
 
