@@ -125,7 +125,7 @@ def legend_texts(fig):
 
 
 def test_sweep_figures_title_axis_and_legend_say_what_they_show(tmp_path):
-    from replaycli.outputs import plots
+    from replaycli.outputs import figures, plots
 
     d = compare([runs(tmp_path, GRID)], ["buffer.max_size", "strategy._target_"])
     fig = plots.final_accuracy(d["groups"], d["by"], "final accuracy\nsetting", plots.Style())
@@ -139,7 +139,7 @@ def test_sweep_figures_title_axis_and_legend_say_what_they_show(tmp_path):
     ax = seen.axes[0]
     assert ax.get_ylim() == (0.0, 1.02) and len(ax.collections) == 3  # a band for each group of 2 runs, none for n=1
     assert "buffer.max_size=200, strategy._target_=der (1 run each, no spread)" in legend_texts(seen)
-    assert plots.colours(3) == list(plots.OKABE_ITO[:3])
+    assert figures.colours(3) == list(figures.OKABE_ITO[:3])
 
 
 def test_run_figures_describe_the_run_and_scale_to_20_experiences(tmp_path):

@@ -9,7 +9,8 @@ from conftest import replay, run_cli
 from made_outputs import real_sweep, write_run
 from matplotlib.image import imread
 
-from replaycli.outputs.plots import DPI, FIGSIZE, RUN_FIGURES, SWEEP_FIGURES
+from replaycli.outputs.figures import DPI, FIGSIZE
+from replaycli.outputs.plots import RUN_FIGURES, SWEEP_FIGURES
 
 PIXELS = (round(FIGSIZE[1] * DPI), round(FIGSIZE[0] * DPI))  # (rows, columns)
 

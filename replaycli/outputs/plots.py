@@ -11,113 +11,27 @@ what the spread is over; accuracy axes run from 0 to 1 unless `--ylim auto`. Col
 Okabe-Ito palette (safe for colour-blind readers), Paul Tol's muted one for 9-10, then cividis. A sweep
 plotted `--by KEY` writes `<figure>_by_<KEY>.<format>` beside the default figures, never over
 them. Every figure is FIGSIZE inches at `--dpi` (640 x 400 pixels at the default 100).
-matplotlib (Agg) is imported here only.
+matplotlib is imported by `figures`, when a figure is drawn.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from replaycli.outputs import compare, formulas, rundir, sweepdir
+from replaycli.outputs.figures import DPI, Style, colours, describe, figure, save
 from replaycli.outputs.rundir import OutputError
 
-FIGSIZE, DPI = (6.4, 4.0), 100
 FORMATS = ("png", "pdf", "svg")
 RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")
 CONFUSION_FIGURE = "confusion"  # runs with a confusion matrix only
 SWEEP_FIGURES = ("final_accuracy", "seen_accuracy")
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-TOL_MUTED = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
-             "#DDDDDD")  # Paul Tol's muted scheme (and its pale grey): ten colours colour-blind readers tell apart
-
-
-@dataclass(frozen=True)
-class Style:
-    """How figures are written: file format, dots per inch, accuracy axis (`full`: 0 to 1)."""
-
-    format: str = "png"
-    dpi: int = DPI
-    ylim: str = "full"
-
-    def name(self, figure: str, suffix: str = "") -> str:
-        return f"{figure}{suffix}.{self.format}"
-
-    def accuracy_axis(self, ax: Any) -> None:
-        if self.ylim == "full":
-            ax.set_ylim(0, 1.02)
-
-
-def colours(n: int) -> list[Any]:
-    """`n` colours colour-blind readers tell apart: Okabe-Ito up to 8, Paul Tol's muted up to 10,
-    then cividis (ordered: classes and experiences are numbered)."""
-    if n <= len(OKABE_ITO):
-        return list(OKABE_ITO[:n])
-    if n <= len(TOL_MUTED):
-        return list(TOL_MUTED[:n])
-    cmap = _pyplot().get_cmap("cividis")
-    return [cmap(i / max(n - 1, 1)) for i in range(n)]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _figure() -> tuple[Any, Any]:
-    plt = _pyplot()
-    plt.rcParams["axes.titlesize"] = 10  # two lines: what the figure shows, then the run's setting
-    return plt.subplots(figsize=FIGSIZE, layout="constrained")
-
-
-def save(fig: Any, path: Path, style: Style) -> Path:
-    """Write `fig` to `path` atomically (a temporary file, then a rename), as every output is."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format=style.format, dpi=style.dpi)  # no bbox_inches="tight": every figure keeps its size
-    _pyplot().close(fig)
-    try:
-        rundir.write_atomic(path, buf.getvalue())
-    except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); allowed: a writable run or sweep directory") from None
-    return path
-
-
-def describe(params: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
-    """"benchmark · method · buffer(size)" from a run's config (the options as typed, else the
-    classes), without the keys in `leave_out` (what a sweep varies)."""
-    def option(group: str) -> str | None:
-        if group in leave_out or f"{group}._target_" in leave_out:
-            return None
-        chosen = params.get(group)
-        if isinstance(chosen, str):
-            return chosen
-        target = params.get(f"{group}._target_")
-        return str(target).rsplit(".", 1)[-1] if target else None
-
-    parts = [option("benchmark"), option("strategy")]
-    buffer = option("buffer")
-    if buffer is not None and params.get("buffer._target_") is not None:
-        size = params.get("buffer.max_size")
-        extra = [str(size)] if size is not None and "buffer.max_size" not in leave_out else []
-        if params.get("groupby") and "groupby" not in leave_out:
-            extra.append(f"by {params['groupby']}")
-        buffer += f"({', '.join(extra)})" if extra else ""
-    elif buffer is not None:
-        buffer = "no buffer"
-    parts.append(buffer)
-    return " · ".join(p for p in parts if p) or "runs"
 
 
 # --- a run ------------------------------------------------------------------------------------
 def accuracy_matrix(acc: list[list[float]], title: str) -> Any:
-    fig, ax = _figure()
+    fig, ax = figure()
     im = ax.imshow(acc, vmin=0.0, vmax=1.0, cmap="cividis", aspect="auto")  # [trained, tested]
     if len(acc[0]) <= 10 and len(acc) <= 12:
         for i, row in enumerate(acc):
@@ -132,7 +46,7 @@ def accuracy_matrix(acc: list[list[float]], title: str) -> Any:
 
 
 def accuracy_curves(acc: list[list[float]], title: str, style: Style, origins: list[int] | None = None) -> Any:
-    fig, ax = _figure()
+    fig, ax = figure()
     steps = list(range(len(acc)))
     origins = list(range(len(acc))) if origins is None else origins
     n = len(acc[0])
@@ -150,7 +64,7 @@ def accuracy_curves(acc: list[list[float]], title: str, style: Style, origins: l
 
 
 def buffer_histogram(hists: list[list[int]], title: str) -> Any:
-    fig, ax = _figure()
+    fig, ax = figure()
     n = len(hists[0])
     palette = colours(n)
     bottom = [0] * len(hists)
@@ -167,7 +81,7 @@ def buffer_histogram(hists: list[list[int]], title: str) -> Any:
 
 def confusion(matrix: list[list[int]], title: str) -> Any:
     """Rows: true class, columns: predicted; colour and numbers: the share of the true class."""
-    fig, ax = _figure()
+    fig, ax = figure()
     n = len(matrix)
     shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
     im = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
@@ -225,7 +139,7 @@ def _series(groups: list[dict[str, Any]], keys: list[str]) -> dict[str, list[dic
 
 
 def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
-    fig, ax = _figure()
+    fig, ax = figure()
     x_key = keys[0] if keys else None
     cats = list(dict.fromkeys(str(g.get(x_key)) for g in groups)) if x_key else ["all runs"]
     numeric = x_key is not None and all(compare.sort_key(g.get(x_key))[0] == 0 for g in groups)
@@ -254,7 +168,7 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, st
 def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
     """After each experience, the accuracy on the experiences trained so far: the mean over each
     group's runs, with a band of ± one std over them (at the last experience: the final accuracy)."""
-    fig, ax = _figure()
+    fig, ax = figure()
     for colour, g in zip(colours(len(groups)), groups):
         recs = [rundir.read_run(p) for p in g["runs"]]
         curves = [formulas.seen(r.accuracy, rundir.origins(r.metrics[:len(r.accuracy)])) for r in recs]
