@@ -16,13 +16,13 @@ from replaycli.stream import Benchmark, Experience, Stream
 
 def held_out(y: torch.Tensor, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions of labels `y` (kept, held out): `share` of each class held out, at least one of a
-    class of two or more, drawn from `g`."""
+    class of two or more and never all of it (one stays to train on), drawn from `g`."""
     y = y.cpu()
     keep, out = [], []
     for c in torch.unique(y).tolist():
         pos = (y == c).nonzero().flatten()
         pos = pos[torch.randperm(len(pos), generator=g)]
-        k = max(1, round(share * len(pos))) if len(pos) > 1 else 0
+        k = min(max(1, round(share * len(pos))), len(pos) - 1)  # a class of one is never held out
         out.append(pos[:k])
         keep.append(pos[k:])
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(out)).values

@@ -174,8 +174,9 @@ def test_no_validation_sample_is_ever_in_a_training_batch(n, classes, share, see
     kept, held = bench.train_stream[0].dataset, bench.valid_stream[0].dataset
     assert sorted(kept.ids.tolist() + held.ids.tolist()) == sorted(train_ids.tolist())
     assert not set(kept.ids.tolist()) & set(held.ids.tolist())
-    for c in range(classes):  # each class: round(share * n) held out, at least one
-        assert int((held.y == c).sum()) == max(1, round(share * n))
+    for c in range(classes):  # each class: round(share * n) held out, at least one, never all
+        assert int((held.y == c).sum()) == min(max(1, round(share * n)), n - 1)
+        assert int((kept.y == c).sum()) >= 1
     seen = torch.cat([torch.cat([kept.ids[p] for p in [m[m >= 0]]])
                       for m in ReplayDataLoader(kept.train(), batch_size=batch, shuffle=True).positions()])
     assert not set(seen.tolist()) & set(held.ids.tolist())
