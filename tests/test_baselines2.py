@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import build_run
 
-from replaycli.methods.base import Batch, Memory
+from replaycli.methods.base import Batch
 from replaycli.run.loop import run_experience, train_experience, update_memory
 
 
@@ -117,7 +117,7 @@ def test_xder_transplants_logits_by_its_rule():
 
 def test_xder_updates_the_stored_logits_of_older_exemplars_at_the_end_of_an_experience():
     from replaycli.methods.xder import transplant
-    from replaycli.run.loop import logits_of
+    from replaycli.methods.base import logits_of
 
     run = build_run(["strategy=xder", "epochs=1", "device=cpu", "buffer.max_size=40"])
     first, second = run.bench.train_stream[:2]

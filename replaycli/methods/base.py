@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -41,6 +42,21 @@ class Memory:
     def sample_indexed(self) -> tuple[torch.Tensor, ...]:
         """(positions in the store, x, y, t, extras): `sample` with where each sample is stored."""
         return self.buffer.sample_indexed(self.batch_size, self.generator)
+
+
+@torch.no_grad()
+def logits_of(model: torch.nn.Module, data: StreamDataset, batch_size: int,
+              fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The model's logits [n, C] on `data` (evaluation mode and transforms), or `fn`'s outputs
+    (e.g. features) with the model in evaluation mode; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    data = data.eval()
+    device = data.ids.device
+    outs = [(fn or model)(data.batch(torch.arange(s, min(s + batch_size, len(data)), device=device))[0])
+            for s in range(0, len(data), batch_size)]
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
 
 
 def frozen_copy(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:

@@ -58,12 +58,15 @@ class BiC(Method):
         self.old_model: torch.nn.Module | None = None  # the previous experience's model ...
         self.old_newest = torch.zeros(0, dtype=torch.bool)  # ... its corrected classes ...
         self.old_ab = torch.tensor([1.0, 0.0])  # ... and their correction
+        self.has_old, self.lam = False, 0.0  # whether old classes exist, and their share: set per experience
 
     def begin_experience(self, experience: int, data: StreamDataset) -> StreamDataset:
         self.old = self.seen.clone()
         if len(data):
             self.seen = grown(self.seen, int(data.y.max()) + 1, self.seen.device)
             self.seen = self.seen.index_fill(0, torch.unique(data.y).to(self.seen.device), True)
+        self.has_old = bool(self.old.any())  # both fixed for the experience: read once, not synced every step
+        self.lam = float(self.old.sum()) / max(float(self.seen.sum()), 1.0)  # the paper's n / (n + m)
         keep, out = held_out(data.y, self.val_fraction, torch.default_generator)  # the run's RNG: seeded, checkpointed
         self.val.add(data.subset(out), experience)
         return data.subset(keep)
@@ -76,13 +79,12 @@ class BiC(Method):
         out = self.model(batch.x)  # [B, C]
         if len(self.seen) != out.shape[1] or self.seen.device != out.device:  # sized once, to the model's classes
             self.seen, self.old, self.old_newest = (grown(m, out.shape[1], out.device) for m in (self.seen, self.old, self.old_newest))
-        self.seen = self.seen.index_fill(0, batch.y, True)  # every label trained on is seen (a memory filled elsewhere)
         loss = self.ce(out.masked_fill(~self.seen, float("-inf")), batch.y, batch.t)
-        if self.old_model is None or not self.old.any():
+        if self.old_model is None or not self.has_old:
             return loss, out
         with torch.no_grad():
             previous = corrected(self.old_model(batch.x), self.old_newest, self.old_ab.to(out.device))[:, self.old]
-        T, lam = self.temperature, float(self.old.sum()) / float(self.seen.sum())
+        T, lam = self.temperature, self.lam
         distill = -(F.softmax(previous / T, 1) * F.log_softmax(out[:, self.old] / T, 1)).sum(1).mean()
         return (1 - lam) * loss + lam * T * T * distill, out
 

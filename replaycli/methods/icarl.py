@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from replaycli.data import StreamDataset
-from replaycli.methods.base import Batch, Memory, Method, frozen_copy
+from replaycli.methods.base import Batch, Memory, Method, frozen_copy, logits_of
 
 
 def normalized_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -46,11 +46,13 @@ class ICaRL(Method):
         self.old_model: torch.nn.Module | None = None  # the model as the previous experience left it
         self.old = torch.zeros(0, dtype=torch.bool)  # [C] classes seen before this experience
         self.seen = torch.zeros(0, dtype=torch.bool)  # [C] classes seen so far
+        self.has_old = False
         self.means: torch.Tensor | None = None  # [C, d] the exemplars' class means; None: the model's logits
         self.has_mean = torch.zeros(0, dtype=torch.bool)  # [C]
 
     def begin_experience(self, experience: int, data: StreamDataset) -> StreamDataset:
         self.old = self.seen.clone()
+        self.has_old = bool(self.old.any())  # fixed for the experience: read once, not synced every step
         return data
 
     def loss(self, out: torch.Tensor, targets: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,7 @@ class ICaRL(Method):
             self.old = self.seen.clone()
         self.seen = self.seen.to(out.device).index_fill(0, batch.y, True)
         targets = F.one_hot(batch.y, out.shape[1]).to(out.dtype)  # [B, C]
-        if self.old_model is not None and self.old.any():
+        if self.old_model is not None and self.has_old:
             with torch.no_grad():
                 previous = torch.sigmoid(self.old_model(batch.x))
             old = self.old.to(out.device)
@@ -80,13 +82,9 @@ class ICaRL(Method):
         if memory is None or not len(memory.buffer):
             self.means = None
             return
-        data = memory.buffer.buffer.eval()
-        was_training = self.model.training
-        self.model.eval()
-        feats = torch.cat([normalized_features(self.model, data.batch(torch.arange(s, min(s + 256, len(data)), device=data.ids.device))[0])
-                           for s in range(0, len(data), 256)])
-        n_classes = self.model(data.batch(torch.arange(1, device=data.ids.device))[0]).shape[1]  # the logits' width
-        self.model.train(was_training)
+        data = memory.buffer.buffer
+        feats = logits_of(self.model, data, 256, fn=lambda x: normalized_features(self.model, x))
+        n_classes = logits_of(self.model, data.subset(torch.arange(1)), 1).shape[1]  # the logits' width
         self.means, self.has_mean = class_means(feats, data.y.to(feats.device), n_classes)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

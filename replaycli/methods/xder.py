@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError, flag, integer, number
-from replaycli.methods.base import Batch, Memory, Method
-from replaycli.run.loop import logits_of
+from replaycli.methods.base import Batch, Memory, Method, logits_of
 from replaycli.scenario import masked
 from replaycli.transforms import CropFlip
 
@@ -105,10 +104,12 @@ class XDER(Method):
         self.exp_of = torch.zeros(0, dtype=torch.int64)  # [C] the experience a class was first seen in; -1: not yet
         self.current = 0
         self.replays = torch.zeros(0)  # [buffer size] times each stored sample was replayed this experience
+        self._heads: Any = None  # (key, (past, present, future), (any past, any future)): see heads()
 
     def begin_experience(self, experience: int, data: StreamDataset) -> StreamDataset:
         self.current = experience
         self.replays = torch.zeros(0)  # the memory does not change during an experience (after_experience)
+        self._heads = None  # the classes' experiences change here only
         if len(data):
             classes = torch.unique(data.y).cpu()
             n = max(len(self.exp_of), int(classes.max()) + 1)
@@ -123,9 +124,18 @@ class XDER(Method):
         return torch.cat([self.exp_of, pad]).to(device)
 
     def heads(self, n_classes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """[C] bool: the classes of past experiences, of this one, and the future ones."""
-        e = self.experience_of(n_classes, device)
-        return (e >= 0) & (e < self.current), e == self.current, e < 0
+        """[C] bool: the classes of past experiences, of this one, and the future ones (built once
+        per experience and device, with whether any past and any future class exists)."""
+        key = (n_classes, str(device), self.current)
+        if self._heads is None or self._heads[0] != key:
+            e = self.experience_of(n_classes, device)
+            masks = ((e >= 0) & (e < self.current), e == self.current, e < 0)
+            self._heads = (key, masks, (bool(masks[0].any()), bool(masks[2].any())))
+        return self._heads[1]
+
+    def has_past_future(self) -> tuple[bool, bool]:
+        """Whether this experience has past classes, and future ones (after `heads`)."""
+        return self._heads[2]
 
     def own_head(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each row's largest logit among the classes of its label's experience [B]."""
@@ -136,6 +146,7 @@ class XDER(Method):
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(batch.x)  # [B, C]
         past, present, future = self.heads(out.shape[1], out.device)
+        any_past, any_future = self.has_past_future()
         logits = masked(out, batch.t, self.mask)
         loss = F.cross_entropy(logits.masked_fill(~present, float("-inf")), batch.y)
         replayed = [(out, batch.y)]
@@ -145,19 +156,19 @@ class XDER(Method):
             loss = loss + self.alpha * F.mse_loss(out1, ex1["logits"])
             p2, mx2, my2, mt2, ex2 = memory.sample_indexed()
             out2 = self.model(mx2)
-            if past.any():
+            if any_past:
                 loss = loss + self.beta * F.cross_entropy(masked(out2, mt2, self.mask).masked_fill(~past, float("-inf")), my2)
             replayed += [(out1, my1), (out2, my2)]
             if self.online_update:
                 self.update_replayed(memory, torch.cat([p1, p2]), torch.cat([out1, out2]).detach(), torch.cat([my1, my2]),
                                      torch.cat([ex1["logits"], ex2["logits"]]), present | future)
-        if future.any() and self.lambd > 0:
+        if any_future and self.lambd > 0:
             loss = loss + self.lambd * self.future_preparation(batch, memory, present, future)
-        if past.any():  # past constraint: softmax over the seen classes, on the current batch
+        if any_past:  # past constraint: softmax over the seen classes, on the current batch
             p = F.softmax(out.masked_fill(~(past | present), float("-inf")), 1)
             bad = p.masked_fill(~past, 0).max(1).values.detach()
             loss = loss + self.eta * hinge(bad, p.masked_fill(~present, 0).max(1).values, self.m)
-        if future.any():  # future constraint: the future classes' logits below the sample's own experience's
+        if any_future:  # future constraint: the future classes' logits below the sample's own experience's
             o, y = torch.cat([r[0] for r in replayed]), torch.cat([r[1] for r in replayed])
             bad = o.masked_fill(~future, float("-inf")).max(1).values
             loss = loss + self.eta * hinge(bad, self.own_head(o, y), self.m)
@@ -217,3 +228,4 @@ class XDER(Method):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.exp_of, self.current = state["exp_of"].clone(), int(state["current"])
+        self._heads = None

@@ -11,7 +11,7 @@ import torch
 
 from replaycli.benchmarks import Benchmark, Experience
 from replaycli.memory.buffer import Buffer
-from replaycli.methods.base import Batch, Memory, Method
+from replaycli.methods.base import Batch, Memory, Method, logits_of
 from replaycli.run.meters import TrainMeter, evaluate_stream
 from replaycli.run.metrics import Metrics
 from replaycli.scenario import task_mask
@@ -70,19 +70,6 @@ def update_memory(run: Run, exp: Experience) -> None:
         return
     extras = {"logits": logits_of(run.model, exp.dataset, run.eval_mb_size)} if run.method.stores_logits else None
     run.buffer.add(exp.dataset, exp.current_experience, extras)
-
-
-@torch.no_grad()
-def logits_of(model: torch.nn.Module, data: Any, batch_size: int) -> torch.Tensor:
-    """The model's logits [n, C] on `data` (evaluation mode and transforms)."""
-    was_training = model.training
-    model.eval()
-    data = data.eval()
-    device = data.ids.device
-    outs = [model(data.batch(torch.arange(s, min(s + batch_size, len(data)), device=device))[0])
-            for s in range(0, len(data), batch_size)]
-    model.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0)
 
 
 def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
