@@ -277,3 +277,14 @@ def test_icarl_growing_memory_keeps_m_exemplars_per_class_seen():
         hist = run.buffer.class_histogram(10).tolist()
         assert hist == [5] * (2 * (k + 1)) + [0] * (10 - 2 * (k + 1))
         assert run.method.has_mean.tolist() == [c < 2 * (k + 1) for c in range(10)]
+
+
+def test_rar_on_feature_vectors_is_refused_before_a_run_exists(tmp_path):
+    from conftest import run_cli
+
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    np.savez(tmp_path / "f.npz", x_train=x, y_train=np.arange(40) % 4, x_test=x[:8], y_test=np.arange(8) % 4)
+    out = run_cli("run", "strategy=rar", "benchmark=arrays", f"benchmark.path={tmp_path / 'f.npz'}",
+                  "benchmark.n_experiences=2", f"hydra.run.dir={tmp_path / 'run'}", "progress=none", cwd=tmp_path)
+    assert out.returncode == 2 and "strategy=rar augments images" in out.stderr and "shape (6,)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

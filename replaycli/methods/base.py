@@ -86,6 +86,11 @@ class Method:
         self.optimizer = optimizer
         self.mask = mask  # task-IL: bool [n_tasks, n_classes]; None: class-IL
 
+    @classmethod
+    def check_input(cls, sample_shape: tuple[int, ...]) -> None:
+        """Refuse (ConfigError) samples of this shape; called when the run is built, before anything
+        is written. Every shape is accepted by default."""
+
     def ce(self, out: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(masked(out, t, self.mask), y)
 

@@ -26,10 +26,14 @@ class RAR(Method):
         self.repeats = integer("repeats", repeats)
         self.augment = CropFlip(integer("padding", padding, 0), flag("flip", flip))
 
-    def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.x.dim() != 4:
+    @classmethod
+    def check_input(cls, sample_shape: tuple[int, ...]) -> None:
+        if len(sample_shape) != 3:
             raise ConfigError(f"strategy=rar augments images [B, C, H, W]; this benchmark's samples have shape "
-                              f"{tuple(batch.x.shape[1:])}; allowed: an image benchmark, or strategy=replay")
+                              f"{tuple(sample_shape)}; allowed: an image benchmark, or strategy=replay")
+
+    def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_input(tuple(batch.x.shape[1:]))  # checked when the run is built; here for the Python API
         for r in range(self.repeats):
             x, y, t = batch.x, batch.y, batch.t
             if memory is not None:

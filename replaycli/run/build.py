@@ -106,6 +106,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     selection = group(cfg, "selection", model=model, generator=generator)
     buffer = group(cfg, "buffer", selection_strategy=selection, generator=generator)
     rules.check_memory(cfg, method_class, buffer, bench)
+    method_class.check_input(tuple(bench.train_pool.sample_shape))  # e.g. RAR's crops need images
     mask = task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
     run = Run(
         bench=bench, model=model, optimizer=optimizer, buffer=buffer,
