@@ -1,6 +1,10 @@
 """Golden outputs for refactors: every method x buffer x selection x update protocol (and the
-loaders and scenarios) on split_digits, one epoch, CPU, fixed seed, run in process through
-`replay run`. Records each run's accuracy.csv and buffer_histogram.csv (or its one-line error).
+loaders and scenarios), every later method under each protocol it is defined for, and the protocol
+keys (validation, online pieces, task labels), on split_digits, one epoch, CPU, fixed seed, run in
+process through `replay run`. Records each run's accuracy.csv and buffer_histogram.csv (or its
+one-line error) and a sha256 of each other file the run writes: the other tables, config.yaml,
+Hydra's .hydra/*.yaml (the run's paths replaced by RUN and CWD), metrics.jsonl and summary.json
+(without their seconds and resource figures, which differ from run to run).
 
     python bench/golden.py record bench/golden.json     # before a refactor
     python bench/golden.py check bench/golden.json      # after: byte-identical, or the differences
@@ -40,11 +44,64 @@ EXTRA = [  # loaders, task-IL, memory sizes
     ["strategy=derpp", "buffer=reservoir", "buffer.max_size=30", "train_mb_size=16"],
     ["optimizer=sgd", "optimizer.lr=0.05", "strategy=weighted", "buffer_update=every_batch"],
 ]
+METHODS = [  # the methods added after the first golden record, each under the protocols it is defined for
+    ["strategy=icarl"],
+    ["strategy=icarl", "buffer.adaptive_size=false", "buffer.total_num_classes=10", "buffer.max_size=100"],
+    ["strategy=bic"], ["strategy=bic", "benchmark.validation=0.1"],
+    ["strategy=xder"], ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],
+    ["strategy=xder", "scenario=task_il", "benchmark.return_task_id=true"],
+    ["strategy=rar"], ["strategy=rar", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=er_ace", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=agem", "buffer=reservoir"], ["strategy=agem", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0", "optimizer.lr=0.03"],
+    ["strategy=mir", "buffer=reservoir"], ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
+    ["buffer=gss", "buffer_update=every_batch"],
+    ["strategy=gdumb", "scenario=task_il", "benchmark.return_task_id=true"],
+    ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
+    ["strategy=der", "benchmark.experience_size=100", "buffer_update=every_batch", "buffer=reservoir"],
+    ["benchmark.class_order=[9,8,7,6,5,4,3,2,1,0]", "benchmark.normalize=unit", "model.init=xavier"],
+    ["metrics=[accuracy,loss,confusion]", "granularity.loss=minibatch"],
+    ["strategy=icarl", "buffer_update=every_batch"],  # refused: iCaRL is defined under after_experience only
+]
 
 
 def cases() -> list[list[str]]:
     runs = [s + b + p for s, b, p in product(STRATEGIES, BUFFERS, PROTOCOLS)]
-    return runs + EXTRA
+    return runs + EXTRA + METHODS
+
+
+TIMES = ("seconds", "peak_rss_mb", "gpu_peak_memory_mb", "disk_bytes", "versions", "timing", "resources")
+
+
+def timeless(value: object) -> object:
+    """A JSON value without the keys that measure time or resources (they differ run to run)."""
+    if isinstance(value, dict):
+        return {k: timeless(v) for k, v in value.items() if not any(t in k for t in TIMES)}
+    if isinstance(value, list):
+        return [timeless(v) for v in value]
+    return value
+
+
+def digests(out: Path) -> dict[str, str]:
+    """sha256 of each file of run directory `out` beside the two tables, as written or with its
+    paths and timings taken out."""
+    import hashlib
+    import os
+
+    found = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "checkpoint.pt" and p.suffix != ".log"):
+        name = str(path.relative_to(out))
+        if name in ("accuracy.csv", "buffer_histogram.csv"):
+            continue
+        text = path.read_text()
+        if name.startswith(".hydra/"):
+            text = text.replace(str(out), "RUN").replace(os.getcwd(), "CWD")
+        elif path.suffix in (".json", ".jsonl"):
+            text = "\n".join(json.dumps(timeless(json.loads(line)), sort_keys=True)
+                             for line in (text.splitlines() if path.suffix == ".jsonl" else [text]))
+        found[name] = hashlib.sha256(text.encode()).hexdigest()
+    return found
 
 
 def run_one(overrides: list[str], root: Path) -> dict[str, str]:
@@ -56,7 +113,8 @@ def run_one(overrides: list[str], root: Path) -> dict[str, str]:
         code = main(["run", *BASE, *overrides, f"hydra.run.dir={out}"])
     if code != 0:
         return {"error": err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {code}"}
-    return {"accuracy": (out / "accuracy.csv").read_text(), "histogram": (out / "buffer_histogram.csv").read_text()}
+    return {"accuracy": (out / "accuracy.csv").read_text(), "histogram": (out / "buffer_histogram.csv").read_text(),
+            "files": digests(out)}
 
 
 def record_all() -> dict[str, dict[str, str]]:
@@ -78,7 +136,10 @@ def main(argv: list[str]) -> int:
     golden = json.loads(Path(path).read_text())
     bad = [k for k in golden if golden[k] != results.get(k)]
     for k in bad:
-        print(f"DIFFERS: {k}\n  golden: {golden[k]}\n  now:    {results.get(k)}")
+        now = results.get(k) or {}
+        files = [f for f in set(golden[k].get("files", {})) | set(now.get("files", {}))
+                 if golden[k].get("files", {}).get(f) != now.get("files", {}).get(f)]
+        print(f"DIFFERS: {k}\n  golden: {golden[k]}\n  now:    {now}\n  files that differ: {sorted(files)}")
     print(f"{len(golden) - len(bad)} of {len(golden)} identical")
     return 1 if bad else 0
 
