@@ -34,14 +34,17 @@ def run(args: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from replaycli.run import cmdline
-    from replaycli.run.runner import Refused, hydra_main
+    from replaycli.run.runner import Refused, hydra_main, launch
 
-    args, target, made = cmdline.prepare(args)  # Hydra's own errors as one line, before any directory is made
+    args, target, made, cfg = cmdline.prepare(args)  # Hydra's own errors as one line, before any directory is made
     sys.argv = cmdline.hydra_argv(args)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
     try:
-        hydra_main()
+        if cfg is not None:  # a plain single run, composed once by prepare
+            launch(cfg)
+        else:  # a sweep, or Hydra's own flags
+            hydra_main()
     except Refused as e:  # refused before anything was written: no directory left behind
         cmdline.remove_if_empty(made)
         raise e.args[0] from None

@@ -127,6 +127,19 @@ def test_same_seed_and_config_give_identical_files(small_run, sweep):
         assert (rerun / name).read_bytes() == (small_run.path / name).read_bytes(), name
 
 
+def test_a_run_composed_once_writes_what_hydras_main_writes(small_run, tmp_path):
+    """A plain `replay run` is composed once and handed to Hydra's job runner; `-r` sends the same
+    run through Hydra's main, which composes it again: the same files, Hydra's own record included."""
+    proc = run_cli("run", "-r", *SMALL_RUN, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = (small_run.path, tmp_path / "run")
+    for name in ("config.yaml", "accuracy.csv", "buffer_histogram.csv", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+    plain, main = ((d / ".hydra" / "hydra.yaml").read_text().replace(str(d), "RUN").replace(str(d.parent), "CWD")
+                   for d in runs)
+    assert "mode: RUN" in plain and "name: runner" in plain and plain == main
+
+
 def test_replay_help_lists_the_verbs(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0

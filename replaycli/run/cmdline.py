@@ -15,6 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from replaycli.errors import ConfigError, first_line
 
 
+JOB = "runner"  # Hydra's job name (hydra.job.name): Hydra's main names it after the task's module, run/runner.py
+
+
 def check_writable(key: str, path: str | Path) -> None:
     """A ConfigError unless `path` is a directory we can write in, or can be created as one."""
     probe = Path(path).expanduser().absolute()
@@ -44,13 +47,14 @@ MODES = {  # Hydra's flags that choose what it does: at most one of them
 }
 
 
-def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
-    """`replay run ARGS` checked before Hydra: (ARGS without `--overwrite`, the run or sweep
-    directory, the outermost directory above it that this run will create). A directory that
+def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictConfig | None]:
+    """`replay run ARGS` checked before anything runs: (ARGS without `--overwrite`, the run or sweep
+    directory, the outermost directory above it that this run will create, and, for a plain single
+    run, its config as composed, Hydra's section included, for `runner.launch`). A directory that
     holds a run or a sweep already is refused, unless `--overwrite` (then it is removed first)."""
     overwrite = "--overwrite" in args
     args = [a for a in args if a != "--overwrite"]
-    target, made = check_command_line(args)
+    target, made, cfg = check_command_line(args)
     if target is not None and target.is_dir() and any(target.iterdir()):
         from replaycli.outputs import rundir, sweepdir
 
@@ -66,10 +70,10 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None]:
             raise ConfigError(f"{target} {held}; nothing was written; allowed: another directory, "
                               f"replay resume {target} (a run), {way}")
         shutil.rmtree(target)
-    if target is not None:  # pin the directory composed here (a ${now:...} default would differ in Hydra's)
-        key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"
+    if target is not None and cfg is None:  # pin the directory composed here (a ${now:...} default would differ
+        key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"  # in Hydra's own composition)
         args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]
-    return args, target, made
+    return args, target, made, cfg
 
 
 def is_multirun(args: list[str]) -> bool:
@@ -125,15 +129,16 @@ def config_dir(args: list[str]) -> tuple[list[str], str | None]:
     return rest, found
 
 
-def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
-    """Compose what `replay run ARGS` would run before Hydra does: a bad override, an unknown key
-    or option or an unwritable output directory becomes one ConfigError, and no directory is
-    made. With -m every value of every sweep is composed, so an unknown key or option stops the
-    sweep up front. Any other flag (--cfg, --help, --config-dir, ...) leaves the command line to
-    Hydra. The values are checked by each job (replaycli.run.build). Returns the run or sweep
-    directory it will write and, for a single run, the outermost directory above it that does
-    not exist yet (what a refused run must not leave behind); (None, None) when Hydra's other
-    flags leave them unknown."""
+def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictConfig | None]:
+    """Compose what `replay run ARGS` would run: a bad override, an unknown key or option or an
+    unwritable output directory becomes one ConfigError, and no directory is made. With -m every
+    value of every sweep is composed, so an unknown key or option stops the sweep up front. Any
+    other flag (--cfg, --help, --config-dir, ...) leaves the command line to Hydra. The values are
+    checked by each job (replaycli.run.build). Returns the run or sweep directory it will write,
+    for a single run the outermost directory above it that does not exist yet (what a refused run
+    must not leave behind), and a plain single run's config, composed as Hydra's main composes it
+    (its mode, its job name), which is then run without composing again; Nones where Hydra's
+    other flags leave them unknown."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -149,16 +154,18 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
         raise ConfigError(f"unknown flag {unknown[0]}; allowed: {', '.join(sorted(HYDRA_FLAGS))}, --overwrite "
                           "(see replay run --help)")
     if any(f not in ("-m", "--multirun") for f in flags):
-        return None, None
+        return None, None, None
     multirun = bool(flags)
+    single = not multirun and extra is None  # composed once, here, and run as composed
     search = [f"hydra.searchpath=[file://{Path(extra).absolute()}]"] if extra else []
     variants = command_lines([a for a in args if not a.startswith("-")], multirun)
     if not variants:
-        return None, None
-    with initialize_config_module("replaycli.configs", version_base="1.3"):
+        return None, None, None
+    with initialize_config_module("replaycli.configs", version_base="1.3", job_name=JOB):
         for variant in variants:
             try:
-                cfg = compose("config", overrides=variant + search, return_hydra_config=True)
+                cfg = compose("config", overrides=variant + (["hydra.mode=RUN"] if single else search),
+                              return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None
             except ValueError as e:  # `buffer=-1`: an option that is no name
@@ -167,7 +174,7 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None]:
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
     target = Path(OmegaConf.select(cfg, key))  # as composed: relative to the working directory
-    return target, first_missing(target.parent)
+    return target, first_missing(target.parent), cfg if single else None
 
 
 def parse(overrides: list[str]) -> list:

@@ -194,10 +194,10 @@ def _discard_if_empty(out_dir: Path) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-@hydra.main(version_base="1.3", config_path="pkg://replaycli.configs", config_name="config")
-def hydra_main(cfg: DictConfig) -> Any:
-    """One job. A refused run leaves no directory; its error reaches `replay run` (one line, exit
-    2), or, in a sweep, the sweep callback (replaycli.run.sweep), and the other jobs go on."""
+def job(cfg: DictConfig) -> Any:
+    """One job, run by Hydra's job runner (`launch`, `hydra_main`). A refused run leaves no directory;
+    its error reaches `replay run` (one line, exit 2), or, in a sweep, the sweep callback
+    (replaycli.run.sweep), and the other jobs go on."""
     from hydra.types import RunMode
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -216,6 +216,32 @@ def hydra_main(cfg: DictConfig) -> Any:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         raise Refused(e) from None  # past Hydra's job runner, which would print a line of its own
+
+
+hydra_main = hydra.main(version_base="1.3", config_path="pkg://replaycli.configs", config_name="config")(job)
+
+
+def launch(cfg: DictConfig) -> None:
+    """Run the single job of `cfg`, a config composed with Hydra's section (`cmdline.prepare`), as
+    Hydra's main runs one, without composing it again: its logging, its callbacks around the job,
+    and the job through `run_job`, the function Hydra's launchers call (it writes .hydra/)."""
+    from hydra import initialize_config_module
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import configure_log, run_job
+    from hydra.types import HydraContext
+
+    from replaycli.run.cmdline import JOB
+
+    with initialize_config_module("replaycli.configs", version_base="1.3", job_name=JOB):
+        configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+        callbacks = Callbacks(cfg)
+        callbacks.on_run_start(config=cfg, config_name="config")
+        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=callbacks)
+        ret = run_job(task_function=job, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None,
+                      hydra_context=context)
+        callbacks.on_run_end(config=cfg, config_name="config", job_return=ret)
+        ret.return_value  # noqa: B018 (a job's exception is raised here, as Hydra's main does)
 
 
 class Refused(BaseException):
