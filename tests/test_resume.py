@@ -7,12 +7,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg, run_cli, stopping_at
+from conftest import compose_cfg, replay, replay_command, run_cli, stopping_at
 import torch
 
 from replaycli.cli import main
@@ -24,13 +23,8 @@ SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experienc
               "model.hidden_size=32"]
 
 
-def replay(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "replaycli.cli", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
 def start(run_dir: Path, args: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "replaycli.cli", "run", *args, f"hydra.run.dir={run_dir}"]
+    cmd = [*replay_command(), "run", *args, f"hydra.run.dir={run_dir}"]  # the `replay` script, as a user runs it
     return subprocess.Popen(cmd, cwd=run_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -82,11 +76,11 @@ def test_sigkill_mid_experience_then_resume_matches_an_uninterrupted_run(tmp_pat
     ids = ckpt["state"]["buffer"]["store"]["ids"]  # the buffer holds ids into the stream
     assert ids.dtype == torch.int64 and len(ids) == 40
     assert set(ckpt["rng"]) == {"torch", "generator", "cuda"}  # nothing draws from numpy or Python
-    p = replay("inspect", str(killed), "--json", cwd=tmp_path)  # what a user sees of the killed run
+    p = run_cli("inspect", str(killed), "--json", cwd=tmp_path)  # what a user sees of the killed run
     shown = json.loads(p.stdout)
     assert p.returncode == 0 and shown["status"] == "incomplete" and shown["experiences_done"] == done
 
-    p = replay("resume", str(killed), cwd=tmp_path)
+    p = run_cli("resume", str(killed), cwd=tmp_path)  # a process of its own is the kill's; the resume reads the disk
     assert p.returncode == 0, p.stderr
     assert f"after experience {done}/5" in p.stdout
     for name in (ACCURACY, HISTOGRAM):
@@ -104,6 +98,16 @@ def test_resume_of_a_complete_run_says_so_and_changes_nothing(finished, capsys):
     assert code == 0, err
     assert "already complete (2 experiences); nothing to resume" in out
     assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
+
+
+def test_resume_and_inspect_as_the_installed_command(finished, tmp_path):
+    """The subprocess smoke tests of `replay resume` and `replay inspect`: the `replay` script on a
+    finished run (neither imports torch for it)."""
+    p = replay("resume", str(finished), cwd=tmp_path)
+    assert p.returncode == 0 and "already complete (2 experiences); nothing to resume" in p.stdout, p.stderr
+    p = replay("inspect", str(finished), "--json", cwd=tmp_path)
+    shown = json.loads(p.stdout)
+    assert p.returncode == 0 and shown["status"] == "complete" and shown["experiences_done"] == 2, p.stderr
 
 
 def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_path, capsys):
@@ -176,10 +180,12 @@ METHODS = [
     ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
     ["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0"],
     ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],  # candidates drawn from the run's generator
-    ["strategy=icarl"], ["strategy=bic"],  # the previous model, class means; BiC's correction and validation memory
+    ["strategy=icarl"], ["strategy=bic", "strategy.bias_steps=50"],  # the previous model, class means; BiC's correction
+    # and validation memory (50 Adam steps of its correction, not 500: what is checked is that they resume)
     ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],  # stored logits rewritten, SupCon views drawn
     ["strategy=rar", "buffer=reservoir", "buffer_update=every_batch"],  # repeated updates, augmentation from the generator
-    ["buffer=gss", "buffer_update=every_batch"],  # GSS's scores as extras, its draws from the run's generator
+    ["buffer=gss", "buffer_update=every_batch", "buffer.chunk=32"],  # GSS's scores as extras, its draws from the run's
+    # generator (chunks of 32, not 10: fewer per-sample gradients, the same draws to resume)
     # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL
     ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
 ]

@@ -47,16 +47,18 @@ def test_optuna_without_a_validation_stream_or_minimising_is_refused(tmp_path, c
     assert code == 2 and "hydra.sweeper.direction=minimize; allowed: hydra.sweeper.direction=maximize" in err
 
 
-def test_submitit_local_runs_a_two_job_sweep(tmp_path, capsys, monkeypatch):
-    """The jobs run in processes of their own (submitit's); the sweep is launched from this one."""
+def test_submitit_local_runs_a_job_in_a_process_of_its_own(tmp_path, capsys, monkeypatch):
+    """submitit's launcher pickles the job and runs it in a process of its own (a Slurm job is the same
+    but for the scheduler); the sweep is launched from this process. Jobs of one sweep in several
+    processes, their summary rows and progress lines: the joblib sweep (test_sweep)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli("run", "-m", "hydra/launcher=submitit_local", "seed=0,1", "epochs=1", "benchmark.n_experiences=2",
+    code, _, err = cli("run", "-m", "hydra/launcher=submitit_local", "seed=3", "epochs=1", "benchmark.n_experiences=2",
                        "model.hidden_size=16", "device=cpu", capsys=capsys)
     assert code == 0, err[-2000:]
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     rows = summary_rows(sweep)
-    assert [(r["job"], r["seed"], r["status"]) for r in rows] == [("0", "0", "complete"), ("1", "1", "complete")]
-    assert (sweep / ".submitit").is_dir()  # submitit ran the jobs, each in a process of its own
+    assert [(r["job"], r["seed"], r["status"]) for r in rows] == [("0", "3", "complete")]
+    assert (sweep / ".submitit").is_dir()  # submitit ran the job
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.out"))
-    assert re.search(r"\[job [01]/2\] seed=\d .*: complete, final accuracy", logs)  # each job's line, in its log
+    assert re.search(r"\[job 0/1\] seed=3 .*: complete, final accuracy", logs)  # the job's line, in its log
