@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mnist_root and not args.quick:
         benches["split_mnist (5k)"] = ["benchmark=split_mnist", f"data_root={args.mnist_root}", "download=false"]
     common = ["device=cpu", "progress=none", "benchmark.return_task_id=true"]  # task labels: task-IL beside class-IL
-    lines = [f"| benchmark | protocol | method | " + " | ".join(f"buffer {s}" for s in args.sizes) + " |",
+    lines = ["| benchmark | protocol | method | " + " | ".join(f"buffer {s}" for s in args.sizes) + " |",
              "|---|---|---|" + "---|" * len(args.sizes)]
     start = time.perf_counter()
     for bname, bover in benches.items():

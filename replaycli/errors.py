@@ -27,6 +27,15 @@ def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None) 
     return value
 
 
+def choice(key: str, value: Any, allowed: tuple) -> Any:
+    """`value` if it is one of `allowed`, else a ConfigError naming `key` and the allowed values
+    (None written null and booleans lowercase, as in YAML)."""
+    if value not in allowed:
+        names = ", ".join("null" if a is None else str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {names}")
+    return value
+
+
 def flag(key: str, value: Any) -> bool:
     """`value` if it is true or false, else a ConfigError naming `key`."""
     if value is not True and value is not False:

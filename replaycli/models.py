@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from replaycli.errors import ConfigError, integer
+from replaycli.errors import ConfigError, choice, integer
 
 INITS = ("default", "xavier", "kaiming")
 
@@ -17,8 +17,7 @@ def initialise(model: nn.Module, init: str) -> nn.Module:
     weight from Glorot's uniform distribution (gain 1) and zeroes the biases, as Mammoth's
     backbones do for their Linear layers (the DER paper's MLP has no other); `kaiming` draws them
     from He's normal distribution for ReLU (fan_in) and zeroes the biases."""
-    if init not in INITS:
-        raise ConfigError(f"init={init!r} is not allowed; allowed: {', '.join(INITS)}")
+    choice("init", init, INITS)
     if init == "default":
         return model
     for m in model.modules():

@@ -78,10 +78,9 @@ class Pool:
         """Set the normalisation (`benchmark.normalize`, in place; returns self): `standard`
         with `stats` (mean, std per channel of x/255 for images; computed on this pool when
         None), `unit` x/255 (uint8 images only), `none` the values as stored."""
-        from replaycli.errors import ConfigError
+        from replaycli.errors import ConfigError, choice
 
-        if how not in NORMALIZE:
-            raise ConfigError(f"normalize={how!r} is not allowed; allowed: {', '.join(NORMALIZE)}")
+        choice("normalize", how, NORMALIZE)
         image = self.x.dtype == torch.uint8
         if how == "unit" and not image:
             raise ConfigError(f"normalize=unit divides uint8 images by 255; these samples are {str(self.x.dtype)[6:]}; "

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-SCENARIOS = ("class_il", "task_il")
+SCENARIOS = ("class_il", "task_il")  # the config's `scenario`
 
 
 def task_mask(bench: Any) -> torch.Tensor:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import SMALL_RUN, replay, run_cli
+from conftest import SMALL_RUN, run_cli
 
 from replaycli.benchmarks import SplitDigits
 from replaycli.cli import VERBS

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from replaycli.data import StreamDataset, empty_dataset
-from replaycli.errors import ConfigError, flag, integer
+from replaycli.errors import ConfigError, choice, flag, integer
 from replaycli.memory.store import Store, fill_lengths, group_lengths, top_per_group
 
 GROUPBY = (None, "class", "task", "experience")
@@ -59,8 +59,7 @@ class Buffer:
         if needs is not None and not isinstance(self, needs):
             raise ConfigError(f"selection={selection_strategy.name} scores samples for buffer={needs.name} only; allowed: "
                               f"buffer={needs.name}, or selection=random|herding|closest_to_center with this buffer")
-        if groupby not in GROUPBY:
-            raise ConfigError(f"groupby={groupby!r} is not allowed; allowed: null, class, task, experience")
+        choice("groupby", groupby, GROUPBY)
         flag("adaptive_size", adaptive_size)
         if not adaptive_size:  # fixed shares, one per group key
             integer("total_num_groups", total_num_groups)

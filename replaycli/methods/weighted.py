@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from replaycli.errors import ConfigError, number
+from replaycli.errors import choice, number
 from replaycli.methods.base import Batch, Memory, Method
 
 SCHEDULES = ("constant", "linear")
@@ -16,8 +16,7 @@ class Weighted(Method):
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
                  alpha: float = 1.0, schedule: str = "constant"):
         super().__init__(model, optimizer, mask)
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"schedule={schedule!r} is not allowed; allowed: {', '.join(SCHEDULES)}")
+        choice("schedule", schedule, SCHEDULES)
         self.alpha = number("alpha", alpha)
         self.schedule = schedule
 

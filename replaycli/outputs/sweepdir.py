@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs.rundir import (
-    ACCURACY, CONFIG, OutputError, SUMMARY, csv_text, fmt, is_run, read_csv_text, read_json, read_summary, read_table,
+    ACCURACY, CONFIG, OutputError, csv_text, fmt, is_run, read_csv_text, read_json, read_summary, read_table,
     read_text, write_atomic,
 )
 

@@ -247,7 +247,7 @@ def run_summary(metrics: Metrics, records: list[dict[str, Any]], device: torch.d
     return out
 
 
-def disk_bytes(path: str | Path) -> int:
+def disk_bytes(path: str | os.PathLike) -> int:
     """The size on disk of every file under `path` (links not followed), in bytes."""
     total = 0
     for root, _dirs, names in os.walk(path):

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from replaycli.errors import ConfigError
+from replaycli.errors import ConfigError, choice
 
 NAMES = ("accuracy", "loss", "timing", "resources", "confusion")
 LEVELS = ("minibatch", "epoch", "experience", "stream")
@@ -79,7 +79,6 @@ def from_config(metrics: Any, granularity: Any = None) -> Metrics:
     for key, level in dict(granularity or {}).items():
         if key not in GRANULARITY:
             raise ConfigError(f"granularity.{key}: {key} has no granularity; allowed keys: {', '.join(GRANULARITY)}")
-        if level not in GRANULARITY[key]:
-            raise ConfigError(f"granularity.{key}={level!r} is not allowed; allowed: {', '.join(GRANULARITY[key])}")
+        choice(f"granularity.{key}", level, GRANULARITY[key])
         chosen[str(key)] = str(level)
     return Metrics(_names(metrics), chosen)

@@ -11,18 +11,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from replaycli.errors import ConfigError, first_line, flag, integer, number
+from replaycli.errors import ConfigError, choice, first_line, flag, integer, number
+from replaycli.scenario import SCENARIOS
 
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "rich", "plain", "none")
 PROTOCOLS = ("after_experience", "every_batch")  # buffer_update: when the memory takes samples
-SCENARIOS = ("class_il", "task_il")
-
-
-def choice(key: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        names = ", ".join("null" if a is None else str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
-        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {names}")
 
 
 def option(cfg: DictConfig, group: str, fallback: str) -> str:

@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from replaycli.errors import first_line
 from replaycli.outputs import sweepdir
 from replaycli.outputs.rundir import write_atomic
 
@@ -19,11 +20,6 @@ from replaycli.outputs.rundir import write_atomic
 def sweep_dir(config: DictConfig) -> Path:
     """The sweep directory, absolute (a job may run in another process or on another node)."""
     return Path(config.hydra.runtime.cwd) / str(config.hydra.sweep.dir)
-
-
-def one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _save_config_atomically(cfg: Any, filename: str, output_dir: Path) -> None:
@@ -85,7 +81,7 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value  # the public getter re-raises it
             sweepdir.write_failure(
-                Path(config.hydra.runtime.output_dir), one_line(error), type(error).__name__,
+                Path(config.hydra.runtime.output_dir), first_line(error), type(error).__name__,
                 [str(o) for o in job_return.overrides or []],
                 "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             )

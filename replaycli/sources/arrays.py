@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from replaycli.errors import ConfigError
+from replaycli.errors import ConfigError, choice
 from replaycli.generators import by_task, ni_benchmark, split_samples
 from replaycli.protocols import with_protocol
 from replaycli.inputs import Samples, images_first, labels, tensor
@@ -55,6 +55,5 @@ def Arrays(path: str | Path, n_experiences: int | None = None, return_task_id: b
         raise ConfigError(f"n_experiences=null: n_experiences is needed: {path} has no task labels (t_train, t_test)")
     if scenario == "ni":
         return ni_benchmark(split[0], split[1], n_experiences, return_task_id, seed=seed, name="Arrays")
-    if scenario != "nc":
-        raise ConfigError(f"scenario={scenario!r} is not allowed; allowed: nc, ni")
+    choice("scenario", scenario, ("nc", "ni"))
     return split_samples("Arrays", split[0], split[1], n_experiences, return_task_id, seed, class_order, per_exp_classes)

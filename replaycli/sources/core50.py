@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from replaycli.data import StreamDataset
-from replaycli.errors import ConfigError, flag
+from replaycli.errors import ConfigError, choice, flag
 from replaycli.generators import pools, split_samples
 from replaycli.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
@@ -28,8 +28,7 @@ def CORe50(scenario: str = "ni", object_level: bool = True, n_experiences: int =
     from replaycli.folders import decode_files
 
     flag("object_level", object_level)
-    if scenario not in ("ni", "nc"):
-        raise ConfigError(f"scenario={scenario!r} is not allowed; allowed: ni, nc")
+    choice("scenario", scenario, ("ni", "nc"))
     base = Path(root).expanduser() / "core50_128x128"
     if not base.is_dir():
         raise ConfigError(f"CORe50 not found under data_root={Path(root).expanduser()}; expected {base}/s1/o1/*.png "
