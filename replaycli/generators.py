@@ -144,16 +144,24 @@ def ni_benchmark(
     if n_experiences > len(train_pool):
         raise ConfigError(f"n_experiences={n_experiences} is more than the {len(train_pool)} training samples")
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    exps = []
-    for i, ids in enumerate(_partition(train_pool, n_experiences, shuffle, balance_experiences, g)):
-        task = i if task_labels else 0
-        exps.append(Experience(StreamDataset(train_pool, ids, torch.full_like(ids, task)), i,
-                               torch.unique(train_pool.y[ids]).tolist(), task))
-    all_test = torch.arange(len(test_pool))
-    test_exp = Experience(StreamDataset(test_pool, all_test), 0, torch.unique(test_pool.y).tolist(), 0)
+    parts = _partition(train_pool, n_experiences, shuffle, balance_experiences, g)
+    return instances(name, train_pool, test_pool, parts, task_labels, names)
+
+
+def experience(pool: Pool, ids: torch.Tensor, index: int, task: int) -> Experience:
+    """Experience `index`: the samples `ids` of `pool`, each with task label `task`."""
+    return Experience(StreamDataset(pool, ids, torch.full_like(ids, task)), index, torch.unique(pool.y[ids]).tolist(), task)
+
+
+def instances(name: str, train_pool: Pool, test_pool: Pool, parts: Sequence[torch.Tensor], task_labels: bool,
+              names: list[str] | None) -> Benchmark:
+    """New instances: training experience i holds the samples `parts[i]` (task label i with
+    `task_labels`); the test stream is one experience, the whole test set."""
+    exps = [experience(train_pool, ids, i, i if task_labels else 0) for i, ids in enumerate(parts)]
+    test = experience(test_pool, torch.arange(len(test_pool)), 0, 0)
     k = len(torch.unique(train_pool.y))
-    return Benchmark(name, Stream("train", exps), Stream("test", [test_exp]), k, list(range(k)),
-                     train_pool, test_pool, class_names=names)
+    return Benchmark(name, Stream("train", exps), Stream("test", [test]), k, list(range(k)), train_pool, test_pool,
+                     class_names=names)
 
 
 def _concat(parts: list[Samples], what: str) -> tuple[Samples, list[torch.Tensor], list[int]]:
@@ -194,8 +202,7 @@ def dataset_benchmark(train_datasets: Sequence[Any], test_datasets: Sequence[Any
                                                       *([valid_parts[0]] if valid_parts else []))
 
     def stream(kind: str, pool: Pool, ids: list[torch.Tensor], tasks: list[int]) -> Stream:
-        return Stream(kind, [Experience(StreamDataset(pool, i, torch.full_like(i, t)), e,
-                                        torch.unique(pool.y[i]).tolist(), t) for e, (i, t) in enumerate(zip(ids, tasks))])
+        return Stream(kind, [experience(pool, i, e, t) for e, (i, t) in enumerate(zip(ids, tasks))])
 
     k = len(torch.unique(train_pool.y))
     bench = Benchmark(name, stream("train", train_pool, train_ids, train_tasks),

@@ -392,6 +392,11 @@ def test_core50_sessions_are_experiences_and_3_7_10_the_test_set(tmp_path, scena
     if scenario == "ni":
         assert len(bench.train_stream) == 8 and all(e.classes_in_this_experience == [0, 1] for e in bench.train_stream)
         assert len(bench.test_stream) == 1
+        # the images are read session by session (1, 2, 4, 5, 6, 8, 9, 11), 2 objects x 2 images each
+        assert [e.dataset.ids.tolist() for e in bench.train_stream] == [list(range(4 * i, 4 * i + 4)) for i in range(8)]
+        tasks = CORe50(scenario, return_task_id=True, root=tmp_path, resize=8, cache_dir=tmp_path / "c")
+        assert [e.dataset.tasks.tolist() for e in tasks.train_stream] == [[i] * 4 for i in range(8)]
+        assert [e.task_label for e in tasks.train_stream] == list(range(8)) and tasks.test_stream[0].task_label == 0
     else:
         assert [e.classes_in_this_experience for e in bench.train_stream] == [[0], [1]]
 

@@ -74,32 +74,12 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
     from replaycli.scenario import task_mask
-    from replaycli.stream import Benchmark
 
-    try:
-        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)  # `seed=${foo}`
-    except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
-        raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
-    rules.check_settings(cfg)
-    if os.getcwd() not in sys.path:  # a user's own `_target_` (mydata.make, my_methods.X): the working directory
-        sys.path.insert(0, os.getcwd())
-    rules.check_arguments(cfg, INJECTED)
+    check(cfg)
     method_class = rules.method_class(cfg)
     device = resolve_device(cfg.device)
-    if cfg.get("threads", 1) != "auto":  # one thread per process: torch's default spins on a shared machine
-        torch.set_num_threads(cfg.get("threads", 1))
-    torch.set_flush_denormal(True)  # subnormal floats in late experiences slowed steps by ~60%
-    if cfg.deterministic:  # cuBLAS reads its workspace setting at its first call: set it before
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(cfg.deterministic)
-    torch.manual_seed(cfg.seed)  # model initialisation and dropout
-    generator = torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
-    bench = group(cfg, "benchmark")
-    if not isinstance(bench, Benchmark):
-        raise ConfigError(f"benchmark={rules.option(cfg, 'benchmark', str(cfg.benchmark._target_))} returned "
-                          f"{str(bench)[:40]} (type {type(bench).__name__}); allowed: a Benchmark (replaycli.generators.nc_benchmark makes one)")
-    bench = bench.to(device)
-    rules.check_scenario(cfg, bench)
+    generator = settle(cfg)
+    bench = benchmark(cfg, device)
     model = group(cfg, "model", num_classes=bench.n_classes, input_shape=bench.train_pool.sample_shape).to(device)
     rules.check_optimizer(cfg)
     optimizer = group(cfg, "optimizer", params=model.parameters())
@@ -118,6 +98,46 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
         metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )
     return run, generator
+
+
+def check(cfg: DictConfig) -> None:
+    """The config before anything is built: it resolves (`seed=${foo}` does not), the run's own
+    keys, and every key of every group is an argument of the group's target."""
+    try:
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
+        raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
+    rules.check_settings(cfg)
+    if os.getcwd() not in sys.path:  # a user's own `_target_` (mydata.make, my_methods.X): the working directory
+        sys.path.insert(0, os.getcwd())
+    rules.check_arguments(cfg, INJECTED)
+
+
+def settle(cfg: DictConfig) -> torch.Generator:
+    """torch's process-wide settings for the run (threads, subnormals, determinism, the global seed)
+    and the run's own generator."""
+    if cfg.get("threads", 1) != "auto":  # one thread per process: torch's default spins on a shared machine
+        torch.set_num_threads(cfg.get("threads", 1))
+    torch.set_flush_denormal(True)  # subnormal floats in late experiences slowed steps by ~60%
+    if cfg.deterministic:  # cuBLAS reads its workspace setting at its first call: set it before
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    torch.manual_seed(cfg.seed)  # model initialisation and dropout
+    return torch.Generator().manual_seed(cfg.seed)  # buffers, shuffles, augmentation
+
+
+def benchmark(cfg: DictConfig, device: torch.device) -> Any:
+    """The stream of `cfg` on `device`; a user's factory that returns no Benchmark is refused."""
+    from replaycli.stream import Benchmark
+
+    bench = group(cfg, "benchmark")
+    if not isinstance(bench, Benchmark):
+        raise ConfigError(f"benchmark={rules.option(cfg, 'benchmark', str(cfg.benchmark._target_))} returned "
+                          f"{str(bench)[:40]} (type {type(bench).__name__}); allowed: a Benchmark "
+                          "(replaycli.generators.nc_benchmark makes one)")
+    bench = bench.to(device)
+    rules.check_scenario(cfg, bench)
+    return bench
 
 
 def loader_factory(cfg: DictConfig, generator: torch.Generator) -> Callable[..., Any]:

@@ -144,15 +144,7 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     from omegaconf.errors import OmegaConfBaseException
 
     args, extra = config_dir(args)  # the one flag with a value composed here: a user's own config folder
-    flags = [a for a in args if a.startswith("-")]
-    modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
-    if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
-        allowed = ", ".join(dict.fromkeys(MODES.values()))
-        raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {allowed}")
-    unknown = [f for f in flags if f.split("=")[0] not in HYDRA_FLAGS]
-    if unknown:  # argparse would print its 8-line usage
-        raise ConfigError(f"unknown flag {unknown[0]}; allowed: {', '.join(sorted(HYDRA_FLAGS))}, --overwrite "
-                          "(see replay run --help)")
+    flags = check_flags(args)
     if any(f not in ("-m", "--multirun") for f in flags):
         return None, None, None
     multirun = bool(flags)
@@ -175,6 +167,20 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
         check_writable(key, OmegaConf.select(cfg, key))
     target = Path(OmegaConf.select(cfg, key))  # as composed: relative to the working directory
     return target, first_missing(target.parent), cfg if single else None
+
+
+def check_flags(args: list[str]) -> list[str]:
+    """The flags among `args` (Hydra's): at most one that chooses what Hydra does, none unknown."""
+    flags = [a for a in args if a.startswith("-")]
+    modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
+    if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
+        allowed = ", ".join(dict.fromkeys(MODES.values()))
+        raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {allowed}")
+    unknown = [f for f in flags if f.split("=")[0] not in HYDRA_FLAGS]
+    if unknown:  # argparse would print its 8-line usage
+        raise ConfigError(f"unknown flag {unknown[0]}; allowed: {', '.join(sorted(HYDRA_FLAGS))}, --overwrite "
+                          "(see replay run --help)")
+    return flags
 
 
 def parse(overrides: list[str]) -> list:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from replaycli.benchmarks import Stream
 from replaycli.errors import ConfigError
+from replaycli.methods.base import logits_of
 from replaycli.run.metrics import Metrics
 from replaycli.scenario import masked
 
@@ -166,42 +167,46 @@ def evaluate_stream(
     task-IL figure from a class-IL run). `predict` (x -> scores [B, C]) is the classifier, the
     model's logits when None (a method's own, e.g. iCaRL's nearest mean of exemplars).
 
-    The logits of the whole stream are reduced at once at the end (a few kernels, one sync),
-    not batch by batch."""
-    model.eval()
-    predict = predict or model
-    outs, ys, ts, sizes = [], [], [], []
-    for exp in stream:
-        data = exp.dataset.eval()
-        for start in range(0, len(data), batch_size):
-            x, y, t = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=data.ids.device))
-            outs.append(masked(predict(x), t, mask))  # [B, C]
-            ys.append(y)
-            ts.append(t)
-        sizes.append(len(data))
-    if not outs:
+    The scores of the whole stream are reduced at once (a few kernels, one sync)."""
+    out, y, t, sizes = stream_scores(model, stream, batch_size, mask, predict)
+    if out is None:
         return {"accuracy": [0.0] * len(sizes)}
-    out, y = torch.cat(outs), torch.cat(ys)  # [N, C], [N]: the stream, experience after experience
     pred = out.max(1).indices  # the argmax (first of equal maxima), faster on the CPU
     columns = [(pred == y).to(out.dtype)]  # [N] hits; then cross-entropy, task-IL hits: [N, k]
     if loss:
         columns.append(F.cross_entropy(out, y, reduction="none"))
     if task_il is not None:
-        columns.append((masked(out, torch.cat(ts), task_il).max(1).indices == y).to(out.dtype))
-    per_sample = torch.stack(columns, 1)
-    values = torch.stack([v.sum(0) for v in per_sample.split(sizes)]).tolist()  # the evaluation's one sync
-    correct = [v[0] for v in values]
-    loss_sums = [v[1] for v in values] if loss else None
-    result: dict[str, Any] = {"accuracy": [c / max(n, 1) for c, n in zip(correct, sizes)]}
+        columns.append((masked(out, t, task_il).max(1).indices == y).to(out.dtype))
+    values = torch.stack([v.sum(0) for v in torch.stack(columns, 1).split(sizes)]).tolist()  # the evaluation's one sync
+    result: dict[str, Any] = {"accuracy": [v[0] / max(n, 1) for v, n in zip(values, sizes)]}
     if task_il is not None:
         result["task_il_accuracy"] = [v[-1] / max(n, 1) for v, n in zip(values, sizes)]
-    if loss_sums is not None:
-        result["test_loss"] = [ls / max(n, 1) for ls, n in zip(loss_sums, sizes)]
-        result["stream_loss"] = sum(loss_sums) / max(sum(sizes), 1)
+    if loss:
+        result["test_loss"] = [v[1] / max(n, 1) for v, n in zip(values, sizes)]
+        result["stream_loss"] = sum(v[1] for v in values) / max(sum(sizes), 1)
     if confusion:  # [true * C + predicted] counts
         flat = torch.bincount(y * n_classes + pred, minlength=n_classes * n_classes).tolist()
         result["confusion"] = [flat[k * n_classes:(k + 1) * n_classes] for k in range(n_classes)]
     return result
+
+
+def stream_scores(model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None,
+                  predict: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[Any, Any, Any, list[int]]:
+    """The scores [N, C] of the samples of `stream`, experience after experience (masked to each
+    sample's task classes by `mask`), their labels [N] and task labels [N], and each experience's
+    size; (None, None, None, sizes) when the stream holds no sample."""
+    outs, ys, ts, sizes = [], [], [], []
+    for exp in stream:
+        data = exp.dataset
+        sizes.append(len(data))
+        if len(data):
+            out = logits_of(model, data, batch_size, predict)  # evaluation mode and transforms
+            ts.append(data.tasks.to(out.device))
+            outs.append(masked(out, ts[-1], mask))
+            ys.append(data.y)
+    if not outs:
+        return None, None, None, sizes
+    return torch.cat(outs), torch.cat(ys), torch.cat(ts), sizes
 
 
 def resources(device: torch.device) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     are labelled; with progress=auto or none it prints none: the sweep prints one line per job).
     """
     from replaycli.run import checkpoint
-    from replaycli.run.build import build, logger
+    from replaycli.run.build import build
     from replaycli.run.loop import run_experience
 
     start = time.perf_counter()
@@ -44,12 +44,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     if objective is not None and run.bench.valid_stream is None:  # tuning on the test stream: refused
         raise ConfigError(f"hydra/sweeper=optuna maximises {objective}, the accuracy on a validation stream; allowed: "
                           "benchmark.validation=0.1 (a share of each experience held out of training)")
-    log = logger(cfg, out_dir)
-    writer = RunWriter(out_dir, len(run.bench.test_stream), run.bench.n_classes)
-    mode = "job" if job is not None and cfg.progress in ("auto", "none") else cfg.progress
-    report = Reporter(run.bench.n_experiences, cfg.epochs, mode, log=out_dir,  # also to run.log
-                      label="" if job is None else f"[job {job}] ")
-    run.on_epoch = report.epoch_done
+    writer, report, log = outputs(cfg, run, out_dir, job)
     done, before, resumes = begin(cfg, run, generator, writer, report, resume)
     config = checkpoint.digest(out_dir / CONFIG)  # binds every checkpoint to this config.yaml
     saved = done  # the experiences the checkpoint on disk holds
@@ -71,6 +66,18 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
         raise
     log.close()
     return finish(cfg, run, writer, report, before + time.perf_counter() - start, resumes)
+
+
+def outputs(cfg: DictConfig, run: Any, out_dir: Path, job: int | None) -> tuple[RunWriter, Reporter, Any]:
+    """Where the run reports: its directory, the terminal (and run.log), the config's logger."""
+    from replaycli.run.build import logger
+
+    log = logger(cfg, out_dir)
+    writer = RunWriter(out_dir, len(run.bench.test_stream), run.bench.n_classes)
+    mode = "job" if job is not None and cfg.progress in ("auto", "none") else cfg.progress
+    report = Reporter(run.bench.n_experiences, cfg.epochs, mode, log=out_dir, label="" if job is None else f"[job {job}] ")
+    run.on_epoch = report.epoch_done
+    return writer, report, log
 
 
 def stopped(e: BaseException, cfg: DictConfig, writer: RunWriter, saved: int) -> None:

@@ -22,9 +22,28 @@ def Arrays(path: str | Path, n_experiences: int | None = None, return_task_id: b
     dtype; integer labels, remapped to 0..K-1), optional `t_train, t_test` (task labels: one
     experience per task). Without them, `scenario=nc` splits the classes over `n_experiences`,
     `ni` deals the samples over them (all classes in each)."""
+    choice("scenario", scenario, ("nc", "ni"))
+    path = Path(path).expanduser()
+    arrays = read_npz(path)
+    split = []
+    for part in ("train", "test"):
+        x = images_first(tensor(arrays[f"x_{part}"], f"{path}: x_{part}"))
+        y = labels(arrays[f"y_{part}"], f"{path}: y_{part}", len(x))
+        t = labels(arrays[f"t_{part}"], f"{path}: t_{part}", len(x)) if f"t_{part}" in arrays else None
+        split.append(Samples(x, y, t))
+    if split[0].t is not None:
+        return by_task("Arrays", *split)
+    if n_experiences is None:
+        raise ConfigError(f"n_experiences=null: n_experiences is needed: {path} has no task labels (t_train, t_test)")
+    if scenario == "ni":
+        return ni_benchmark(split[0], split[1], n_experiences, return_task_id, seed=seed, name="Arrays")
+    return split_samples("Arrays", split[0], split[1], n_experiences, return_task_id, seed, class_order, per_exp_classes)
+
+
+def read_npz(path: Path) -> dict[str, Any]:
+    """The arrays of the .npz at `path` this source reads; ConfigError when it has not the four."""
     import numpy as np
 
-    path = Path(path).expanduser()
     try:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -40,20 +59,6 @@ def Arrays(path: str | Path, n_experiences: int | None = None, return_task_id: b
         if ("t_train" in keys) != ("t_test" in keys):
             raise ConfigError(f"path={path} has only one of t_train, t_test; allowed: both or neither")
         try:
-            arrays = {k: npz[k] for k in keys if k in NPZ_KEYS or k in ("t_train", "t_test")}
+            return {k: npz[k] for k in keys if k in NPZ_KEYS or k in ("t_train", "t_test")}
         except ValueError as e:  # an object array (pickled)
             raise ConfigError(f"path={path}: {e}") from None
-    split = []
-    for part in ("train", "test"):
-        x = images_first(tensor(arrays[f"x_{part}"], f"{path}: x_{part}"))
-        y = labels(arrays[f"y_{part}"], f"{path}: y_{part}", len(x))
-        t = labels(arrays[f"t_{part}"], f"{path}: t_{part}", len(x)) if f"t_{part}" in arrays else None
-        split.append(Samples(x, y, t))
-    if split[0].t is not None:
-        return by_task("Arrays", *split)
-    if n_experiences is None:
-        raise ConfigError(f"n_experiences=null: n_experiences is needed: {path} has no task labels (t_train, t_test)")
-    if scenario == "ni":
-        return ni_benchmark(split[0], split[1], n_experiences, return_task_id, seed=seed, name="Arrays")
-    choice("scenario", scenario, ("nc", "ni"))
-    return split_samples("Arrays", split[0], split[1], n_experiences, return_task_id, seed, class_order, per_exp_classes)

@@ -7,12 +7,11 @@ from typing import Any
 
 import torch
 
-from replaycli.data import StreamDataset
 from replaycli.errors import ConfigError, choice, flag
-from replaycli.generators import pools, split_samples
+from replaycli.generators import instances, pools, split_samples
 from replaycli.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
-from replaycli.stream import Benchmark, Experience, Stream
+from replaycli.stream import Benchmark
 
 CORE50_TRAIN, CORE50_TEST = (1, 2, 4, 5, 6, 8, 9, 11), (3, 7, 10)
 
@@ -33,18 +32,9 @@ def CORe50(scenario: str = "ni", object_level: bool = True, n_experiences: int =
     if not base.is_dir():
         raise ConfigError(f"CORe50 not found under data_root={Path(root).expanduser()}; expected {base}/s1/o1/*.png "
                           "(http://bit.ly/core50-128x128)")
-    found: dict[int, tuple[list[Path], list[int]]] = {}
-    for s in (*CORE50_TRAIN, *CORE50_TEST):
-        files, ys = [], []
-        for o in range(1, 51):
-            pngs = sorted((base / f"s{s}" / f"o{o}").glob("*.png"))
-            files += pngs
-            ys += [(o - 1) if object_level else (o - 1) // 5] * len(pngs)
-        found[s] = (files, ys)
-    def gather(sessions: Sequence[int]) -> tuple[list[Path], torch.Tensor]:
-        return [f for s in sessions for f in found[s][0]], torch.tensor([y for s in sessions for y in found[s][1]])
-    train_files, train_y = gather(CORE50_TRAIN)
-    test_files, test_y = gather(CORE50_TEST)
+    found = sessions(base, object_level)
+    train_files, train_y = gather(found, CORE50_TRAIN)
+    test_files, test_y = gather(found, CORE50_TEST)
     if not train_files or not test_files:
         raise ConfigError(f"{base} holds no training or no test session images (s{CORE50_TRAIN}, s{CORE50_TEST})")
     train = decode_files(train_files, train_y, None, str(base), resize, cache_dir)
@@ -52,15 +42,24 @@ def CORe50(scenario: str = "ni", object_level: bool = True, n_experiences: int =
     if scenario == "nc":
         return split_samples("CORe50", train, test, n_experiences, return_task_id, seed, None, None)
     train_pool, test_pool, names = pools(train, test, None, None)
-    sessions = torch.tensor([s for s in CORE50_TRAIN for _ in found[s][0]])
-    exps = []
-    for i, s in enumerate(CORE50_TRAIN):
-        ids = (sessions == s).nonzero().flatten()
-        task = i if return_task_id else 0
-        exps.append(Experience(StreamDataset(train_pool, ids, torch.full_like(ids, task)), i,
-                               torch.unique(train_pool.y[ids]).tolist(), task))
-    test_exp = Experience(StreamDataset(test_pool, torch.arange(len(test_pool))), 0,
-                          torch.unique(test_pool.y).tolist(), 0)
-    k = int(train_pool.y.max()) + 1
-    return Benchmark("CORe50", Stream("train", exps), Stream("test", [test_exp]), k, list(range(k)), train_pool,
-                     test_pool, class_names=names)
+    session = torch.tensor([s for s in CORE50_TRAIN for _ in found[s][0]])  # each training sample's session
+    parts = [(session == s).nonzero().flatten() for s in CORE50_TRAIN]
+    return instances("CORe50", train_pool, test_pool, parts, return_task_id, names)
+
+
+def sessions(base: Path, object_level: bool) -> dict[int, tuple[list[Path], list[int]]]:
+    """Session -> its images (by object, then file name) and their labels (object, or category)."""
+    found = {}
+    for s in (*CORE50_TRAIN, *CORE50_TEST):
+        files, ys = [], []
+        for o in range(1, 51):
+            pngs = sorted((base / f"s{s}" / f"o{o}").glob("*.png"))
+            files += pngs
+            ys += [(o - 1) if object_level else (o - 1) // 5] * len(pngs)
+        found[s] = (files, ys)
+    return found
+
+
+def gather(found: dict[int, tuple[list[Path], list[int]]], chosen: Sequence[int]) -> tuple[list[Path], torch.Tensor]:
+    """The images and labels of the `chosen` sessions, in their order."""
+    return [f for s in chosen for f in found[s][0]], torch.tensor([y for s in chosen for y in found[s][1]])
