@@ -7,7 +7,7 @@ import sys
 import threading
 
 from replaycli.errors import ConfigError
-from replaycli.outputs.rundir import OutputError
+from replaycli.outputs.files import OutputError
 
 USAGE = """usage: replay VERB [ARGS]
 

@@ -8,7 +8,8 @@ import pytest
 
 from replaycli.outputs import rundir
 from replaycli.outputs.formulas import bwt, forgetting
-from replaycli.outputs.rundir import OutputError, RunWriter, read_run, write_atomic
+from replaycli.outputs.files import OutputError, write_atomic
+from replaycli.outputs.rundir import RunWriter, read_run
 
 # rows: after training experience i; columns: accuracy on test experience j
 ACC = [

@@ -313,9 +313,9 @@ def test_readers_refuse_malformed_outputs_in_one_line(tmp_path, monkeypatch, sto
     elif case == "read-only plot dir":
         if verb != "plot":
             pytest.skip("only plot writes")
-        from replaycli.outputs import rundir
+        from replaycli.outputs import files
 
-        monkeypatch.setattr(rundir, "write_atomic", lambda path, data: (_ for _ in ()).throw(
+        monkeypatch.setattr(files, "write_atomic", lambda path, data: (_ for _ in ()).throw(
             PermissionError(13, "Permission denied")))
         expected = "(Permission denied); allowed: a writable run or sweep directory"
     else:
@@ -352,11 +352,11 @@ def test_hydras_own_files_are_written_atomically(tmp_path, monkeypatch):
     the middle of writing one leaves the whole old file or the whole new one."""
     import hydra.core.utils
 
-    from replaycli.outputs import rundir
+    from replaycli.outputs import files
 
     written = []
-    real = rundir.write_atomic
-    monkeypatch.setattr(rundir, "write_atomic", lambda path, text: (written.append(Path(path).name), real(path, text)))
+    real = files.write_atomic
+    monkeypatch.setattr(files, "write_atomic", lambda path, text: (written.append(Path(path).name), real(path, text)))
     run = tmp_path / "run"
     assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
     assert {"config.yaml", "hydra.yaml", "overrides.yaml"} <= set(written)

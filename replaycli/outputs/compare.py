@@ -19,7 +19,7 @@ from typing import Any
 
 from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.errors import ConfigError
-from replaycli.outputs.rundir import OutputError
+from replaycli.outputs.files import OutputError
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting", "bwt")
 LABELS = {"final_accuracy": "final accuracy", "average_incremental_accuracy": "avg incremental acc",

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replaycli.outputs import rundir
-from replaycli.outputs.rundir import OutputError
+from replaycli.outputs import files
+from replaycli.outputs.files import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -66,7 +66,7 @@ def save(fig: Any, path: Path, style: Style) -> Path:
     fig.savefig(buf, format=style.format, dpi=style.dpi)  # no bbox_inches="tight": every figure keeps its size
     pyplot().close(fig)
     try:
-        rundir.write_atomic(path, buf.getvalue())
+        files.write_atomic(path, buf.getvalue())
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e}); allowed: a writable run or sweep directory") from None
     return path

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs import formulas, rundir, sweepdir
-from replaycli.outputs.rundir import OutputError
+from replaycli.outputs.files import OutputError
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 RESOURCES = ("peak_rss_mb", "cpu_seconds", "gpu_peak_memory_mb", "disk_bytes")

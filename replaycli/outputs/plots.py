@@ -21,7 +21,7 @@ from typing import Any
 
 from replaycli.outputs import compare, formulas, rundir, sweepdir
 from replaycli.outputs.figures import DPI, Style, colours, describe, figure, save
-from replaycli.outputs.rundir import OutputError
+from replaycli.outputs.files import OutputError
 
 FORMATS = ("png", "pdf", "svg")
 RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")

@@ -35,8 +35,8 @@ A run directory holds:
 A sweep directory holds one run directory per job (`0/`, `1/`, ...) and `summary.csv`
 (replaycli.outputs.sweepdir).
 
-Every file is written atomically (a temporary file, then a rename), so a killed run never leaves
-a truncated file. Only the standard library is imported here: `replay inspect` stays instant.
+Every file is written atomically (replaycli.outputs.files), so a killed run never leaves a
+truncated file. Only the standard library is imported here: `replay inspect` stays instant.
 """
 from __future__ import annotations
 
@@ -44,12 +44,12 @@ import csv
 import io
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from replaycli.outputs import formulas
+from replaycli.outputs.files import OutputError, csv_text, fmt, read_csv_text, read_json, read_text, write_atomic
 
 CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json",
@@ -61,48 +61,11 @@ SIDE_TABLES = {"task_il_accuracy": "task_il_accuracy.csv", "val_accuracy": "val_
                "val_task_il_accuracy": "val_task_il_accuracy.csv"}
 
 
-class OutputError(ValueError):
-    """A directory that is not a readable run or sweep."""
-
-
 def stale_temporaries(root: Path) -> list[Path]:
     """The temporary files a killed `write_atomic` left in `root`: `.NAME.<hex>.tmp` for the names
     of a run directory only (a user's `.notes.tmp` is not ours)."""
     names = {CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY, CHECKPOINT, CONFUSION, CLASS_NAMES, *SIDE_TABLES.values()}
     return [p for p in Path(root).glob(".*.tmp") if p.name[1:].rsplit(".", 2)[0] in names]
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write `text` (or bytes) to `path` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any file
-    try:
-        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        folder = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def fmt(x: float) -> str:
-    return repr(float(x))  # shortest exact float text: bit-for-bit reproducible files
 
 
 def accuracy_text(rows: list[list[float]], n: int) -> str:
@@ -223,40 +186,6 @@ class RunRecord:
 
 def is_run(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
-
-
-MAX_COLUMNS = 10_000  # a table replaycli writes has one column per test experience or class
-
-
-def read_text(path: Path) -> str:
-    """A file of a run as text; OutputError (one line) when it cannot be read or is not UTF-8."""
-    try:
-        return Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise OutputError(f"{path} is not UTF-8 text") from None
-    except OSError as e:
-        raise OutputError(f"{path} cannot be read ({e.strerror or e})") from None
-
-
-def read_json(path: Path, kind: type = dict) -> Any:
-    """A JSON file that must hold a `kind` (an object by default)."""
-    try:
-        value = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise OutputError(f"{path} is not JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(value, kind):
-        raise OutputError(f"{path} holds a JSON {type(value).__name__}, not an {'object' if kind is dict else kind.__name__}")
-    return value
-
-
-def read_csv_text(path: Path) -> str:
-    """A CSV file's text, refused from its header when it is wider than any table we write
-    (bounded work on absurd input, before parsing it)."""
-    text = read_text(path)
-    header = text.partition("\n")[0]
-    if header.count(",") >= MAX_COLUMNS:
-        raise OutputError(f"{path} has {header.count(',') + 1} columns; allowed: at most {MAX_COLUMNS}")
-    return text
 
 
 def read_table(path: Path, kind: type, columns: int = 2) -> list[list[Any]]:

@@ -14,10 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from replaycli.outputs.rundir import (
-    ACCURACY, CONFIG, OutputError, csv_text, fmt, is_run, read_csv_text, read_json, read_summary, read_table,
-    read_text, write_atomic,
-)
+from replaycli.outputs.files import OutputError, csv_text, fmt, read_csv_text, read_json, read_text, write_atomic
+from replaycli.outputs.rundir import ACCURACY, CONFIG, is_run, read_summary, read_table
 
 SWEEP_SUMMARY = "summary.csv"
 FAILURE = "failure.json"

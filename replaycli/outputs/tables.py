@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from replaycli.outputs.compare import HIGHER_IS_BETTER, LABELS, METRICS, cell, spread_words
-from replaycli.outputs.rundir import csv_text, fmt
+from replaycli.outputs.files import csv_text, fmt
 
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}

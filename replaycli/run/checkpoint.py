@@ -25,7 +25,8 @@ import torch
 
 from replaycli.errors import ConfigError
 from replaycli.memory.buffer import Buffer
-from replaycli.outputs.rundir import CHECKPOINT, RunWriter, write_atomic
+from replaycli.outputs.files import write_atomic
+from replaycli.outputs.rundir import CHECKPOINT, RunWriter
 from replaycli.run.loop import Run
 
 FORMAT = 2  # bump when the layout changes; older checkpoints are refused with a clear error

@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from replaycli import __version__
 from replaycli.errors import ConfigError, first_line
+from replaycli.outputs.files import OutputError
 from replaycli.outputs.rundir import (
-    CHECKPOINT, CONFIG, SUMMARY, OutputError, RunWriter, is_run, read_run, read_summary, stale_temporaries,
+    CHECKPOINT, CONFIG, SUMMARY, RunWriter, is_run, read_run, read_summary, stale_temporaries,
 )
 from replaycli.run.cmdline import check_writable
 from replaycli.run.progress import Reporter

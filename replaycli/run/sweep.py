@@ -13,8 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from replaycli.errors import first_line
-from replaycli.outputs import sweepdir
-from replaycli.outputs.rundir import write_atomic
+from replaycli.outputs import files, sweepdir
 
 
 def sweep_dir(config: DictConfig) -> Path:
@@ -26,10 +25,8 @@ def _save_config_atomically(cfg: Any, filename: str, output_dir: Path) -> None:
     """hydra.core.utils._save_config, through a temporary file and a rename."""
     from omegaconf import OmegaConf
 
-    from replaycli.outputs.rundir import write_atomic
-
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(output_dir) / filename, OmegaConf.to_yaml(cfg))
+    files.write_atomic(Path(output_dir) / filename, OmegaConf.to_yaml(cfg))
 
 
 class AtomicHydraFiles(Callback):
@@ -72,7 +69,7 @@ class SweepSummary(Callback):
         plan = planned_jobs(list(config.hydra.overrides.task))
         keys = list(dict.fromkeys(k for job in plan for k in sweepdir.override_items(job)))
         sweepdir.start_sweep_summary(root, keys)
-        write_atomic(root / PLAN, json.dumps({"jobs": len(plan) or None, "started": time.time()}) + "\n")
+        files.write_atomic(root / PLAN, json.dumps({"jobs": len(plan) or None, "started": time.time()}) + "\n")
         (root / DONE).unlink(missing_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -161,7 +158,7 @@ def results_table(root: Path) -> None:
     from rich.console import Console
 
     from replaycli.outputs import compare
-    from replaycli.outputs.rundir import OutputError
+    from replaycli.outputs.files import OutputError
 
     try:
         d = compare.compare([root])
