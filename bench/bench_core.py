@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from replaycli.buffers import ParametricBuffer
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.loaders import ReplayDataLoader
-from replaycli.pool import Pool
+from replaycli.data.pool import Pool
 from replaycli.sources import load_source
 
 N, MEAN, STD = 60_000, 0.1307, 0.3081

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python bench/bench_mmap.py --gb 8.5 --work /tmp/mmap-bench
 
 1. Decode: a folder of `--images` synthetic 64x64x3 PNGs (class folders) is decoded once through
-   `replaycli.folders.class_folder`, the first-run path: its progress bar and rate are printed.
+   `replaycli.data.folders.class_folder`, the first-run path: its progress bar and rate are printed.
 2. Scale: the decoded images are tiled into a cache file of the same format (uint8
    [N, 3, 64, 64] .npy) of `--gb` gigabytes: what decoding a folder that large would leave.
 3. Train, each side in a fresh process, alternating (mapped, RAM, mapped, RAM): the same
@@ -49,7 +49,7 @@ def decode(work: Path, n: int) -> float:
     """Decode the folder (its first run: the cache is removed first); images per second."""
     import shutil
 
-    from replaycli.folders import class_folder
+    from replaycli.data.folders import class_folder
 
     folder = work / "folder"
     if not folder.is_dir():
@@ -62,7 +62,7 @@ def decode(work: Path, n: int) -> float:
 
 def scale(work: Path, gb: float) -> Path:
     """A [N, 3, 64, 64] uint8 .npy of `gb` GB tiled from the decoded folder, and its labels."""
-    from replaycli.cache import MappedArray
+    from replaycli.data.cache import MappedArray
 
     out = work / "large.npy"
     n = int(gb * 1e9) // int(np.prod(SHAPE))
@@ -85,9 +85,9 @@ def train(path: Path, mode: str, steps: int) -> dict:
     import torch.nn.functional as F
 
     from replaycli.buffers import ReservoirSamplingBuffer
-    from replaycli.cache import MappedArray
+    from replaycli.data.cache import MappedArray
     from replaycli.generators import nc_benchmark
-    from replaycli.inputs import Samples
+    from replaycli.data.inputs import Samples
     from replaycli.loaders import ReplayDataLoader
     from replaycli.models import SimpleMLP
 

@@ -158,8 +158,8 @@ def part_buffer(work: Path, reps: int, lines: list[str]) -> None:
     import floor
     from replaycli.benchmarks import Experience
     from replaycli.buffers import ParametricBuffer
-    from replaycli.data import StreamDataset
-    from replaycli.pool import Pool
+    from replaycli.data.dataset import StreamDataset
+    from replaycli.data.pool import Pool
 
     print("buffer: grouped ParametricBuffer(500) updates", flush=True)
     y = torch.arange(250_000) % 10  # a pool whose class c holds the ids = c (mod 10)

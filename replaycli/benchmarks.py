@@ -1,7 +1,7 @@
 """The named benchmarks: each a `benchmark=` option (configs/benchmark/*.yaml) and a function of
 Avalanche's name. Every one takes the protocol keys `normalize` (standard | unit | none),
 `validation` (a fraction held out of each experience) and `experience_size` (an online stream of
-pieces that size), applied by `replaycli.protocols.protocol`.
+pieces that size), applied by `replaycli.data.protocols.protocol`.
 
 Here: the class splits of torchvision's classic sets and the embedded `SplitDigits` (offline),
 and the domain-incremental PermutedMNIST and RotatedMNIST. The streams read from a user's or a
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError, flag, integer
 from replaycli.generators import experience_sizes
-from replaycli.protocols import with_protocol
-from replaycli.pool import MappedPool, Pool
+from replaycli.data.protocols import with_protocol
+from replaycli.data.pool import MappedPool, Pool
 from replaycli.sources import DEFAULT_ROOT, load_source
-from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split
+from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split
 
 __all__ = ["Benchmark", "Experience", "Stream", "class_order", "split_benchmark", "SplitMNIST", "SplitFMNIST",
            "SplitCIFAR10", "SplitCIFAR100", "SplitDigits", "SplitSVHN", "PermutedMNIST", "RotatedMNIST", "Arrays",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.memory.buffer import GROUPBY, Buffer, Selection
 from replaycli.memory.store import group_lengths
 

@@ -3,11 +3,11 @@
 `nc_benchmark` (new classes per experience), `ni_benchmark` (new instances of all classes),
 `dataset_benchmark` / `benchmark_from_datasets` (one given dataset per experience) and
 `tensors_benchmark` (one `(x, y[, t])` tuple per experience) take anything
-`replaycli.inputs.samples` accepts. Labels need not be contiguous: they are remapped to
+`replaycli.data.inputs.samples` accepts. Labels need not be contiguous: they are remapped to
 0..K-1 in sorted order, and `Benchmark.class_names` keeps the original of each. Then
 `benchmark_with_validation_stream` holds out a validation split, `split_online_stream` cuts
 experiences into fixed-size pieces, and `protocol` applies the CLI's keys for both (those three
-live in `replaycli.protocols`, importable from here).
+live in `replaycli.data.protocols`, importable from here).
 """
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError, flag, integer
-from replaycli.inputs import Samples, samples
-from replaycli.pool import Pool
-from replaycli.protocols import (  # noqa: F401  (Avalanche's names, importable from here as there)
+from replaycli.data.inputs import Samples, samples
+from replaycli.data.pool import Pool
+from replaycli.data.protocols import (  # noqa: F401  (Avalanche's names, importable from here as there)
     benchmark_with_validation_stream, held_out, protocol, split_online_stream, with_protocol)
-from replaycli.stream import Benchmark, Experience, Stream, class_order, class_split
-from replaycli.transforms import Augment
+from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split
+from replaycli.data.transforms import Augment
 
 
 def pools(train: Samples, test: Samples, normalize: str | None = None, augment: Augment | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError, integer
 from replaycli.memory.buffer import Buffer
 from replaycli.memory.store import group_lengths

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError, integer
 
 

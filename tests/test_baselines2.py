@@ -188,9 +188,9 @@ def test_gss_scores_are_one_plus_the_largest_gradient_cosine():
 def gss_stream(seed: int) -> list[int]:
     """A memory of 3 fed one sample at a time: a, its duplicate a', b (gradient orthogonal to a's),
     then c, whose gradient conflicts with all three. The ids kept."""
-    from replaycli.data import StreamDataset
+    from replaycli.data.dataset import StreamDataset
     from replaycli.memory.gss import GradientSimilarity, GSSBuffer
-    from replaycli.pool import Pool
+    from replaycli.data.pool import Pool
 
     model = torch.nn.Linear(3, 2, bias=False)
     torch.nn.init.zeros_(model.weight)  # softmax 1/2: the gradient is (p - onehot(y)) x^T

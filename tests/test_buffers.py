@@ -16,10 +16,10 @@ from replaycli.buffers import (
     ParametricBuffer,
     ReservoirSamplingBuffer,
 )
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError
 from replaycli.memory.store import fill_lengths, group_lengths
-from replaycli.pool import Pool
+from replaycli.data.pool import Pool
 
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

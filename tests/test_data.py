@@ -155,7 +155,7 @@ def test_an_image_folder_input_is_decoded_and_cached(tmp_path):
 
     arrays = write_image_folder(tmp_path / "imgs", ["cat", "dog"], 3, size=(4, 6))
     folder = ImageFolder(str(tmp_path / "imgs"))
-    from replaycli.inputs import samples
+    from replaycli.data.inputs import samples
 
     s = samples(folder, cache_dir=tmp_path / "cache")
     assert s.names == ["cat", "dog"] and s.y.tolist() == [0, 0, 0, 1, 1, 1]
@@ -349,7 +349,7 @@ def test_folder_with_train_and_test_and_one_folder_split_by_fraction(tmp_path):
 def test_the_decode_cache_is_reused_and_keyed_by_content(tmp_path):
     write_image_folder(tmp_path / "d" / "x", ["p", "q"], 2, size=(4, 4))
     cache = tmp_path / "cache"
-    from replaycli.folders import class_folder
+    from replaycli.data.folders import class_folder
 
     first = class_folder(tmp_path / "d" / "x", cache_dir=cache)
     files = sorted(cache.glob("*.npy"))
@@ -515,7 +515,7 @@ def test_forgetting_and_bwt_of_an_online_stream_count_the_last_piece_of_each_exp
 
 
 def test_a_mapped_pool_reads_ahead_and_gives_the_batches_of_the_same_pool_in_ram(tmp_path):
-    from replaycli.transforms import CropFlip
+    from replaycli.data.transforms import CropFlip
 
     write_image_folder(tmp_path / "d" / "train", ["a", "b", "c"], 7, size=(6, 6))
     write_image_folder(tmp_path / "d" / "test", ["a", "b", "c"], 1, size=(6, 6), seed=1)

@@ -11,11 +11,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError
 from replaycli.loaders import GroupBalancedDataLoader, ReplayDataLoader, TaskBalancedDataLoader
 from replaycli.memory.store import group_lengths
-from replaycli.pool import Pool
+from replaycli.data.pool import Pool
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from replaycli.buffers import ParametricBuffer
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError
 from replaycli.models import SimpleMLP, SlimResNet18, SmallCNN
-from replaycli.pool import Pool
+from replaycli.data.pool import Pool
 from replaycli.selection import (
     ClosestToCenterSelectionStrategy,
     FeatureBasedExemplarsSelectionStrategy,

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from replaycli.buffers import ParametricBuffer
-from replaycli.data import StreamDataset
-from replaycli.pool import Pool
+from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import Pool
 from replaycli.selection import (
     ClosestToCenterSelectionStrategy,
     FeatureBasedExemplarsSelectionStrategy,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from replaycli.data import StreamDataset, empty_dataset
+from replaycli.data.dataset import StreamDataset, empty_dataset
 from replaycli.errors import ConfigError, choice, flag, integer
 from replaycli.memory.store import Store, fill_lengths, group_lengths, top_per_group
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from replaycli.data import StreamDataset
-from replaycli.pool import Pool
+from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import Pool
 
 FIELDS = ("ids", "tasks", "exps", "groups", "scores")
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.memory.buffer import Buffer
 from replaycli.scenario import masked
 

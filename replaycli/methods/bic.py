@@ -6,9 +6,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import fraction, integer, number
-from replaycli.protocols import held_out
+from replaycli.data.protocols import held_out
 from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method, frozen_copy
 

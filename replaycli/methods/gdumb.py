@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.methods.base import Batch, Memory, Method
 
 

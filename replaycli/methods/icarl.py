@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.methods.base import Batch, Memory, Method, frozen_copy, logits_of
 
 

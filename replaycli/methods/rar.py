@@ -5,7 +5,7 @@ import torch
 
 from replaycli.errors import ConfigError, flag, integer
 from replaycli.methods.base import Batch, Memory, Method
-from replaycli.transforms import CropFlip
+from replaycli.data.transforms import CropFlip
 
 
 class RAR(Method):

@@ -6,11 +6,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError, flag, integer, number
 from replaycli.methods.base import Batch, Memory, Method, logits_of
 from replaycli.scenario import masked
-from replaycli.transforms import CropFlip
+from replaycli.data.transforms import CropFlip
 
 
 def transplant(stored: torch.Tensor, new: torch.Tensor, gt: torch.Tensor, cols: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -213,7 +213,7 @@ def render(d: dict[str, Any], console: Any, ci: bool = False) -> None:
 
 def main(args: list[str]) -> int:
     """`replay compare PATH... [--by KEY] [--json]`."""
-    from replaycli.verbargs import ArgParser, keys
+    from replaycli.outputs.verbargs import ArgParser, keys
 
     p = ArgParser(prog="replay compare", description="Group runs by config keys; mean, std and n over seeds.")
     p.add_argument("paths", metavar="PATH", nargs="+", help="run, sweep or outputs directories")

@@ -274,7 +274,7 @@ def render_outputs(d: dict[str, Any], console: Any) -> None:
 
 def main(args: list[str]) -> int:
     """`replay inspect PATH [--json]`; exit 2 with one line when PATH holds no run."""
-    from replaycli.verbargs import ArgParser
+    from replaycli.outputs.verbargs import ArgParser
 
     p = ArgParser(prog="replay inspect", description="Show what a run, a sweep or an outputs directory holds.")
     p.add_argument("path", metavar="PATH", help="a run directory, a sweep directory or an outputs directory")

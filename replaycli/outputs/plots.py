@@ -232,7 +232,7 @@ def plot(path: str | Path, by: list[str] | None = None, style: Style = Style()) 
 def main(args: list[str]) -> int:
     """`replay plot PATH [--by KEY] [--format F] [--dpi N] [--ylim full|auto]`: prints the paths written."""
     from replaycli.errors import ConfigError
-    from replaycli.verbargs import ArgParser, keys
+    from replaycli.outputs.verbargs import ArgParser, keys
 
     p = ArgParser(prog="replay plot", description="Write figures of a run or a sweep into its directory.")
     p.add_argument("path", metavar="PATH", help="a run directory or a sweep directory")

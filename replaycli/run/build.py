@@ -128,7 +128,7 @@ def settle(cfg: DictConfig) -> torch.Generator:
 
 def benchmark(cfg: DictConfig, device: torch.device) -> Any:
     """The stream of `cfg` on `device`; a user's factory that returns no Benchmark is refused."""
-    from replaycli.stream import Benchmark
+    from replaycli.data.stream import Benchmark
 
     bench = group(cfg, "benchmark")
     if not isinstance(bench, Benchmark):

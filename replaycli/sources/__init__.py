@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from replaycli.errors import ConfigError, first_line
-from replaycli.pool import Pool
-from replaycli.transforms import CropFlip
+from replaycli.data.pool import Pool
+from replaycli.data.transforms import CropFlip
 
 # folder under root, the files torchvision reads there, (mean, std) per channel
 _LAYOUT = {

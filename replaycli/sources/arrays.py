@@ -7,9 +7,9 @@ from typing import Any
 
 from replaycli.errors import ConfigError, choice
 from replaycli.generators import by_task, ni_benchmark, split_samples
-from replaycli.protocols import with_protocol
-from replaycli.inputs import Samples, images_first, labels, tensor
-from replaycli.stream import Benchmark
+from replaycli.data.protocols import with_protocol
+from replaycli.data.inputs import Samples, images_first, labels, tensor
+from replaycli.data.stream import Benchmark
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 

@@ -9,9 +9,9 @@ import torch
 
 from replaycli.errors import ConfigError, choice, flag
 from replaycli.generators import instances, pools, split_samples
-from replaycli.protocols import with_protocol
+from replaycli.data.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
-from replaycli.stream import Benchmark
+from replaycli.data.stream import Benchmark
 
 CORE50_TRAIN, CORE50_TEST = (1, 2, 4, 5, 6, 8, 9, 11), (3, 7, 10)
 
@@ -24,7 +24,7 @@ def CORe50(scenario: str = "ni", object_level: bool = True, n_experiences: int =
     session (1, 2, 4, 5, 6, 8, 9, 11), every class in each; `nc` the classes split over
     `n_experiences`. Sessions 3, 7 and 10 are the test set. Classes are objects, or categories
     (object // 5) with `object_level=false`. Reads `root/core50_128x128/s<i>/o<j>/*.png`."""
-    from replaycli.folders import decode_files
+    from replaycli.data.folders import decode_files
 
     flag("object_level", object_level)
     choice("scenario", scenario, ("ni", "nc"))

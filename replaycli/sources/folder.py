@@ -9,9 +9,9 @@ import torch
 
 from replaycli.errors import ConfigError, fraction
 from replaycli.generators import split_samples
-from replaycli.protocols import held_out, with_protocol
-from replaycli.inputs import Samples
-from replaycli.stream import Benchmark
+from replaycli.data.protocols import held_out, with_protocol
+from replaycli.data.inputs import Samples
+from replaycli.data.stream import Benchmark
 
 def stratified(s: Samples, test_fraction: float, seed: int | None) -> tuple[Samples, Samples]:
     """`s` split into train and test samples, `test_fraction` of each class to test."""
@@ -30,7 +30,7 @@ def Folder(root: str | Path, n_experiences: int = 1, test_fraction: float | None
     or `DIR/<class>/...` split by `test_fraction` (stratified, drawn from `seed`); class k is the
     k-th class folder by name (class_names.json in the run directory). Images are decoded once
     into `cache_dir` and read memory-mapped."""
-    from replaycli.folders import class_folder
+    from replaycli.data.folders import class_folder
 
     root = Path(root).expanduser()
     split = (root / "train").is_dir() and (root / "test").is_dir()

@@ -9,10 +9,10 @@ import torch
 
 from replaycli.errors import ConfigError, flag
 from replaycli.generators import experience_sizes, pools
-from replaycli.protocols import with_protocol
+from replaycli.data.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
-from replaycli.stream import Benchmark, class_split
-from replaycli.stream import class_order as ordering  # `class_order` is an argument below
+from replaycli.data.stream import Benchmark, class_split
+from replaycli.data.stream import class_order as ordering  # `class_order` is an argument below
 
 TINY_STATS = ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262))  # Mammoth's seq-tinyimg
 
@@ -25,8 +25,8 @@ def SplitTinyImageNet(n_experiences: int = 10, return_task_id: bool = False, see
     training and 50 validation images each; the validation set is the test set), 10 experiences
     of 20 classes, random crop and flip. Reads `root/tiny-imagenet-200/` in its official
     layout: `train/<wnid>/images/*.JPEG`, `val/images/*.JPEG`, `val/val_annotations.txt`."""
-    from replaycli.folders import decode_files
-    from replaycli.transforms import CropFlip
+    from replaycli.data.folders import decode_files
+    from replaycli.data.transforms import CropFlip
 
     base = Path(root).expanduser() / "tiny-imagenet-200"
     train_dir, val_dir = base / "train", base / "val"

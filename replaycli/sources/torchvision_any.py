@@ -10,9 +10,9 @@ import torch
 
 from replaycli.errors import ConfigError, first_line
 from replaycli.generators import split_samples
-from replaycli.protocols import with_protocol
+from replaycli.data.protocols import with_protocol
 from replaycli.sources import DEFAULT_ROOT
-from replaycli.stream import Benchmark
+from replaycli.data.stream import Benchmark
 
 @with_protocol
 def Torchvision(name: str, n_experiences: int = 5, return_task_id: bool = False, seed: int | None = None,
@@ -39,7 +39,7 @@ def torchvision_samples(name: str, root: str | Path, download: bool) -> tuple[An
 
     import torchvision.datasets as tvd
 
-    from replaycli.inputs import Samples, as_array, images_first, labels, materialise
+    from replaycli.data.inputs import Samples, as_array, images_first, labels, materialise
 
     cls = getattr(tvd, str(name), None)
     classification = [n for n in sorted(tvd.__all__) if _splits(getattr(tvd, n)) and not n.startswith(NOT_CLASSIFICATION)]

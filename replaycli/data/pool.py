@@ -4,7 +4,7 @@ Every dataset, experience and buffer of a benchmark is a tensor of ids into a po
 their own dtype in memory (uint8 images stay uint8, float features stay float) and become
 normalised float32 batches only when a batch is gathered (and augmented, for training), so
 memory is a quarter of a float copy for images and no code path copies the stream per
-experience. A pool may also sit in a memory-mapped file (`replaycli.cache`): batches are then
+experience. A pool may also sit in a memory-mapped file (`replaycli.data.cache`): batches are then
 gathered from the file and moved to the device, and the pages read are handed back to the
 kernel as the run goes, so a data set larger than RAM trains with bounded memory.
 """
@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from replaycli.transforms import Augment
+from replaycli.data.transforms import Augment
 
-NORMALIZE = ("standard", "unit", "none")
-FAULT_AROUND = 1 << 16  # bytes the kernel maps around each page fault (vm fault_around_bytes): what a row costs at least  # benchmark.normalize: (x/255 - mean)/std, x/255, x as stored
+NORMALIZE = ("standard", "unit", "none")  # benchmark.normalize: (x/255 - mean)/std, x/255, x as stored
+FAULT_AROUND = 1 << 16  # bytes the kernel maps around each page fault (vm fault_around_bytes): what a row costs at least
 
 
 def _per_channel(value: float | tuple[float, ...] | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

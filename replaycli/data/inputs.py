@@ -2,7 +2,7 @@
 
 Accepted: a `(x, y)` or `(x, y, t)` tuple of torch tensors or numpy arrays of any shape and
 dtype; a replaycli dataset; a folder path or a torchvision `ImageFolder` (decoded once and cached,
-`replaycli.folders`); any map-style dataset returning `(x, y[, t])` (materialised once, with a
+`replaycli.data.folders`); any map-style dataset returning `(x, y[, t])` (materialised once, with a
 progress bar). uint8 images stay uint8; numpy's channel-last images ([N, H, W, C] with C in
 1, 3, 4) become [N, C, H, W]; [N, H, W] uint8 images get one channel; other samples keep their
 shape and dtype.
@@ -75,7 +75,7 @@ def images_first(x: torch.Tensor) -> torch.Tensor:
 
 def samples(obj: Any, what: str = "data", **folder_options: Any) -> Samples:
     """`obj` (see the module's docstring) as `Samples`."""
-    from replaycli.data import StreamDataset
+    from replaycli.data.dataset import StreamDataset
 
     if isinstance(obj, Samples):
         return obj
@@ -83,11 +83,11 @@ def samples(obj: Any, what: str = "data", **folder_options: Any) -> Samples:
         ids = obj.ids.cpu()
         return Samples(obj.pool.raw(ids).cpu(), obj.pool.targets(ids).cpu(), obj.tasks.cpu())
     if isinstance(obj, (str, Path)):
-        from replaycli.folders import class_folder
+        from replaycli.data.folders import class_folder
 
         return class_folder(Path(obj), **folder_options)
     if hasattr(obj, "samples") and hasattr(obj, "classes") and hasattr(obj, "root"):  # torchvision ImageFolder
-        from replaycli.folders import decode_files
+        from replaycli.data.folders import decode_files
 
         files = [Path(p) for p, _ in obj.samples]
         return decode_files(files, torch.tensor([c for _, c in obj.samples], dtype=torch.int64),
@@ -118,7 +118,7 @@ def as_array(x: Any) -> np.ndarray:
 
 def materialise(ds: Any, what: str) -> Samples:
     """A map-style dataset's samples, read once (`ds[i]` -> (x, y[, t])) into tensors."""
-    from replaycli.cache import progress
+    from replaycli.data.cache import progress
 
     n = len(ds)
     if n == 0:

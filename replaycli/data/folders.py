@@ -1,5 +1,5 @@
 """Image folders: `root/<class>/**/<image>` (torchvision's ImageFolder layout) decoded once into a
-uint8 [N, C, H, W] cache and read back memory-mapped (`replaycli.cache`).
+uint8 [N, C, H, W] cache and read back memory-mapped (`replaycli.data.cache`).
 
 Every regular, non-hidden file under a class folder must be an image PIL can decode; all
 images must have one size unless `resize=[H, W]` (or one int) resizes them; the channels are
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from replaycli.errors import ConfigError
-from replaycli.inputs import Samples
+from replaycli.data.inputs import Samples
 
 DEFAULT_CACHE = Path("~/.cache/replaycli/decoded")
 
@@ -55,7 +55,7 @@ def decode_files(files: list[Path], y: torch.Tensor, names: list[str] | None, wh
                  cache_dir: Any = None) -> Samples:
     """Decode `files` (labels `y`) once into the cache and map it; ConfigError naming the first
     file that is not an image, is corrupt, or has another size than the first (without resize)."""
-    from replaycli.cache import cached_images
+    from replaycli.data.cache import cached_images
 
     size = size_of(resize)
     if not files:

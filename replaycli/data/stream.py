@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from replaycli.data import StreamDataset
+from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError
-from replaycli.pool import Pool
+from replaycli.data.pool import Pool
 
 
 @dataclass

@@ -5,7 +5,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
-from replaycli.pool import Pool
+from replaycli.data.pool import Pool
 
 
 class IntSequence(Sequence[int]):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from replaycli.errors import ConfigError, fraction, integer
-from replaycli.stream import Benchmark, Experience, Stream
+from replaycli.data.stream import Benchmark, Experience, Stream
 
 
 def held_out(y: torch.Tensor, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

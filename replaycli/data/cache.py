@@ -1,7 +1,7 @@
 """Decode once, read memory-mapped: images decoded from files are kept as a uint8 `.npy` named by
 a content key (the files' paths, sizes and modification times, and the decoding options), and
 every later run maps that file instead of decoding again. A mapped file is read page by page,
-so a data set larger than RAM trains with bounded memory (`replaycli.pool.Pool.mapped`).
+so a data set larger than RAM trains with bounded memory (`replaycli.data.pool.Pool.mapped`).
 """
 from __future__ import annotations
 
