@@ -138,7 +138,7 @@ def bars(counts: list[int], top: int) -> str:
 def render_run(d: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    from replaycli.run.progress import accuracy_table
+    from replaycli.outputs.terminal import accuracy_table
 
     done, n = d["experiences_done"], d["n_experiences"]
     console.print(f"[bold]run[/] {d['path']}  (started {d['started']})")

@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from replaycli.outputs.terminal import accuracy_table, histogram_table
 
 
 class Reporter:
@@ -112,32 +113,6 @@ class Reporter:
             for t in shown:
                 plain.print(t)
             self._log(plain.file.getvalue())
-
-
-def _shade(a: float) -> str:
-    return "green" if a >= 0.8 else "yellow" if a >= 0.5 else "red"
-
-
-def _matrix_table(title: str, rows: list[list], column: str, cells, last: str, summary) -> Table:
-    """One row per experience trained: `cells(row)` under `column`0.., then `summary(row)`."""
-    t = Table(title=title)
-    t.add_column("trained", justify="right")
-    for j in range(len(rows[0]) if rows else 0):
-        t.add_column(f"{column}{j}", justify="right")
-    t.add_column(last, justify="right", style="bold")
-    for i, row in enumerate(rows):
-        t.add_row(str(i), *cells(row), summary(row))
-    return t
-
-
-def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: after training experience i)") -> Table:
-    return _matrix_table(title, accuracy, "test ", lambda row: [f"[{_shade(a)}]{a:.3f}[/]" for a in row], "average",
-                         lambda row: f"{sum(row) / len(row):.3f}")
-
-
-def histogram_table(histograms: list[list[int]], title: str = "buffer samples per class") -> Table:
-    return _matrix_table(title, histograms, "c", lambda row: list(map(str, row)), "total", lambda row: str(sum(row)))
-
 
 
 def seen_accuracy(record: dict[str, Any]) -> float:

@@ -1,0 +1,32 @@
+"""A run's tables as a terminal shows them (rich): the accuracy matrix, each cell shaded by its
+value, and the buffer's samples per class; printed at the end of a run and by `replay inspect`."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _shade(a: float) -> str:
+    return "green" if a >= 0.8 else "yellow" if a >= 0.5 else "red"
+
+
+def _matrix_table(title: str, rows: list[list], column: str, cells, last: str, summary) -> Any:
+    """One row per experience trained: `cells(row)` under `column`0.., then `summary(row)`."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("trained", justify="right")
+    for j in range(len(rows[0]) if rows else 0):
+        t.add_column(f"{column}{j}", justify="right")
+    t.add_column(last, justify="right", style="bold")
+    for i, row in enumerate(rows):
+        t.add_row(str(i), *cells(row), summary(row))
+    return t
+
+
+def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: after training experience i)") -> Any:
+    return _matrix_table(title, accuracy, "test ", lambda row: [f"[{_shade(a)}]{a:.3f}[/]" for a in row], "average",
+                         lambda row: f"{sum(row) / len(row):.3f}")
+
+
+def histogram_table(histograms: list[list[int]], title: str = "buffer samples per class") -> Any:
+    return _matrix_table(title, histograms, "c", lambda row: list(map(str, row)), "total", lambda row: str(sum(row)))
