@@ -27,6 +27,14 @@ def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None) 
     return value
 
 
+MAX_BATCH = 2**20  # samples one batch may hold: a batch, and an epoch's positions, are built in memory
+
+
+def batch(key: str, value: Any) -> int:
+    """`value` if it is a batch size, an int in [1, MAX_BATCH], else a ConfigError naming `key`."""
+    return integer(key, value, 1, MAX_BATCH)
+
+
 def choice(key: str, value: Any, allowed: tuple) -> Any:
     """`value` if it is one of `allowed`, else a ConfigError naming `key` and the allowed values
     (None written null and booleans lowercase, as in YAML)."""

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from replaycli.data.dataset import StreamDataset
-from replaycli.errors import ConfigError, integer
+from replaycli.errors import ConfigError, batch
 from replaycli.memory.buffer import Buffer
 from replaycli.memory.store import group_lengths
 
@@ -52,10 +52,10 @@ def group_positions(
     return idx.view(steps, per_step)
 
 
-def refuse_small(key: str, batch: int, groups: int, what: str) -> None:
-    """A balanced batch gives each group at least one sample: `batch` >= `groups`."""
-    if batch < groups:
-        raise ConfigError(f"{key}={batch} cannot give each of the {groups} {what} a sample per batch; "
+def refuse_small(key: str, size: int, groups: int, what: str) -> None:
+    """A balanced batch gives each group at least one sample: `size` >= `groups`."""
+    if size < groups:
+        raise ConfigError(f"{key}={size} cannot give each of the {groups} {what} a sample per batch; "
                           f"allowed: {key} >= {groups}")
 
 
@@ -144,7 +144,7 @@ class GroupBalancedDataLoader(_MatrixLoader):
         **kwargs: Any,
     ):
         self.shuffle, self.drop_last, gen = _options(kwargs)
-        self.batch_size = integer("batch_size", batch_size)
+        self.batch_size = batch("batch_size", batch_size)
         self.datasets = list(datasets)
         if not self.datasets:
             raise ValueError("GroupBalancedDataLoader needs at least one dataset")
@@ -223,8 +223,8 @@ class ReplayDataLoader(_MatrixLoader):
         **kwargs: Any,
     ):
         self.shuffle, self.drop_last, gen = _options(kwargs)
-        self.batch_size = integer("batch_size", batch_size)
-        self.batch_size_mem = integer("batch_size_mem", batch_size_mem)
+        self.batch_size = batch("batch_size", batch_size)
+        self.batch_size_mem = batch("batch_size_mem", batch_size_mem)
         self.current = data
         self.oversample = oversample_small_tasks
         has_memory = memory is not None and len(memory) > 0

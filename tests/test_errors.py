@@ -30,9 +30,9 @@ BAD = [
     ("sweep-without-m", ["buffer.max_size=1,2"], ["buffer.max_size=1,2", "--multirun"]),
     ("zero-epochs", ["epochs=0"], ["epochs=0 must be a positive integer"]),
     ("text-epochs", ["epochs=abc"], ["epochs='abc' must be a positive integer"]),
-    ("negative-batch", ["train_mb_size=-4"], ["train_mb_size=-4 must be a positive integer"]),
-    ("zero-eval-batch", ["eval_mb_size=0"], ["eval_mb_size=0 must be a positive integer"]),
-    ("zero-memory-batch", ["mem_mb_size=0"], ["mem_mb_size=0 must be a positive integer"]),
+    ("negative-batch", ["train_mb_size=-4"], ["train_mb_size=-4 must be an integer in [1, 1048576]"]),
+    ("zero-eval-batch", ["eval_mb_size=0"], ["eval_mb_size=0 must be an integer in [1, 1048576]"]),
+    ("zero-memory-batch", ["mem_mb_size=0"], ["mem_mb_size=0 must be an integer in [1, 1048576]"]),
     ("negative-buffer", ["buffer.max_size=-5"], ["buffer.max_size=-5 must be an integer >= 0"]),
     ("zero-hidden", ["model.hidden_size=0"], ["model.hidden_size=0 must be a positive integer"]),
     ("negative-lr", ["optimizer.lr=-0.1"], ["optimizer.lr=-0.1 must be a finite number >= 0"]),
@@ -58,6 +58,19 @@ BAD = [
     ("sweep-unknown-key", ["-m", "epochs=1", "fooo=1,2"], ["unknown key fooo in fooo=1"]),
     # what an adversarial pass found printing tracebacks or refusing late (issue 14)
     ("huge-seed", ["seed=99999999999999999999"], ["seed=99999999999999999999 must be an integer in [0, 9223372036854775807]"]),
+    # what the fuzz drew (2026-12-04): a batch this size was built as positions in memory (a traceback, or memory
+    # without end while the memory was cycled to fill it)
+    ("huge-batch", ["train_mb_size=99999999999999999999"],
+     ["train_mb_size=99999999999999999999 must be an integer in [1, 1048576]"]),
+    ("huge-memory-batch", ["mem_mb_size=99999999999999999999"],
+     ["mem_mb_size=99999999999999999999 must be an integer in [1, 1048576]"]),
+    # a list of options for one group: Hydra merges them (buffer=[reservoir,none] ran without a memory) or, for
+    # numbers, raised a TypeError
+    ("group-list", ["buffer=[reservoir,none]"],
+     ["buffer=[reservoir,none] gives config group buffer a list of options; allowed: one option, buffer=OPTION, "
+      "or a sweep over options: -m buffer=A,B"]),
+    ("group-list-of-numbers", ["+experiment=[1]"], ["+experiment=[1] gives config group experiment a list of options",
+                                                    "allowed: one option, +experiment=OPTION"]),
     ("deleted-seed", ["~seed"], ["seed=None must be an integer in [0, "]),
     ("deleted-required-key", ["~buffer.max_size"],
      ["buffer=parametric cannot be built: ", "missing 1 required positional argument: 'max_size'"]),

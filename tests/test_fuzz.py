@@ -52,6 +52,9 @@ def test_generated_overrides_are_run_or_refused_in_one_line(tmp_path_factory, ar
     keys = [a.split("=")[0].lstrip("+~") for a in args]
     if len(set(keys)) < len(keys):  # Hydra takes a key once per command line
         return
+    epochs = dict(a.split("=", 1) for a in args if "=" in a).get("epochs", "")
+    if epochs.isdigit() and int(epochs) > 2:  # a run of 10^20 epochs is no bad input: it is a run that never ends
+        return
     p = run_cli("run", *BASE, *args, f"data_root={root / 'run' / 'data'}", f"hydra.run.dir={root / 'run'}", cwd=root)
     assert_clean(p, root, root / "run")
 

@@ -192,9 +192,16 @@ def test_loader_arguments():
     data = StreamDataset(pool, torch.arange(10))
     with pytest.raises(TypeError, match="unexpected dataloader arguments: sampler"):
         ReplayDataLoader(data, batch_size=4, sampler=None)
-    with pytest.raises(ConfigError, match="batch_size=0 must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"batch_size=0 must be an integer in \[1, 1048576\]"):
         GroupBalancedDataLoader([data], batch_size=0)
     with pytest.raises(ConfigError, match="batch_size_mem=-1"):
         ReplayDataLoader(data, data, batch_size_mem=-1)
+    # an epoch's positions and each batch are built in memory: a batch holds at most 2^20 samples
+    with pytest.raises(ConfigError, match=r"batch_size_mem=1048577 must be an integer in \[1, 1048576\]"):
+        ReplayDataLoader(data, data, batch_size_mem=2**20 + 1, oversample_small_tasks=True)
+    with pytest.raises(ConfigError, match=r"batch_size=99999999999999999999 must be an integer in \[1, 1048576\]"):
+        GroupBalancedDataLoader([data], batch_size=99999999999999999999)
+    big = ReplayDataLoader(data, batch_size=2**20)  # the bound itself is a batch: here all 10 samples at once
+    assert [len(b[0]) for b in big] == [10]
     dl = ReplayDataLoader(data, batch_size=4, num_workers=4, pin_memory=True)  # accepted, not needed
     assert [len(b[0]) for b in dl] == [4, 4, 2]

@@ -209,7 +209,7 @@ def test_task_il_masks_training_and_evaluation_logits():
     (["strategy=weighted", "strategy.schedule=cosine"], "strategy.schedule='cosine' is not allowed"),
     (["strategy=derpp", "strategy.beta=-1"], "strategy.beta=-1 must be a finite number >= 0"),
     (["strategy=der", "strategy.alpha=nan"], "strategy.alpha=nan must be a finite number >= 0"),
-    (["strategy=der", "mem_mb_size=0"], "mem_mb_size=0 must be a positive integer"),
+    (["strategy=der", "mem_mb_size=0"], r"mem_mb_size=0 must be an integer in \[1, 1048576\]"),
     (["buffer_update=every_batch", "selection=herding"], "allowed: selection=random"),
 ])
 def test_bad_strategy_settings_are_refused(overrides, message):

@@ -160,7 +160,7 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
                               return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None
-            except ValueError as e:  # `buffer=-1`: an option that is no name
+            except (ValueError, TypeError) as e:  # `buffer=-1`: an option that is no name (Hydra's TypeError: `model=[1]`)
                 raise ConfigError(f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
                                   "with an option's name (replay run --help lists them)") from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -188,15 +188,29 @@ def parse(overrides: list[str]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    parser, parsed = OverridesParser.create(), []
+    parser, parsed, shipped = OverridesParser.create(), [], groups()
     for arg in overrides:
         try:
             parsed.append(parser.parse_override(arg))
         except HydraException as e:
             raise ConfigError(hydra_message(e, arg)) from None
-        if not parsed[-1].key_or_group:  # `=5`: Hydra's grammar takes it, its loader does not
+        o = parsed[-1]
+        if not o.key_or_group:  # `=5`: Hydra's grammar takes it, its loader does not
             raise ConfigError(hydra_message(ValueError("no key before '='"), arg))
+        if o.key_or_group in shipped and not o.is_delete() and isinstance(o.value(), list):
+            # Hydra merges a list of options into one node: buffer=[reservoir,none] would run without a memory
+            key = arg.partition("=")[0]
+            raise ConfigError(f"{arg} gives config group {o.key_or_group} a list of options; allowed: one option, "
+                              f"{key}=OPTION, or a sweep over options: -m {key}=A,B")
     return parsed
+
+
+def groups() -> set[str]:
+    """The config groups replaycli ships (configs/<group>/<option>.yaml), experiment included."""
+    from importlib import resources
+
+    root = resources.files("replaycli.configs")
+    return {d.name for d in root.iterdir() if d.is_dir() and any(f.name.endswith(".yaml") for f in d.iterdir())}
 
 
 def sweep_values(overrides: list[str], parsed: list) -> list[list[str]] | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from replaycli.errors import ConfigError, choice, first_line, flag, integer, number
+from replaycli.errors import ConfigError, batch, choice, first_line, flag, integer, number
 from replaycli.scenario import SCENARIOS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -74,8 +74,9 @@ def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) ->
 def check_settings(cfg: DictConfig) -> None:
     """The run's own keys (config.yaml's top level)."""
     integer("seed", cfg.get("seed"), 0, 2**63 - 1)  # what torch.manual_seed takes
-    for key in ("epochs", "train_mb_size", "mem_mb_size", "eval_mb_size"):
-        integer(key, cfg.get(key), 1)
+    integer("epochs", cfg.get("epochs"), 1)
+    for key in ("train_mb_size", "mem_mb_size", "eval_mb_size"):
+        batch(key, cfg.get(key))
     choice("device", cfg.get("device"), DEVICES)
     choice("progress", cfg.get("progress"), PROGRESS)
     choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
