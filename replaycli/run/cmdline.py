@@ -160,7 +160,8 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
                               return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None
-            except (ValueError, TypeError) as e:  # `buffer=-1`: an option that is no name (Hydra's TypeError: `model=[1]`)
+            except (ValueError, TypeError) as e:  # `buffer=-1`: an option that is no name; Hydra's TypeError for a
+                # list of numbers given to a group of a user's --config-dir (the shipped groups refuse lists in parse)
                 raise ConfigError(f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
                                   "with an option's name (replay run --help lists them)") from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
