@@ -158,11 +158,10 @@ def results_table(root: Path) -> None:
     from rich.console import Console
 
     from replaycli.outputs import compare
-    from replaycli.outputs.files import OutputError
 
     try:
         d = compare.compare([root])
-    except OutputError:  # no complete job: nothing to group
+    except files.OutputError:  # no complete job: nothing to group
         return
     compare.render(d, Console(width=None if sys.stdout.isatty() else 160))
 
