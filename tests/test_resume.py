@@ -73,7 +73,7 @@ def test_sigkill_mid_experience_then_resume_matches_an_uninterrupted_run(tmp_pat
     assert len(rec.histograms) == len(rec.metrics) == done
     ckpt = torch.load(killed / CHECKPOINT, weights_only=True)  # plain tensors and containers only
     assert ckpt["experiences_done"] == done
-    ids = ckpt["state"]["buffer"]["store"]["ids"]  # the buffer holds ids into the stream
+    ids = ckpt["state"]["buffer"]["store"]["attrs"]["ids"]["value"]  # the buffer holds ids into the stream
     assert ids.dtype == torch.int64 and len(ids) == 40
     assert set(ckpt["rng"]) == {"torch", "generator", "cuda"}  # nothing draws from numpy or Python
     p = run_cli("inspect", str(killed), "--json", cwd=tmp_path)  # what a user sees of the killed run
@@ -215,8 +215,21 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, overrides):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     ckpt = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
     whole = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)
-    for name, state in whole["state"]["model"].items():
-        assert torch.equal(ckpt["state"]["model"][name], state), name
-    assert set(ckpt["state"]["buffer"]["store"]) == set(whole["state"]["buffer"]["store"])
-    for key, value in whole["state"]["buffer"]["store"].items():  # ids, scores and any extras
-        assert torch.equal(ckpt["state"]["buffer"]["store"][key], value), key
+    assert_same_tree(ckpt["state"], whole["state"], "state")  # model, optimizer, method, buffer, selection
+
+
+def assert_same_tree(a, b, where: str) -> None:
+    """Two checkpoint trees hold the same values: tensors equal to the bit, containers alike."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tree(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or a != a and b != b, where  # NaN equals NaN here

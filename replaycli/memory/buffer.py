@@ -146,13 +146,6 @@ class Buffer:
         """Samples per class in the buffer: int64 [n_classes]."""
         return torch.bincount(self.buffer.y.cpu(), minlength=n_classes)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"max_size": self.max_size, "store": self.store.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any], pool: Any) -> None:
-        self.max_size = int(state["max_size"])
-        self.store.load_state_dict(state["store"], pool)
-
     # --- the policy ------------------------------------------------------------------------
     def group_of(self, data: StreamDataset, experience: int) -> torch.Tensor:
         """Group key of each sample of `data` [n]."""

@@ -153,16 +153,3 @@ class Store:
             setattr(self, f, getattr(self, f).to(device))
         self.extras = {k: v.to(device) for k, v in self.extras.items()}
         return self
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Plain tensors (loadable with `torch.load(weights_only=True)`)."""
-        state = {f: getattr(self, f).cpu() for f in FIELDS}
-        state.update({f"extras.{k}": v.cpu() for k, v in self.extras.items()})
-        return state
-
-    def load_state_dict(self, state: dict[str, torch.Tensor], pool: Pool | None) -> None:
-        device = pool.device if pool is not None else None
-        for f in FIELDS:
-            setattr(self, f, state[f].to(device))
-        self.extras = {k[len("extras."):]: v.to(device) for k, v in state.items() if k.startswith("extras.")}
-        self.pool = pool

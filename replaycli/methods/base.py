@@ -123,10 +123,3 @@ class Method:
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Scores [B, C] the evaluation takes the argmax of: the model's logits by default."""
         return self.model(x)
-
-    def state_dict(self) -> dict[str, Any]:
-        """State a checkpoint must keep beyond model, optimizer and buffer."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass

@@ -117,19 +117,3 @@ class BiC(Method):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         return corrected(out, grown(self.newest(), out.shape[1], out.device), self.ab.to(out.device))
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"seen": self.seen.cpu(), "old": self.old.cpu(), "ab": self.ab.cpu(),
-                                 "old_newest": self.old_newest.cpu(), "old_ab": self.old_ab.cpu()}
-        state.update({f"val.{k}": v for k, v in self.val.store.state_dict().items()})
-        if self.old_model is not None:
-            state.update({f"old_model.{k}": v.cpu() for k, v in self.old_model.state_dict().items()})
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("seen", "old", "ab", "old_newest", "old_ab"):
-            setattr(self, name, state[name].clone())
-        pool = self.val.store.pool  # None until the first experience: set again by the next add
-        self.val.store.load_state_dict({k[len("val."):]: v for k, v in state.items() if k.startswith("val.")}, pool)
-        old = {k[len("old_model."):]: v for k, v in state.items() if k.startswith("old_model.")}
-        self.old_model = frozen_copy(self.model, old) if old else None

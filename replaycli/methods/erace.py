@@ -41,9 +41,3 @@ class ERACE(Method):
             mem = masked(self.model(mx), mt, self.mask).masked_fill(~self.seen, float("-inf"))
             loss = loss + F.cross_entropy(mem, my)
         return loss, out
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"seen": self.seen.cpu()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.seen = state["seen"].clone()

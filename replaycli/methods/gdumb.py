@@ -33,10 +33,3 @@ class GDumb(Method):
         self.model.load_state_dict(self.init_state)  # re-initialise: only the buffer is learnt from
         self.optimizer.state.clear()  # e.g. Adam's moments of the previous model
         return data
-
-    def state_dict(self) -> dict[str, Any]:
-        return {f"init.{k}": v.cpu() for k, v in self.init_state.items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        device = next(iter(self.init_state.values())).device if self.init_state else None
-        self.init_state = {k[len("init."):]: v.to(device) for k, v in state.items() if k.startswith("init.")}

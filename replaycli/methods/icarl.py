@@ -94,18 +94,3 @@ class ICaRL(Method):
             return self.model(x)
         d = torch.cdist(normalized_features(self.model, x), self.means).pow(2)
         return (-d).masked_fill(~self.has_mean.to(d.device), float("-inf"))
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"seen": self.seen.cpu(), "old": self.old.cpu(), "has_mean": self.has_mean.cpu()}
-        if self.means is not None:
-            state["means"] = self.means.cpu()
-        if self.old_model is not None:
-            state.update({f"old_model.{k}": v.cpu() for k, v in self.old_model.state_dict().items()})
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        device = next(self.model.parameters()).device
-        self.seen, self.old, self.has_mean = state["seen"].to(device), state["old"].to(device), state["has_mean"].to(device)
-        self.means = state["means"].to(device) if "means" in state else None
-        old = {k[len("old_model."):]: v for k, v in state.items() if k.startswith("old_model.")}
-        self.old_model = frozen_copy(self.model, old) if old else None

@@ -222,10 +222,3 @@ class XDER(Method):
             now = logits_of(self.model, memory.buffer.buffer.subset(old.nonzero().flatten()), 256).to(stored.device)
             stored[old] = transplant(stored[old], now, y[old], present | future, self.gamma)
         store.extras["logits"] = stored
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"exp_of": self.exp_of.clone(), "current": torch.tensor(self.current)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.exp_of, self.current = state["exp_of"].clone(), int(state["current"])
-        self._heads = None

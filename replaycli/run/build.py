@@ -71,6 +71,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     run rebuilds them, then loads its checkpoint over them; `replay resume` checks its targets
     with rules.check_targets first)."""
     from replaycli.methods.base import Memory
+    from replaycli.run.checkpoint import run_state
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
     from replaycli.scenario import task_mask
@@ -97,6 +98,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
         every_batch=cfg.buffer_update == "every_batch", mask=mask,
         metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )
+    run_state(run, generator)  # what a checkpoint cannot keep is refused now, not at the first checkpoint
     return run, generator
 
 

@@ -4,8 +4,9 @@ Written atomically into the run directory after every experience. It holds plain
 dicts, lists and numbers only, so it loads with `torch.load(..., weights_only=True)`:
 - `experiences_done`, `seconds` (training time so far), `resumes`;
 - `config_sha256`: the digest of the run's config.yaml, which resume checks;
-- `state`: the `state_dict()` of every field of the `Run` that has one (model, optimizer,
-  buffer with its ids and extras, and any replay method that keeps state);
+- `state`: the model's and the optimizer's `state_dict()`, and every attribute of the method,
+  the buffer policy (its ids and extras) and the selection strategy, captured by `run/state.py`
+  (so a user's method or policy resumes without writing `state_dict`);
 - `rng`: torch's global RNG, the run's `torch.Generator` and CUDA's RNGs (nothing draws from
   numpy's or Python's);
 - `writer`: the metrics so far (accuracy rows, histograms, per-experience records).
@@ -24,22 +25,49 @@ from typing import Any
 import torch
 
 from replaycli.errors import ConfigError
-from replaycli.memory.buffer import Buffer
 from replaycli.outputs.files import write_atomic
 from replaycli.outputs.rundir import CHECKPOINT, RunWriter
+from replaycli.run import state
 from replaycli.run.loop import Run
 
-FORMAT = 2  # bump when the layout changes; older checkpoints are refused with a clear error
+FORMAT = 3  # bump when the layout changes; older checkpoints are refused with a clear error
 
 
-def stateful(run: Run) -> dict[str, Any]:
-    """The fields of `run` that carry state across experiences: those with a `state_dict()`."""
-    out = {}
-    for f in dataclasses.fields(run):
-        obj = getattr(run, f.name)
-        if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
-            out[f.name] = obj
+def refs(run: Run, generator: torch.Generator) -> state.Refs:
+    """The objects of `run` that the captured ones may share, by name."""
+    pools = {id(e.dataset.pool): e.dataset.pool for stream in streams(run) for e in stream}
+    shared = {"model": run.model, "optimizer": run.optimizer, "generator": generator, "mask": run.mask,
+              "bench": run.bench, "train_pool": run.bench.train_pool, "test_pool": run.bench.test_pool,
+              **{f"pool{i}": p for i, p in enumerate(pools.values())}, "buffer": run.buffer,
+              "selection": selection(run), "memory": run.memory, "method": run.method, "device": run.device}
+    return state.Refs(shared, run.device, run.model)
+
+
+def streams(run: Run) -> list[Any]:
+    return [s for s in (run.bench.train_stream, run.bench.test_stream, run.bench.valid_stream) if s is not None]
+
+
+def selection(run: Run) -> Any:
+    return getattr(run.buffer, "selection_strategy", None)
+
+
+def captured(run: Run) -> dict[str, Any]:
+    """The objects whose every attribute a checkpoint keeps: the method, the buffer policy and its
+    selection strategy (a user's as much as ours)."""
+    return {name: obj for name, obj in (("method", run.method), ("buffer", run.buffer), ("selection", selection(run)))
+            if obj is not None}
+
+
+def run_state(run: Run, generator: torch.Generator) -> dict[str, Any]:
+    """Model and optimizer by their state_dict, the rest attribute by attribute (run/state.py);
+    a ConfigError naming an attribute a checkpoint cannot keep."""
+    shared = refs(run, generator)
+    out = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()}
+    out.update({name: state.capture_attrs(obj, shared, CONFIG_KEY[name]) for name, obj in captured(run).items()})
     return out
+
+
+CONFIG_KEY = {"method": "strategy", "buffer": "buffer", "selection": "selection"}  # how an error names them
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -71,7 +99,7 @@ def capture(run: Run, generator: torch.Generator, writer: RunWriter, seconds: fl
         "experiences_done": len(writer.accuracy),
         "seconds": float(seconds),
         "resumes": int(resumes),
-        "state": {name: obj.state_dict() for name, obj in stateful(run).items()},
+        "state": run_state(run, generator),
         "rng": rng_state(generator),
         "writer": {"accuracy": writer.accuracy, "histograms": writer.histograms, "records": writer.records},
     }
@@ -115,19 +143,19 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
     """Put `run`, `generator` and `writer` back in the state saved in `ckpt` (read from `source`)."""
     done = ckpt["experiences_done"]
     acc = ckpt["writer"]["accuracy"]
-    objs = stateful(run)
+    objs = captured(run)
     rows_fit = all(len(row) == writer.n_test for row in acc)
-    if not 0 <= done <= run.bench.n_experiences or len(acc) != done or not rows_fit or set(ckpt["state"]) != set(objs):
+    if not 0 <= done <= run.bench.n_experiences or len(acc) != done or not rows_fit or set(ckpt["state"]) != {"model", "optimizer", *objs}:
         raise ConfigError(
             f"checkpoint {source} does not match the run's config.yaml "
             f"({done} experiences done of {run.bench.n_experiences}; state of {sorted(ckpt['state'])})"
         )
     try:
+        run.model.load_state_dict(ckpt["state"]["model"])
+        run.optimizer.load_state_dict(ckpt["state"]["optimizer"])
+        shared = refs(run, generator)
         for name, obj in objs.items():
-            if isinstance(obj, Buffer):
-                obj.load_state_dict(ckpt["state"][name], run.bench.train_pool)
-            else:
-                obj.load_state_dict(ckpt["state"][name])
+            state.restore_attrs(obj, ckpt["state"][name], shared, CONFIG_KEY[name])
         writer.accuracy = [list(map(float, row)) for row in acc]
         writer.histograms = [list(map(int, row)) for row in ckpt["writer"]["histograms"]]
         writer.records = list(ckpt["writer"]["records"])
