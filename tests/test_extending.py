@@ -96,8 +96,119 @@ def test_a_selection_strategy_from_the_working_directory_decides_what_the_buffer
     code, _, err = cli("run", "--config-dir", "conf", *QUICK, "selection=smallest", "buffer=reservoir",
                        "buffer.max_size=20", f"hydra.run.dir={out}", capsys=capsys)
     assert code == 0, err
-    kept = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["buffer"]["store"]["ids"]
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["buffer"]["store"]["attrs"]["ids"]["value"]
     from replaycli.benchmarks import SplitDigits
 
     seen = torch.cat([e.dataset.ids for e in SplitDigits(n_experiences=2).train_stream])
     assert sorted(kept.tolist()) == sorted(seen.tolist())[:20]  # the 20 smallest ids of the whole stream
+
+
+STATEFUL = '''
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from replaycli.memory.buffer import Buffer
+from replaycli.methods.base import Method
+
+
+class Distill(Method):
+    """Cross-entropy plus the squared distance of the logits to the previous experience's model."""
+
+    def __init__(self, model, optimizer, mask=None, alpha=1.0):
+        super().__init__(model, optimizer, mask)
+        self.alpha = alpha
+        self.old = None  # the model as it was at the end of the previous experience
+        self.finished = []  # experiences done, a plain list
+
+    def step(self, batch, memory):
+        x, y, t = batch.x, batch.y, batch.t
+        if memory is not None:
+            mx, my, mt, _ = memory.sample()
+            x, y, t = torch.cat([x, mx]), torch.cat([y, my]), torch.cat([t, mt])
+        out = self.model(x)
+        loss = self.ce(out, y, t)
+        if self.old is not None:
+            with torch.no_grad():
+                target = self.old(x)
+            loss = loss + self.alpha * F.mse_loss(out, target)
+        return loss, out[:len(batch.x)]
+
+    def end_experience(self, experience, memory):
+        self.old = copy.deepcopy(self.model)
+        self.finished.append(experience)
+
+
+class FIFO(Buffer):
+    """Keeps the samples that arrived last: each new sample's score is its arrival number."""
+
+    def __init__(self, max_size, selection_strategy=None, generator=None):
+        super().__init__(max_size, selection_strategy=selection_strategy, generator=generator)
+        self.arrived = 0
+
+    def new_scores(self, data):
+        scores = torch.arange(self.arrived, self.arrived + len(data), dtype=torch.float32)
+        self.arrived += len(data)
+        return scores
+'''
+
+
+def write_stateful(tmp_path: Path) -> str:
+    """The issue's toy method and toy policy, each one class and one YAML as README "Extending" says."""
+    module = f"user_stateful_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(STATEFUL)
+    for group, name, body in (("strategy", "distill", "Distill\n_partial_: true\nalpha: 1.0\n"),
+                              ("buffer", "fifo", "FIFO\n_partial_: true\nmax_size: 60\n")):
+        (tmp_path / "conf" / group).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "conf" / group / f"{name}.yaml").write_text(f"_target_: {module}.{body}")
+    return module
+
+
+def test_a_users_stateful_method_and_policy_resume_to_the_same_numbers(tmp_path, capsys, monkeypatch):
+    """Neither class writes state_dict: the checkpoint keeps their attributes (the previous model,
+    a list, a counter), and an interrupted run resumes to the uninterrupted run's files, byte for
+    byte. Without that state the resumed run differs (checked by dropping it from the checkpoint)."""
+    import torch
+    from conftest import stopping_at
+
+    from replaycli.run.runner import resume_run
+
+    module = write_stateful(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ["--config-dir", "conf", *QUICK, "benchmark.n_experiences=5", "strategy=distill", "buffer=fifo"]
+
+    def run(name: str) -> Path:
+        code, _, err = cli("run", *args, f"hydra.run.dir={tmp_path / name}", capsys=capsys)
+        assert code == 0, err
+        return tmp_path / name
+
+    whole = run("whole")
+    trusted = (f"{module}.Distill", f"{module}.FIFO")
+    for name in ("cut", "forgetful"):
+        with stopping_at(2):  # Ctrl-C at the start of the third experience
+            code, _, err = cli("run", *args, f"hydra.run.dir={tmp_path / name}", capsys=capsys)
+        assert code != 0 and read_run(tmp_path / name).resumable, err
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    method, buffer = ckpt["state"]["method"], ckpt["state"]["buffer"]
+    assert method["old"]["__state__"] == "module" and method["finished"]["items"] == [0, 1]
+    assert buffer["arrived"] == sum(len(e.dataset) for e in read_stream(5)[:2])  # every sample of both, once
+
+    assert resume_run(tmp_path / "cut", trusted) == 0
+    for table in ("accuracy.csv", "buffer_histogram.csv"):
+        assert (tmp_path / "cut" / table).read_bytes() == (whole / table).read_bytes(), table
+
+    # the negative control: the same resume without the method's previous model and the policy's counter
+    forgetful = tmp_path / "forgetful"
+    ckpt = torch.load(forgetful / "checkpoint.pt", weights_only=True)
+    ckpt["state"]["method"]["old"], ckpt["state"]["buffer"]["arrived"] = None, 0
+    torch.save(ckpt, forgetful / "checkpoint.pt")
+    assert resume_run(forgetful, trusted) == 0
+    assert (forgetful / "accuracy.csv").read_bytes() != (whole / "accuracy.csv").read_bytes()
+    assert (forgetful / "buffer_histogram.csv").read_bytes() != (whole / "buffer_histogram.csv").read_bytes()
+
+
+def read_stream(n: int) -> list:
+    from replaycli.benchmarks import SplitDigits
+
+    return list(SplitDigits(n_experiences=n).train_stream)

@@ -88,7 +88,7 @@ class Buffer:
                     f"group {int(bad[0])} is outside the {self.total_num_groups} fixed groups "
                     f"(total_num_groups={self.total_num_groups}); raise it or use adaptive_size"
                 )
-        self.store.append(data, experience, groups, self._new_scores(data), extras)
+        self.store.append(data, experience, groups, self.new_scores(data), extras)
         self._select(touched=groups)
 
     def update(self, strategy: Any, **kwargs: Any) -> None:
@@ -165,7 +165,8 @@ class Buffer:
         keys, _ = self.store.group_keys()
         return [shares[k] for k in keys.tolist()]
 
-    def _new_scores(self, data: StreamDataset) -> torch.Tensor:
+    def new_scores(self, data: StreamDataset) -> torch.Tensor:
+        """A score per sample of `data` [n], on its arrival: within a group, the higher are kept first."""
         sel = self.selection_strategy
         if sel is None:  # a reservoir: one random key per sample
             return torch.rand(len(data), generator=self.generator).to(data.ids.device)
