@@ -222,12 +222,15 @@ def test_bad_arguments_are_config_errors():
         ReservoirSamplingBuffer(3).resize(None, -3)
 
 
-def test_state_dict_round_trip():
+def test_a_checkpoint_round_trip_keeps_the_buffer():
+    from replaycli.run.state import Refs, round_trip
+
     pool = encode_pool([i % 3 for i in range(30)])
     buf = ClassBalancedBuffer(7, generator=torch.Generator().manual_seed(0))
     buf.update_from_dataset(StreamDataset(pool, torch.arange(30), torch.ones(30, dtype=torch.int64)))
     other = ClassBalancedBuffer(1)
-    other.load_state_dict(buf.state_dict(), pool)
+    round_trip(buf, other, Refs({"pool": pool}, torch.device("cpu")))
+    assert other.store.pool is pool and other.generator.get_state().equal(buf.generator.get_state())
     assert other.max_size == 7 and torch.equal(other.buffer.ids, buf.buffer.ids)
     assert torch.equal(other.buffer.tasks, buf.buffer.tasks) and groups(other) == groups(buf)
 

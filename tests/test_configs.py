@@ -106,6 +106,8 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
     if group != "experiment":
         assert cfg.hydra.runtime.choices[group] == option
         declared = OmegaConf.load(path)
+        if group in declared and "_target_" not in declared:  # `# @package _global_`: the option's keys under its group
+            declared = declared[group]
         if not OmegaConf.is_missing(declared, "_target_"):  # benchmark=custom: the command names it
             assert cfg[group].get("_target_") == declared._target_
     del cfg.hydra

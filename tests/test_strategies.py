@@ -67,7 +67,9 @@ def test_stored_logits_are_the_models_output_at_insertion_and_never_change(metho
     assert set(run.buffer.store.exps.tolist()) >= {0, 1, 2}
 
 
-def test_stored_logits_follow_their_samples_through_resize_and_state_dict():
+def test_stored_logits_follow_their_samples_through_resize_and_a_checkpoint():
+    from replaycli.run.state import Refs, round_trip
+
     run = build(["strategy=der", "buffer=class_balanced"])
     for exp in run.bench.train_stream[:2]:
         run_experience(run, exp, no_step)
@@ -78,7 +80,7 @@ def test_stored_logits_follow_their_samples_through_resize_and_state_dict():
     for i, row in after.items():
         assert torch.equal(row, before[i])
     twin = build(["strategy=der", "buffer=class_balanced"]).buffer
-    twin.load_state_dict(run.buffer.state_dict(), run.bench.train_pool)
+    round_trip(run.buffer, twin, Refs({"pool": run.bench.train_pool}, torch.device("cpu")))
     assert torch.equal(twin.store.ids, run.buffer.store.ids)
     assert torch.equal(twin.store.extras["logits"], run.buffer.store.extras["logits"])
 

@@ -37,7 +37,7 @@ CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)  # code
 class Refs:
     """The run's shared objects by name: `name(obj)` when `obj` is one of them, `get(name)`."""
 
-    def __init__(self, objects: dict[str, Any], device: torch.device, model: torch.nn.Module):
+    def __init__(self, objects: dict[str, Any], device: torch.device, model: torch.nn.Module | None = None):
         self.objects = {k: v for k, v in objects.items() if v is not None}
         self.names = {id(v): k for k, v in self.objects.items()}
         self.device = device
@@ -86,7 +86,7 @@ def capture(obj: Any, refs: Refs, where: str) -> Any:
         return {KIND: "dtype", "name": str(obj).removeprefix("torch.")}
     if isinstance(obj, (type, *CODE)):
         return {KIND: "code", "name": qualname(obj)}
-    if hasattr(obj, "__dict__") and not hasattr(obj, "__slots__"):
+    if hasattr(obj, "__dict__") and not slots(type(obj)):
         attrs = vars(obj)
         return {KIND: "object", "type": qualname(type(obj)),
                 "attrs": {k: capture(v, refs, f"{where}.{k}") for k, v in attrs.items()}}
@@ -164,7 +164,8 @@ def restore_module(tree: dict[str, Any], current: Any, refs: Refs, where: str) -
     state = tree["state"]
     if isinstance(current, torch.nn.Module) and qualname(type(current)) == tree["type"]:
         module = current
-    elif qualname(type(refs.model)) == tree["type"] and state.keys() == refs.model.state_dict().keys():
+    elif refs.model is not None and qualname(type(refs.model)) == tree["type"] \
+            and state.keys() == refs.model.state_dict().keys():
         module = copy.deepcopy(refs.model)
     else:
         raise ValueError(f"{where}: a {tree['type']} made after the run was built, and not a copy of its model; "
@@ -174,6 +175,16 @@ def restore_module(tree: dict[str, Any], current: Any, refs: Refs, where: str) -
     for p, grad in zip(module.parameters(), tree["grad"], strict=True):
         p.requires_grad_(bool(grad))
     return module
+
+
+def round_trip(obj: Any, into: Any, refs: Refs) -> None:
+    """Put the state of `obj` into `into` through a checkpoint's bytes (what resume does)."""
+    import io
+
+    saved = io.BytesIO()
+    torch.save(capture_attrs(obj, refs, type(obj).__name__), saved)
+    saved.seek(0)
+    restore_attrs(into, torch.load(saved, weights_only=True), refs, type(obj).__name__)
 
 
 def capture_attrs(obj: Any, refs: Refs, where: str) -> dict[str, Any]:
@@ -186,6 +197,12 @@ def restore_attrs(obj: Any, state: dict[str, Any], refs: Refs, where: str) -> No
     attrs = vars(obj)
     for k, v in state.items():
         attrs[k] = restore(v, attrs.get(k), refs, f"{where}.{k}")
+
+
+def slots(cls: type) -> list[str]:
+    """The slot attributes of `cls` (kept outside `__dict__`: not captured, so refused)."""
+    names = [getattr(c, "__slots__", ()) for c in cls.__mro__]
+    return [n for group in names for n in ([group] if isinstance(group, str) else group) if not n.startswith("__")]
 
 
 def qualname(obj: Any) -> str:
