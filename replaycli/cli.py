@@ -17,6 +17,7 @@ verbs:
   compare PATH... [--by KEY]      runs grouped by config keys: mean, std and n over seeds
   plot PATH [--by KEY]            PNG figures of a run, a sweep or an outputs directory, written into each
   resume RUN_DIR [--trust T]      go on with a stopped run after its last finished experience
+  check [overrides]               does this run resume to the same numbers? (a new method, buffer, ...)
 
 examples:
   replay run
@@ -93,6 +94,12 @@ def resume(args: list[str]) -> int:
     return resume_run(dirs[0], tuple(trusted))
 
 
+def check(args: list[str]) -> int:
+    from replaycli.run.selfcheck import main as check_main
+
+    return check_main(args)
+
+
 def inspect(args: list[str]) -> int:
     from replaycli.outputs.inspect import main as inspect_main
 
@@ -111,7 +118,7 @@ def plot(args: list[str]) -> int:
     return plot_main(args)
 
 
-VERBS = {"run": run, "resume": resume, "inspect": inspect, "compare": compare, "plot": plot}
+VERBS = {"run": run, "resume": resume, "check": check, "inspect": inspect, "compare": compare, "plot": plot}
 
 
 def complete(argv: list[str]) -> int:
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"error: unknown verb {verb!r}; allowed: {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    if verb in ("run", "resume") and threading.current_thread() is threading.main_thread():
+    if verb in ("run", "resume", "check") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupted)
     try:
         return VERBS[verb](argv[1:])

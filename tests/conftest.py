@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,29 @@ DEVICE = os.environ.get("REPLAY_TEST_DEVICE", "cpu")
 
 def on_device(args) -> list[str]:
     return [f"device={DEVICE}" if a == "device=cpu" else a for a in args]
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def options(group: str) -> list[str]:
+    """The options replaycli ships for config group `group` (configs/GROUP/*.yaml)."""
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def header_command(path: Path) -> str:
+    """The first line after Hydra's `# @package` header, which must name the command."""
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return next(ln for ln in lines if not re.match(r"^\s*#\s*@", ln))
+
+
+def header_overrides(path: Path) -> list[str]:
+    """The overrides of the `replay run ...` command heading `path` (flags such as -m dropped); a
+    note may follow the command after two spaces or a parenthesis."""
+    command = re.split(r"\s{2,}|\s\(", header_command(path).lstrip("#").strip())[0]
+    words = shlex.split(command)
+    assert words[:2] == ["replay", "run"], f"{path}: first line {header_command(path)!r}"
+    return [w for w in words[2:] if not w.startswith("-")]
 
 
 def compose_cfg(overrides: list[str] | tuple[str, ...] = (), hydra: bool = False):

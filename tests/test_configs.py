@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_cfg
+from conftest import CONFIGS, compose_cfg, header_command, header_overrides
 from omegaconf import OmegaConf
 from rawfiles import (
     write_cifar10, write_cifar100, write_core50, write_image_folder, write_mnist, write_npz, write_svhn, write_tinyimagenet,
@@ -20,26 +20,10 @@ from replaycli.methods.base import Batch
 from replaycli.run.build import build, logger
 from replaycli.run.loop import update_memory
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 YAMLS = sorted(CONFIGS.rglob("*.yaml"))
 KEY = re.compile(r"^\s*(?:-\s+)?(?:override\s+)?[\w/@.+-]+\s*:(\s|$)")  # `key:`, `- [override] key:` (defaults)
-
-
-def header_command(path: Path) -> str:
-    """The first line after Hydra's `# @package` header, which must name the command."""
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    return next(ln for ln in lines if not re.match(r"^\s*#\s*@", ln))
-
-
-def header_overrides(path: Path) -> list[str]:
-    """The overrides of the `replay run ...` command heading `path` (flags such as -m dropped); a
-    note may follow the command after two spaces or a parenthesis."""
-    command = re.split(r"\s{2,}|\s\(", header_command(path).lstrip("#").strip())[0]
-    words = shlex.split(command)
-    assert words[:2] == ["replay", "run"], f"{path}: first line {header_command(path)!r}"
-    return [w for w in words[2:] if not w.startswith("-")]
 
 
 @pytest.fixture(scope="module")

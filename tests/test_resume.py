@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg, replay, replay_command, run_cli, stopping_at
+from conftest import CONFIGS, compose_cfg, header_overrides, options, replay, replay_command, run_cli
 import torch
 
 from replaycli.cli import main
@@ -168,68 +168,67 @@ def test_resume_of_something_that_is_not_a_run(tmp_path, capsys, target, message
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
-# --- in process: every replay method and every consumer of randomness resumes exactly ---------
-METHODS = [
-    [],  # plain replay, parametric buffer
+# --- in process: every option and every consumer of randomness resumes exactly ------------------
+# Every option of the groups that keep state across experiences, run with the command its YAML
+# begins with: a new YAML is covered the moment it exists. Then the keys that are no option.
+STATEFUL_GROUPS = ("strategy", "buffer", "selection", "loader")
+OPTIONS = [header_overrides(CONFIGS / g / f"{o}.yaml") for g in STATEFUL_GROUPS for o in options(g)]
+KEYS = [
     ["model.drop_rate=0.5"],  # dropout draws from torch's global RNG
-    ["strategy=der", "buffer_update=every_batch", "buffer=reservoir"],  # logits as buffer extras
-    ["strategy=derpp"],
-    ["strategy=gdumb"],
     ["selection=herding", "groupby=class", "loader=group_balanced"],
-    ["strategy=er_ace", "buffer=reservoir", "buffer_update=every_batch"], ["strategy=agem"],  # the seen-class mask in the checkpoint; A-GEM's projection
-    ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
-    ["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0"],
-    ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],  # candidates drawn from the run's generator
-    ["strategy=icarl"], ["strategy=bic", "strategy.bias_steps=50"],  # the previous model, class means; BiC's correction
-    # and validation memory (50 Adam steps of its correction, not 500: what is checked is that they resume)
+    ["strategy=bic", "strategy.bias_steps=50"],  # BiC's correction with 50 Adam steps, not 500: what is checked is that
+    # it resumes
     ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],  # stored logits rewritten, SupCon views drawn
-    ["strategy=rar", "buffer=reservoir", "buffer_update=every_batch"],  # repeated updates, augmentation from the generator
-    ["buffer=gss", "buffer_update=every_batch", "buffer.chunk=32"],  # GSS's scores as extras, its draws from the run's
-    # generator (chunks of 32, not 10: fewer per-sample gradients, the same draws to resume)
+    ["strategy=der", "buffer_update=every_batch", "buffer=reservoir"],  # logits from each step, as buffer extras
     # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL
     ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
 ]
+SMALL = ["epochs=1", "seed=5", "train_mb_size=64", "model.hidden_size=32",
+         "buffer.chunk=32"]  # GSS: chunks of 32, not 10 (fewer per-sample gradients, the same draws to resume)
 
 
-
-@pytest.mark.parametrize("overrides", METHODS, ids=lambda o: " ".join(o) or "replay")
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, overrides):
-    from replaycli.run.runner import execute, resume_run
-
+@pytest.mark.parametrize("overrides", OPTIONS + KEYS, ids=" ".join)
+def test_interrupted_then_resumed_equals_uninterrupted(overrides, capsys):
+    """`replay check`: whole, and stopped at the middle experience then resumed, the same tables
+    byte for byte and the same checkpoint (model, optimizer, method, buffer, selection)."""
     if "strategy=gem" in overrides:
         pytest.importorskip("quadprog")  # the gem extra
-
-    small = ["epochs=1", "seed=5", "buffer.max_size=30", "progress=none", "train_mb_size=64", "model.hidden_size=32"]
-    cfg = compose_cfg([*small, *overrides])
-    execute(cfg, tmp_path / "whole")
-
-    with stopping_at(2), pytest.raises(KeyboardInterrupt):  # Ctrl-C at the start of the third experience
-        execute(cfg, tmp_path / "cut")
-    cut = read_run(tmp_path / "cut")
-    assert cut.status == "interrupted" and len(cut.accuracy) == 2 and cut.resumable
-
-    assert resume_run(tmp_path / "cut") == 0
-    tables = sorted(p.name for p in (tmp_path / "whole").glob("*.csv"))
-    assert {ACCURACY, HISTOGRAM} <= set(tables)
-    for name in tables:  # with the data options: val_accuracy.csv, task_il_accuracy.csv too
-        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
-    ckpt = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
-    whole = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)
-    assert_same_tree(ckpt["state"], whole["state"], "state")  # model, optimizer, method, buffer, selection
+    small = [a for a in SMALL if not a.startswith("buffer.chunk") or "buffer=gss" in overrides]
+    code = main(["check", *small, *overrides])
+    out = capsys.readouterr().out
+    assert code == 0 and "resume: identical to the uninterrupted run" in out, out
+    assert "compared accuracy.csv, buffer_histogram.csv" in out and "checkpoint.pt" in out
 
 
-def assert_same_tree(a, b, where: str) -> None:
-    """Two checkpoint trees hold the same values: tensors equal to the bit, containers alike."""
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for k in a:
-            assert_same_tree(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tree(x, y, f"{where}[{i}]")
-    else:
-        assert a == b or a != a and b != b, where  # NaN equals NaN here
+BROKEN = '''
+from replaycli.methods.base import Method
+
+
+class Drifting(Method):
+    """Keeps its state where no checkpoint looks: on the class, shared by every instance."""
+
+    steps = 0
+
+    def step(self, batch, memory):
+        type(self).steps += 1
+        out = self.model(batch.x)
+        return self.ce(out, batch.y, batch.t) * (1.0 if type(self).steps % 7 else 0.0), out
+'''
+
+
+def test_check_finds_a_method_that_does_not_resume(tmp_path, capsys, monkeypatch):
+    """The negative control of `replay check`: state outside the object differs after a resume."""
+    module = f"user_broken_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(BROKEN)
+    (tmp_path / "conf" / "strategy").mkdir(parents=True)
+    (tmp_path / "conf" / "strategy" / "drifting.yaml").write_text(f"_target_: {module}.Drifting\n_partial_: true\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["check", "--config-dir", "conf", "strategy=drifting", *SMALL[:-1]])
+    out = capsys.readouterr().out
+    assert code == 1 and "accuracy.csv: differs" in out and "difference(s) from the uninterrupted run" in out, out
+
+
+def test_check_refuses_a_stream_of_one_experience(capsys):
+    code = main(["check", "benchmark.n_experiences=1", "epochs=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: the stream has 1 experience; allowed: at least 2" in err, err

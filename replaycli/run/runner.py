@@ -27,14 +27,20 @@ from replaycli.run.progress import Reporter
 OBJECTIVE = "final_val_accuracy"  # what hydra/sweeper=optuna maximises: never a number of the test stream
 
 
+class Stopped(KeyboardInterrupt):
+    """A run stopped on purpose before an experience (`execute(stop_before=...)`), recorded as a
+    Ctrl-C is: interrupted, resumable."""
+
+
 def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None, job: int | None = None,
-            objective: str | None = None) -> dict[str, Any]:
+            objective: str | None = None, stop_before: int | None = None) -> dict[str, Any]:
     """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
 
     `resume` (a checkpoint read from `out_dir` by `checkpoint.load`) goes on after its last
     finished experience. Everything is checked and built before anything is written, so a
     refused run leaves `out_dir` as it was. `job`: this run is job `job` of a sweep (its lines
     are labelled; with progress=auto or none it prints none: the sweep prints one line per job).
+    `stop_before`: raise `Stopped` at the start of that experience (`replay check`).
     """
     from replaycli.run import checkpoint
     from replaycli.run.build import build
@@ -51,7 +57,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     saved = done  # the experiences the checkpoint on disk holds
     try:
         with report:
-            for exp in list(run.bench.train_stream)[done:]:
+            for exp in list(run.bench.train_stream)[done:stop_before]:
                 report.start_experience(exp.current_experience, len(exp.dataset), len(run.buffer or []))
                 record = run_experience(run, exp, report.step)  # train, update the memory, evaluate
                 writer.add_experience(record["accuracy"], record["histogram"], record)
@@ -62,6 +68,8 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
                 writer.write_tables()
                 log.experience_done(record)
                 report.experience_done(record)
+        if stop_before is not None and stop_before < run.bench.n_experiences:
+            raise Stopped
     except BaseException as e:  # killed by an error or Ctrl-C: the finished experiences stay
         stopped(e, cfg, writer, saved)
         raise

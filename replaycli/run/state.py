@@ -199,6 +199,25 @@ def restore_attrs(obj: Any, state: dict[str, Any], refs: Refs, where: str) -> No
         attrs[k] = restore(v, attrs.get(k), refs, f"{where}.{k}")
 
 
+def first_difference(a: Any, b: Any, where: str) -> str | None:
+    """Where two checkpoint trees first differ (tensors to the bit, NaN equal to NaN), or None."""
+    if type(a) is not type(b):
+        return where
+    if isinstance(a, torch.Tensor):
+        same = a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+        return None if same else where
+    if isinstance(a, dict):
+        if list(a) != list(b):
+            return where
+        return next((d for k in a if (d := first_difference(a[k], b[k], f"{where}.{k}"))), None)
+    if isinstance(a, (list, tuple)):
+        if len(a) != len(b):
+            return where
+        return next((d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                     if (d := first_difference(x, y, f"{where}[{i}]"))), None)
+    return None if a == b or a != a and b != b else where
+
+
 def slots(cls: type) -> list[str]:
     """The slot attributes of `cls` (kept outside `__dict__`: not captured, so refused)."""
     names = [getattr(c, "__slots__", ()) for c in cls.__mro__]
