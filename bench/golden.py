@@ -66,9 +66,27 @@ METHODS = [  # the methods added after the first golden record, each under the p
 ]
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GENERATED = ("strategy", "buffer", "selection", "loader", "optimizer")  # every option, as its YAML's command
+
+
+def header(group: str, option: str) -> list[str]:
+    """The overrides of the `replay run ...` command an option's YAML begins with (after any
+    `# @package` line; a note may follow after two spaces or a parenthesis)."""
+    import re
+    import shlex
+
+    lines = [ln for ln in (CONFIGS / group / f"{option}.yaml").read_text().splitlines() if ln.strip()]
+    first = next(ln for ln in lines if not re.match(r"^\s*#\s*@", ln)).lstrip("#").strip()
+    return [w for w in shlex.split(re.split(r"\s{2,}|\s\(", first)[0])[2:] if not w.startswith("-")]
+
+
 def cases() -> list[list[str]]:
-    runs = [s + b + p for s, b, p in product(STRATEGIES, BUFFERS, PROTOCOLS)]
-    return runs + EXTRA + METHODS
+    """The hand-made matrix, then every shipped option of GENERATED that it does not hold already:
+    a new YAML gets a golden the moment it exists (`check` lists the ones not recorded yet)."""
+    runs = [s + b + p for s, b, p in product(STRATEGIES, BUFFERS, PROTOCOLS)] + EXTRA + METHODS
+    made = [header(g, p.stem) for g in GENERATED for p in sorted((CONFIGS / g).glob("*.yaml"))]
+    return runs + [c for c in made if c not in runs]
 
 
 TIMES = ("seconds", "peak_rss_mb", "gpu_peak_memory_mb", "disk_bytes", "versions", "timing", "resources")
@@ -135,6 +153,9 @@ def main(argv: list[str]) -> int:
         return 0
     golden = json.loads(Path(path).read_text())
     bad = [k for k in golden if golden[k] != results.get(k)]
+    new = [k for k in results if k not in golden]
+    if new:
+        print(f"not recorded yet ({len(new)}; record them from the unchanged tree): {'; '.join(new)}")
     for k in bad:
         now = results.get(k) or {}
         files = [f for f in set(golden[k].get("files", {})) | set(now.get("files", {}))
