@@ -8,6 +8,7 @@ README shows), on the CPU so that the numbers reproduce bit for bit; every job's
 is read back from its summary.json. Prints a Markdown table; exits 1 when replay is not at least
 --target points above no buffer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ def sweep(overrides: list[str], seeds: list[int], out: Path) -> list[RunRecord]:
     """One sweep over `seeds`; its jobs read back, in job order."""
     seeds_arg = "seed=" + ",".join(map(str, seeds))
     cmd = [*replay_command(), "run", "-m", *overrides, *COMMON, seeds_arg, f"hydra.sweep.dir={out}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr.strip()}")
     return [read_run(out / str(i)) for i in range(len(seeds))]
@@ -68,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.1f}"
 
     model, optimizer = (cfg[g]["_target_"].rsplit(".", 1)[-1] for g in ("model", "optimizer"))
-    print(f"split_digits, {cfg['benchmark']['n_experiences']} experiences, class-incremental; seeds {args.seeds}; "
-          f"{model}, {optimizer} lr {cfg['optimizer']['lr']}, {cfg['epochs']} epochs, batches of "
-          f"{cfg['train_mb_size']}; {runs[0].summary['device']}; {time.perf_counter() - start:.0f} s\n")
+    print(
+        f"split_digits, {cfg['benchmark']['n_experiences']} experiences, class-incremental; seeds {args.seeds}; "
+        f"{model}, {optimizer} lr {cfg['optimizer']['lr']}, {cfg['epochs']} epochs, batches of "
+        f"{cfg['train_mb_size']}; {runs[0].summary['device']}; {time.perf_counter() - start:.0f} s\n"
+    )
     print("| setting | final accuracy (%) | forgetting (%) | per seed |")
     print("|---|---|---|---|")
     for label in SETTINGS:

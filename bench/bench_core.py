@@ -13,6 +13,7 @@
 subset in /work/shared/data/mnist-5k, repeated up to 60,000 images; without it, random uint8
 28x28 digits of the same shape are used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from replaycli.buffers import ParametricBuffer
 from replaycli.data.dataset import StreamDataset
-from replaycli.loaders import ReplayDataLoader
 from replaycli.data.pool import Pool
+from replaycli.loaders import ReplayDataLoader
 from replaycli.sources import load_source
 
 N, MEAN, STD = 60_000, 0.1307, 0.3081
@@ -68,7 +69,7 @@ class _Strategy:
 def epoch_seconds(loader, expect_samples: int) -> float:
     t0 = time.perf_counter()
     seen = 0
-    for x, y, *_ in loader:
+    for _x, y, *_ in loader:
         seen += len(y)
     elapsed = time.perf_counter() - t0
     assert seen == expect_samples, (seen, expect_samples)
@@ -90,12 +91,15 @@ def main() -> None:
     print(f"data: {origin}; {len(exp)} samples; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     update_s, buf = time_buffer_updates(exp, args.updates, args.seed)
-    print(f"ParametricBuffer(500, groupby='class') update of {len(exp)}: {update_s * 1e3:.1f} ms "
-          f"(median of {args.updates}; target < 50 ms: {'met' if update_s < 0.05 else 'MISSED'})")
+    print(
+        f"ParametricBuffer(500, groupby='class') update of {len(exp)}: {update_s * 1e3:.1f} ms "
+        f"(median of {args.updates}; target < 50 ms: {'met' if update_s < 0.05 else 'MISSED'})"
+    )
 
     g = torch.Generator().manual_seed(args.seed)
-    replay = ReplayDataLoader(exp, buf.buffer, oversample_small_tasks=True, batch_size=100,
-                              batch_size_mem=100, shuffle=True, generator=g)
+    replay = ReplayDataLoader(
+        exp, buf.buffer, oversample_small_tasks=True, batch_size=100, batch_size_mem=100, shuffle=True, generator=g
+    )
     replay_s = statistics.median(epoch_seconds(replay, 2 * len(exp)) for _ in range(args.epochs))
 
     x, y, _ = exp.batch(torch.arange(len(exp)))  # normalised float32 [N, 1, 28, 28], as a user would hold it
@@ -106,8 +110,10 @@ def main() -> None:
     ratio = replay_rate / base_rate
     print(f"ReplayDataLoader 100 + 100, one epoch: {replay_s:.3f} s, {replay_rate:,.0f} samples/s")
     print(f"DataLoader(TensorDataset) batch 200:   {base_s:.3f} s, {base_rate:,.0f} samples/s")
-    print(f"ratio: {ratio:.1f}x (median of {args.epochs} epochs each; target >= 20x: "
-          f"{'met' if ratio >= 20 else 'MISSED'})")
+    print(
+        f"ratio: {ratio:.1f}x (median of {args.epochs} epochs each; target >= 20x: "
+        f"{'met' if ratio >= 20 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":

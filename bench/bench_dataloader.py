@@ -12,6 +12,7 @@ what Avalanche-style code does: torchvision's `MNIST` reader on the same idx fil
 for the memory, collated on the CPU and moved with `.to(device)` every step. Steps are timed
 after warm-up steps, the device synced; sides alternate; the ratio is the median over pairs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,9 @@ def replaycli_batches(root: Path, device: torch.device):
     data = bench.train_stream[1].dataset.train()
     g = torch.Generator().manual_seed(0)
     while True:
-        loader = ReplayDataLoader(data, buffer.buffer, True, batch_size=32, batch_size_mem=32, shuffle=True, generator=g)
+        loader = ReplayDataLoader(
+            data, buffer.buffer, True, batch_size=32, batch_size_mem=32, shuffle=True, generator=g
+        )
         for x, y, _t in loader:
             yield x, y
 
@@ -93,7 +96,7 @@ def torchvision_batches(root: Path, device: torch.device, workers: int):
         while True:
             yield from DataLoader(ds, batch_size=32, shuffle=True, num_workers=workers)
 
-    for (x, yc), (mx, my) in zip(cycle(current), cycle(memory)):
+    for (x, yc), (mx, my) in zip(cycle(current), cycle(memory), strict=False):
         yield torch.cat([x, mx]).to(device), torch.cat([yc, my]).to(device)
 
 
@@ -109,8 +112,10 @@ def main() -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_dataloader: --device cuda but CUDA is not available here")
-    lines = ["| model | replaycli (ms/step) | torchvision per-sample (ms/step) | ratio (median of pairs) | target |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        "| model | replaycli (ms/step) | torchvision per-sample (ms/step) | ratio (median of pairs) | target |",
+        "|---|---:|---:|---:|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         origin = datafiles.write_mnist_root(root, train_repeat=2)
@@ -118,16 +123,27 @@ def main() -> int:
             ours, theirs = [], []
             for _ in range(args.reps):  # alternate the sides: a shared machine drifts
                 ours.append(timed(replaycli_batches(root, device), make_model(kind, device), device, args.steps, 20))
-                theirs.append(timed(torchvision_batches(root, device, args.workers), make_model(kind, device),
-                                    device, args.steps, 20))
-            ratio = statistics.median(t / o for o, t in zip(ours, theirs))
-            lines.append(f"| {kind} | {1e3 * statistics.median(ours):.3f} | {1e3 * statistics.median(theirs):.3f} "
-                         f"| {ratio:.1f}x | >= 20x |")
+                theirs.append(
+                    timed(
+                        torchvision_batches(root, device, args.workers),
+                        make_model(kind, device),
+                        device,
+                        args.steps,
+                        20,
+                    )
+                )
+            ratio = statistics.median(t / o for o, t in zip(ours, theirs, strict=True))
+            lines.append(
+                f"| {kind} | {1e3 * statistics.median(ours):.3f} | {1e3 * statistics.median(theirs):.3f} "
+                f"| {ratio:.1f}x | >= 20x |"
+            )
             print(lines[-1], flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    text = (f"Per-step training time, replay batches of 32 + 32 on {origin} (28x28), {name}, torch "
-            f"{torch.__version__}, {args.steps} steps x {args.reps} alternating repetitions, baseline "
-            f"num_workers={args.workers}:\n\n" + "\n".join(lines) + "\n")
+    text = (
+        f"Per-step training time, replay batches of 32 + 32 on {origin} (28x28), {name}, torch "
+        f"{torch.__version__}, {args.steps} steps x {args.reps} alternating repetitions, baseline "
+        f"num_workers={args.workers}:\n\n" + "\n".join(lines) + "\n"
+    )
     print(text)
     if args.out:
         Path(args.out).write_text(text)

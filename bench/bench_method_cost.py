@@ -8,6 +8,7 @@ here `time.process_time` around the whole run, minus its evaluation, on one torc
 by its steps; the methods run in turn, `--reps` rounds; the ratio to replay is the median over
 rounds of (method / replay in the same round).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mnist-root", default="/work/shared/data/mnist-5k")
     p.add_argument("--reps", type=int, default=3)
     a = p.parse_args(argv)
-    common = ["benchmark=split_mnist", f"data_root={a.mnist_root}", "download=false", "buffer=reservoir",
-              "buffer.max_size=200", "optimizer=sgd", "optimizer.momentum=0.0", "optimizer.lr=0.03", "epochs=1",
-              "progress=none", "device=cpu", "threads=1", "metrics=[timing]"]
+    common = [
+        "benchmark=split_mnist",
+        f"data_root={a.mnist_root}",
+        "download=false",
+        "buffer=reservoir",
+        "buffer.max_size=200",
+        "optimizer=sgd",
+        "optimizer.momentum=0.0",
+        "optimizer.lr=0.03",
+        "epochs=1",
+        "progress=none",
+        "device=cpu",
+        "threads=1",
+        "metrics=[timing]",
+    ]
     per_step: dict[str, list[float]] = {m: [] for m in METHODS}
     for _ in range(a.reps):
         for label, extra in METHODS.items():
@@ -71,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             per_step[label].append(1000 * seconds / steps)
     print("| method | ms per step (median) | / replay (median of rounds) |\n|---|---:|---:|")
     for label, values in per_step.items():
-        ratio = statistics.median(v / r for v, r in zip(values, per_step["replay"]))
+        ratio = statistics.median(v / r for v, r in zip(values, per_step["replay"], strict=True))
         print(f"| {label} | {statistics.median(values):.2f} | {ratio:.2f}x |")
     return 0
 

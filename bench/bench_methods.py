@@ -1,7 +1,7 @@
 """Replay methods side by side: final accuracy (class-IL / task-IL, mean +- std over seeds) of no
 buffer, replay, weighted replay, GDumb, DER, DER++, ER-ACE, A-GEM, GEM, MIR, iCaRL, BiC, X-DER, RAR,
-GSS-greedy and joint training at two buffer sizes, under each update protocol a method is defined under. Task-IL is read from the
-same class-IL runs (the stream has task labels; logits masked at evaluation).
+GSS-greedy and joint training at two buffer sizes, under each update protocol a method is defined
+under. Task-IL is read from the same class-IL runs (the stream has task labels; logits masked at evaluation).
 
     python3 bench/bench_methods.py                      # split_digits and split_mnist (5k files)
     python3 bench/bench_methods.py --mnist-root /work/shared/data/mnist-5k --seeds 0 1 2
@@ -11,6 +11,7 @@ Every run goes through `replaycli.run.runner.execute` (the code path of `replay 
 temporary directory; the final accuracy is read back from its summary.json. Prints a Markdown
 table (the README's "Replay methods" section) and writes it to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,10 +50,14 @@ METHODS = {  # label -> overrides
 }
 SIZE_FREE = ("no buffer", "Joint (upper bound)")  # the buffer size changes nothing: one run per seed
 PROTOCOLS = {  # label -> (overrides, methods it applies to: those defined under it)
-    "after_experience": (["buffer_update=after_experience"],
-                         [m for m in METHODS if m not in ("ER-ACE", "RAR", "GSS-greedy (ER)")]),
-    "every_batch": (["buffer_update=every_batch", "buffer=reservoir"],
-                    ["replay", "weighted (linear)", "DER", "DER++", "ER-ACE", "A-GEM", "MIR", "RAR", "GSS-greedy (ER)"]),
+    "after_experience": (
+        ["buffer_update=after_experience"],
+        [m for m in METHODS if m not in ("ER-ACE", "RAR", "GSS-greedy (ER)")],
+    ),
+    "every_batch": (
+        ["buffer_update=every_batch", "buffer=reservoir"],
+        ["replay", "weighted (linear)", "DER", "DER++", "ER-ACE", "A-GEM", "MIR", "RAR", "GSS-greedy (ER)"],
+    ),
 }
 
 
@@ -68,10 +73,14 @@ def final_accuracy(overrides: list[str]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mnist-root", default="/work/shared/data/mnist-5k", help="torchvision MNIST files ('' skips split_mnist)")
+    p.add_argument(
+        "--mnist-root", default="/work/shared/data/mnist-5k", help="torchvision MNIST files ('' skips split_mnist)"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sizes", type=int, nargs="+", default=[200, 500])
-    p.add_argument("--epochs", type=int, default=3, help="epochs per experience under after_experience (every_batch: 1, online)")
+    p.add_argument(
+        "--epochs", type=int, default=3, help="epochs per experience under after_experience (every_batch: 1, online)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--quick", action="store_true", help="one seed, split_digits only")
     p.add_argument("--out", default="bench/methods_results.md")
@@ -83,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.mnist_root and not args.quick:
         benches["split_mnist (5k)"] = ["benchmark=split_mnist", f"data_root={args.mnist_root}", "download=false"]
     common = ["device=cpu", "progress=none", "benchmark.return_task_id=true"]  # task labels: task-IL beside class-IL
-    lines = ["| benchmark | protocol | method | " + " | ".join(f"buffer {s}" for s in args.sizes) + " |",
-             "|---|---|---|" + "---|" * len(args.sizes)]
+    lines = [
+        "| benchmark | protocol | method | " + " | ".join(f"buffer {s}" for s in args.sizes) + " |",
+        "|---|---|---|" + "---|" * len(args.sizes),
+    ]
     start = time.perf_counter()
     for bname, bover in benches.items():
         for proto, (pover, methods) in PROTOCOLS.items():
@@ -98,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         cells.append(cells[0])  # no memory, or all of it: the buffer size changes nothing
                         continue
                     own = METHODS[label]  # a method's own buffer option replaces the protocol's
-                    proto_over = [o for o in pover if not (o.startswith("buffer=") and any(m.startswith("buffer=") for m in own))]
+                    proto_over = [
+                        o for o in pover if not (o.startswith("buffer=") and any(m.startswith("buffer=") for m in own))
+                    ]
                     over = common + bover + proto_over + own + [f"epochs={epochs}"]
                     if label not in SIZE_FREE:
                         over.append(f"buffer.max_size={size}")
@@ -111,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {bname} | {proto} (epochs {epochs}) | {label} | " + " | ".join(cells) + " |")
                 print(lines[-1], f"[{time.perf_counter() - start:.0f} s]", flush=True)
     table = "\n".join(lines)
-    footer = (f"\nfinal accuracy (%) over the whole test stream, class-IL / task-IL, mean +- std over seeds {seeds}; "
-              f"{time.perf_counter() - start:.0f} s in all, {args.threads} torch thread(s), {torch.__version__}\n")
+    footer = (
+        f"\nfinal accuracy (%) over the whole test stream, class-IL / task-IL, mean +- std over seeds {seeds}; "
+        f"{time.perf_counter() - start:.0f} s in all, {args.threads} torch thread(s), {torch.__version__}\n"
+    )
     print("\n" + table + footer)
     Path(args.out).write_text(table + "\n" + footer)
     return 0

@@ -17,6 +17,7 @@ this process's CPU clock with one torch thread, so other processes on a shared m
 little. Ratios are variant / minimal within a repetition; the targets are checked on their
 medians over the repetitions (the quartiles are shown).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,9 @@ class Variant:
         self.writer = RunWriter(out_dir, len(self.run.bench.test_stream), self.run.bench.n_classes)
         self.out_dir, self.seconds = out_dir, 0.0
 
-    def train(self) -> "Variant":
-        from replaycli.run.meters import run_summary
+    def train(self) -> Variant:
         from replaycli.run.loop import run_experience
+        from replaycli.run.meters import run_summary
 
         t0 = time.process_time()
         for exp in self.run.bench.train_stream:
@@ -80,30 +81,41 @@ def part(title: str, overrides: list[str], reps: int, tmp: Path) -> tuple[list[s
     gc.freeze()  # what exists now (torch, Hydra) is never scanned again: collections stay cheap
     try:
         for rep in range(reps):
-            runs = {n: Variant(overrides + VARIANTS[n], tmp / f"{title}-{rep}-{n}").train()
-                    for n in names[rep % 3:] + names[:rep % 3]}
+            runs = {
+                n: Variant(overrides + VARIANTS[n], tmp / f"{title}-{rep}-{n}").train()
+                for n in names[rep % 3 :] + names[: rep % 3]
+            }
             for n in names:
                 times[n].append(runs[n].seconds)
             same = all(v.writer.accuracy == runs["minimal"].writer.accuracy for v in runs.values())
-            print(f"{title} rep {rep + 1}/{reps}: " + "  ".join(f"{n} {times[n][-1]:.3f}s" for n in names)
-                  + ("" if same else "  ACCURACY DIFFERS"), flush=True)
+            print(
+                f"{title} rep {rep + 1}/{reps}: "
+                + "  ".join(f"{n} {times[n][-1]:.3f}s" for n in names)
+                + ("" if same else "  ACCURACY DIFFERS"),
+                flush=True,
+            )
             if not same:
                 sys.exit("bench: the metrics changed what was learnt")
     finally:
         gc.unfreeze()
-    lines = [f"### {title}: `replay run {' '.join(overrides)}`, {reps} repetitions", "",
-             "| metrics | CPU s (median) | ratio to minimal: median (quartiles) | target | met |",
-             "|---|---:|---:|---|---|"]
+    lines = [
+        f"### {title}: `replay run {' '.join(overrides)}`, {reps} repetitions",
+        "",
+        "| metrics | CPU s (median) | ratio to minimal: median (quartiles) | target | met |",
+        "|---|---:|---:|---|---|",
+    ]
     ok = True
     for n in names:
-        ratios = [x / y for x, y in zip(times[n], times["minimal"])]
+        ratios = [x / y for x, y in zip(times[n], times["minimal"], strict=True)]
         q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         med = statistics.median(ratios)
         target = TARGETS.get(n)
         met = "" if target is None else "yes" if med < target else "NO"
         ok &= met != "NO"
-        lines.append(f"| {n} (`{' '.join(VARIANTS[n]) or 'the defaults'}`) | {statistics.median(times[n]):.3f} | "
-                     f"{med:.4f} ({q1:.4f}-{q3:.4f}) | {'' if target is None else f'< {target:.2f}'} | {met} |")
+        lines.append(
+            f"| {n} (`{' '.join(VARIANTS[n]) or 'the defaults'}`) | {statistics.median(times[n]):.3f} | "
+            f"{med:.4f} ({q1:.4f}-{q3:.4f}) | {'' if target is None else f'< {target:.2f}'} | {met} |"
+        )
     return lines + [""], ok
 
 

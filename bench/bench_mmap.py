@@ -15,6 +15,7 @@
    over timed steps after warm-up; peak RSS is the process's ru_maxrss.
 Prints a markdown table; the ratio mapped/RAM is the target (<= 1.3), with peak RSS < 2 GB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,7 @@ def scale(work: Path, gb: float) -> Path:
     big = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(n, *SHAPE))
     for s in range(0, n, len(src)):
         k = min(len(src), n - s)
-        big[s:s + k] = src[:k]
+        big[s : s + k] = src[:k]
         big.flush()
     del big
     np.save(work / "large_labels.npy", (np.arange(n) % 200).astype(np.int64))
@@ -86,8 +87,8 @@ def train(path: Path, mode: str, steps: int) -> dict:
 
     from replaycli.buffers import ReservoirSamplingBuffer
     from replaycli.data.cache import MappedArray
-    from replaycli.generators import nc_benchmark
     from replaycli.data.inputs import Samples
+    from replaycli.generators import nc_benchmark
     from replaycli.loaders import ReplayDataLoader
     from replaycli.models import SimpleMLP
 
@@ -107,8 +108,14 @@ def train(path: Path, mode: str, steps: int) -> dict:
     for k in (0, bench.n_experiences - 1):
         exp = bench.train_stream[k]
         buffer.add(bench.train_stream[k - 1].dataset if k else exp.dataset.subset(torch.arange(0)), max(k - 1, 0))
-        loader = ReplayDataLoader(exp.dataset.train(), buffer.buffer if len(buffer) else None, batch_size=32,
-                                  batch_size_mem=32, oversample_small_tasks=True, shuffle=True)
+        loader = ReplayDataLoader(
+            exp.dataset.train(),
+            buffer.buffer if len(buffer) else None,
+            batch_size=32,
+            batch_size_mem=32,
+            oversample_small_tasks=True,
+            shuffle=True,
+        )
         it = (b for _ in iter(int, 1) for b in loader)  # epoch after epoch
         for i in range(steps):
             t0 = time.perf_counter()
@@ -119,8 +126,13 @@ def train(path: Path, mode: str, steps: int) -> dict:
             opt.step()
             if i >= 20:
                 times.append(time.perf_counter() - t0)
-    return {"mode": mode, "step_ms": 1000 * statistics.median(times), "mean_ms": 1000 * statistics.mean(times),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "n": len(y)}
+    return {
+        "mode": mode,
+        "step_ms": 1000 * statistics.median(times),
+        "mean_ms": 1000 * statistics.mean(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "n": len(y),
+    }
 
 
 def warm(path: Path) -> float:
@@ -153,21 +165,30 @@ def main() -> int:
     for side in ("mapped", "ram", "mapped", "ram"):
         if side == "mapped":  # the RAM side's 8.5 GB evict the page cache: read the file back first, as a
             print(f"page cache warmed: {warm(big):.2f} GB/s sequential read", flush=True)  # run's first epoch would
-        out = subprocess.run([sys.executable, __file__, "--side", side, "--work", str(args.work), "--steps",
-                              str(args.steps)], capture_output=True, text=True, env={**os.environ})
+        out = subprocess.run(
+            [sys.executable, __file__, "--side", side, "--work", str(args.work), "--steps", str(args.steps)],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+        )
         if out.returncode:
             print(out.stderr[-2000:])
             return 1
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(results[-1], flush=True)
     by = {m: [r for r in results if r["mode"] == m] for m in ("mapped", "ram")}
-    ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(by["mapped"], by["ram"]))
+    ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(by["mapped"], by["ram"], strict=True))
     print("\n| side | per-step ms (median) | peak RSS MB |\n|---|---|---|")
     for m in ("mapped", "ram"):
-        print(f"| {m} | {statistics.median(r['step_ms'] for r in by[m]):.2f} | "
-              f"{max(r['peak_rss_mb'] for r in by[m]):,.0f} |")
-    print(f"\nmapped / RAM per-step time: {ratio:.2f}x (target <= 1.3); mapped peak RSS "
-          f"{max(r['peak_rss_mb'] for r in by['mapped']):,.0f} MB (target < 2,048)")
+        print(
+            f"| {m} | {statistics.median(r['step_ms'] for r in by[m]):.2f} | "
+            f"{max(r['peak_rss_mb'] for r in by[m]):,.0f} |"
+        )
+    print(
+        f"\nmapped / RAM per-step time: {ratio:.2f}x (target <= 1.3); mapped peak RSS "
+        f"{max(r['peak_rss_mb'] for r in by['mapped']):,.0f} MB (target < 2,048)"
+    )
     return 0
 
 

@@ -19,9 +19,11 @@ Parts:
 Ratios are replaycli / floor (or baseline) from adjacent runs, median over repetitions: on a
 shared machine that is what holds still while absolute times drift.
 """
+
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -66,7 +68,9 @@ def spawn(cmd: list[str], log: Path, env: dict | None = None) -> float:
     """Run `cmd` (output to `log`), stopping the bench if it fails; returns its spawn wall time."""
     t0 = time.time()
     with open(log, "w") as out:
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent, env=env).returncode
+        code = subprocess.run(
+            cmd, check=False, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent, env=env
+        ).returncode
     if code:
         sys.exit(f"bench: {Path(cmd[1]).name} failed (exit {code}); see {log}:\n{log.read_text()[-3000:]}")
     return t0
@@ -74,13 +78,20 @@ def spawn(cmd: list[str], log: Path, env: dict | None = None) -> float:
 
 def run_replay(work: Path, tag: str, overrides: list[str], env_profile: str | None = None) -> dict:
     run_dir, probe_out = work / f"replay-{tag}", work / f"probe-{tag}.json"
-    cmd = [sys.executable, str(HERE / "probe.py"), str(probe_out), "run", *overrides, "progress=none",
-           f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        str(HERE / "probe.py"),
+        str(probe_out),
+        "run",
+        *overrides,
+        "progress=none",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = dict(os.environ, REPLAY_BENCH_CLOCK=CLOCK, **({"REPLAY_BENCH_PROFILE": env_profile} if env_profile else {}))
     t0 = spawn(cmd, work / f"replay-{tag}.log", env)
     probe = json.loads(probe_out.read_text())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    for r, p_ in zip(records, probe["experiences"]):
+    for r, p_ in zip(records, probe["experiences"], strict=True):
         r["rss_mb"], r["end_time"] = p_["rss_mb"], p_["time"]
     return summarise(records, probe["first_step_time"] - t0, probe["first_step_cpu"], probe["peak_rss_mb"])
 
@@ -96,12 +107,17 @@ def run_floor(work: Path, tag: str, config: Path) -> dict:
 def summarise(records: list[dict], startup: float, startup_cpu: float, rss: float) -> dict:
     """One run's totals and per-experience series from its metrics records."""
     return {
-        "train": sum(r["train_seconds"] for r in records), "eval": sum(r["eval_seconds"] for r in records),
+        "train": sum(r["train_seconds"] for r in records),
+        "eval": sum(r["eval_seconds"] for r in records),
         "buffer_ms": 1000 * med(r["buffer_seconds"] for r in records),
-        "startup": startup, "startup_cpu": startup_cpu, "rss": rss,
-        "seconds": [r["seconds"] for r in records], "buffer_each": [r["buffer_seconds"] for r in records],
-        "rss_each": [r["rss_mb"] for r in records], "accuracy": [r["accuracy"] for r in records],
-        "wall_each": [b["end_time"] - a["end_time"] for a, b in zip(records, records[1:])],  # exp 1, 2, ...
+        "startup": startup,
+        "startup_cpu": startup_cpu,
+        "rss": rss,
+        "seconds": [r["seconds"] for r in records],
+        "buffer_each": [r["buffer_seconds"] for r in records],
+        "rss_each": [r["rss_mb"] for r in records],
+        "accuracy": [r["accuracy"] for r in records],
+        "wall_each": [b["end_time"] - a["end_time"] for a, b in itertools.pairwise(records)],  # exp 1, 2, ...
     }
 
 
@@ -109,16 +125,19 @@ def alternate(reps: int, a, b) -> tuple[list[dict], list[dict]]:
     """`reps` runs of a() and b(), adjacent, the first of each pair alternating."""
     ra, rb = [], []
     for i in range(reps):
-        for f in ((a, b) if i % 2 == 0 else (b, a)):
+        for f in (a, b) if i % 2 == 0 else (b, a):
             (ra if f is a else rb).append(f(i))
-        print(f"  rep {i + 1}/{reps}: replaycli train {ra[-1]['train']:.2f}s eval {ra[-1]['eval']:.2f}s | "
-              f"floor train {rb[-1]['train']:.2f}s eval {rb[-1]['eval']:.2f}s", flush=True)
+        print(
+            f"  rep {i + 1}/{reps}: replaycli train {ra[-1]['train']:.2f}s eval {ra[-1]['eval']:.2f}s | "
+            f"floor train {rb[-1]['train']:.2f}s eval {rb[-1]['eval']:.2f}s",
+            flush=True,
+        )
     return ra, rb
 
 
 def paired(ra: list[dict], rb: list[dict], key: str) -> tuple[float, float, float]:
     """(median of replaycli, median of the floor, median of the per-repetition ratios)."""
-    return med(r[key] for r in ra), med(r[key] for r in rb), med(x[key] / y[key] for x, y in zip(ra, rb))
+    return med(r[key] for r in ra), med(r[key] for r in rb), med(x[key] / y[key] for x, y in zip(ra, rb, strict=True))
 
 
 def part_tutorial(work: Path, reps: int, lines: list[str]) -> None:
@@ -131,18 +150,24 @@ def part_tutorial(work: Path, reps: int, lines: list[str]) -> None:
     ra, rb = alternate(
         reps, lambda i: run_replay(work, f"tutorial{i}", overrides), lambda i: run_floor(work, f"tutorial{i}", config)
     )
-    same = all(x["accuracy"] == y["accuracy"] for x, y in zip(ra, rb))
-    rows = [("training (s, 5 experiences)", "train", "<= 1.10x the floor", lambda r: r <= 1.10),
-            ("evaluation (s, 5 x 10,000 test digits)", "eval", "<= 1.20x the floor", lambda r: r <= 1.20),
-            ("buffer update (ms, 12,000 samples)", "buffer_ms", "< 5 ms", None),
-            ("start-up (s, spawn to the end of the first step)", "startup", "< 3 s", None),
-            ("start-up CPU time (s, the same span)", "startup_cpu", "", None),
-            ("peak RSS (MB)", "rss", "<= the floor's", lambda r: r <= 1.0)]
-    lines += [f"### Tutorial replay config on 60,000-sample SplitMNIST ({origin} x 12), {reps} repetitions", "",
-              f"`replay run {' '.join(overrides)}` vs `python bench/floor.py <that config>`; "
-              f"identical accuracy matrices in every repetition: **{'yes' if same else 'NO'}**.", "",
-              "| measure | replaycli (median) | floor (median) | ratio (median of pairs) | target | met |",
-              "|---|---:|---:|---:|---|---|"]
+    same = all(x["accuracy"] == y["accuracy"] for x, y in zip(ra, rb, strict=True))
+    rows = [
+        ("training (s, 5 experiences)", "train", "<= 1.10x the floor", lambda r: r <= 1.10),
+        ("evaluation (s, 5 x 10,000 test digits)", "eval", "<= 1.20x the floor", lambda r: r <= 1.20),
+        ("buffer update (ms, 12,000 samples)", "buffer_ms", "< 5 ms", None),
+        ("start-up (s, spawn to the end of the first step)", "startup", "< 3 s", None),
+        ("start-up CPU time (s, the same span)", "startup_cpu", "", None),
+        ("peak RSS (MB)", "rss", "<= the floor's", lambda r: r <= 1.0),
+    ]
+    lines += [
+        f"### Tutorial replay config on 60,000-sample SplitMNIST ({origin} x 12), {reps} repetitions",
+        "",
+        f"`replay run {' '.join(overrides)}` vs `python bench/floor.py <that config>`; "
+        f"identical accuracy matrices in every repetition: **{'yes' if same else 'NO'}**.",
+        "",
+        "| measure | replaycli (median) | floor (median) | ratio (median of pairs) | target | met |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     for name, key, target, ok in rows:
         a, b, ratio = paired(ra, rb, key)
         met = ok(ratio) if ok else {"buffer_ms": a < 5, "startup": a < 3}.get(key)
@@ -152,10 +177,11 @@ def part_tutorial(work: Path, reps: int, lines: list[str]) -> None:
 
 
 def part_buffer(work: Path, reps: int, lines: list[str]) -> None:
-    import torch
     from types import SimpleNamespace
 
     import floor
+    import torch
+
     from replaycli.benchmarks import Experience
     from replaycli.buffers import ParametricBuffer
     from replaycli.data.dataset import StreamDataset
@@ -188,18 +214,26 @@ def part_buffer(work: Path, reps: int, lines: list[str]) -> None:
     # linear growth: a fixed cost plus a per-sample cost, fitted by least squares
     ns, ts = [r[0] for r in rows], [r[1] for r in rows]
     slope, fixed = _fit(ns, ts)
-    worst = max(abs(t - (fixed + slope * n)) / t for n, t in zip(ns, ts))
-    lines += ["### Grouped buffer update (ParametricBuffer 500, groupby=class, random), buffer full before", "",
-              "| experience size | replaycli (ms) | floor (ms) | replaycli us/sample |", "|---:|---:|---:|---:|"]
+    worst = max(abs(t - (fixed + slope * n)) / t for n, t in zip(ns, ts, strict=True))
+    lines += [
+        "### Grouped buffer update (ParametricBuffer 500, groupby=class, random), buffer full before",
+        "",
+        "| experience size | replaycli (ms) | floor (ms) | replaycli us/sample |",
+        "|---:|---:|---:|---:|",
+    ]
     lines += [f"| {n:,} | {a:.2f} | {b:.2f} | {1000 * a / n:.3f} |" for n, a, b in rows]
-    lines += ["", f"Fit: {fixed:.2f} ms + {1000 * slope:.3f} us x samples; largest deviation from the line "
-              f"{100 * worst:.0f}%. 12,000-sample update: {rows[3][1]:.2f} ms (target < 5 ms: "
-              f"{'met' if rows[3][1] < 5 else 'not met'}).", ""]
+    lines += [
+        "",
+        f"Fit: {fixed:.2f} ms + {1000 * slope:.3f} us x samples; largest deviation from the line "
+        f"{100 * worst:.0f}%. 12,000-sample update: {rows[3][1]:.2f} ms (target < 5 ms: "
+        f"{'met' if rows[3][1] < 5 else 'not met'}).",
+        "",
+    ]
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return slope, my - slope * mx
 
 
@@ -213,19 +247,30 @@ def part_scale(work: Path, reps: int, lines: list[str]) -> None:
     ra, rb = alternate(
         reps, lambda i: run_replay(work, f"scale{i}", overrides), lambda i: run_floor(work, f"scale{i}", config)
     )
-    lines += [f"### Scale: 50-experience PermutedMNIST ({origin}: 5,000 training digits per experience, 1,000 test "
-              f"digits x 50 permutations evaluated after every experience), {reps} repetition(s)", "",
-              f"`replay run {' '.join(overrides)}`", "",
-              "| measure | replaycli | floor | target |", "|---|---:|---:|---|"]
+    lines += [
+        f"### Scale: 50-experience PermutedMNIST ({origin}: 5,000 training digits per experience, 1,000 test "
+        f"digits x 50 permutations evaluated after every experience), {reps} repetition(s)",
+        "",
+        f"`replay run {' '.join(overrides)}`",
+        "",
+        "| measure | replaycli | floor | target |",
+        "|---|---:|---:|---|",
+    ]
     for name, fn, target in (
         ("experience time, first full-buffer (exp 1-5, s)", lambda r: med(r["seconds"][1:6]), ""),
         ("experience time, last (exp 45-49, s)", lambda r: med(r["seconds"][-5:]), ""),
         ("last / first full-buffer", lambda r: med(r["seconds"][-5:]) / med(r["seconds"][1:6]), "within 0.80-1.20"),
-        ("trend over exp 1-49: line through 7 block medians (% change)", lambda r: _drift(r["seconds"][1:]),
-         "within +-20%"),
+        (
+            "trend over exp 1-49: line through 7 block medians (% change)",
+            lambda r: _drift(r["seconds"][1:]),
+            "within +-20%",
+        ),
         ("wall time per experience incl. checkpoint and outputs, exp 1-5 (s)", lambda r: med(r["wall_each"][:5]), ""),
-        ("wall time per experience incl. checkpoint and outputs, exp 45-49 (s)", lambda r: med(r["wall_each"][-5:]),
-         "(wall: noisy here)"),
+        (
+            "wall time per experience incl. checkpoint and outputs, exp 45-49 (s)",
+            lambda r: med(r["wall_each"][-5:]),
+            "(wall: noisy here)",
+        ),
         ("buffer update, exp 1-5 (ms)", lambda r: 1000 * med(r["buffer_each"][1:6]), ""),
         ("buffer update, exp 45-49 (ms)", lambda r: 1000 * med(r["buffer_each"][-5:]), "flat (same size each)"),
         ("resident memory after exp 1 (MB)", lambda r: r["rss_each"][1], ""),
@@ -248,10 +293,11 @@ def _drift(seconds: list[float], blocks: int = 7) -> float:
 
 
 def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
+    from types import SimpleNamespace
+
     import torch
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
-    from types import SimpleNamespace
 
     from replaycli.benchmarks import SplitCIFAR10
     from replaycli.buffers import ParametricBuffer
@@ -269,6 +315,7 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
     class PerSample(Dataset):  # what torchvision's CIFAR10 does per sample: PIL image, then transforms
         def __init__(self, ids):
             from PIL import Image
+
             self.image, self.x = Image.fromarray, pool.x.permute(0, 2, 3, 1).cpu().numpy()  # [N, 32, 32, 3]
             self.y, self.ids = pool.y.tolist(), ids.tolist()
             mean, std = pool.mean.flatten().tolist(), pool.std.flatten().tolist()
@@ -300,6 +347,7 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
             for x, _y in DataLoader(per_sample, batch_size=132, shuffle=True, num_workers=workers):
                 n += len(x)
             return {"rate": n / (time.perf_counter() - t)}
+
         return go
 
     print("cifar: batched CropFlip vs per-sample torchvision DataLoader", flush=True)
@@ -307,21 +355,25 @@ def part_cifar(work: Path, reps: int, lines: list[str]) -> None:
     for workers in (0, 2):
         ra, rb = [], []
         for i in range(max(2, reps // 2)):
-            for f in ((ours, theirs(workers)) if i % 2 == 0 else (theirs(workers), ours)):
+            for f in (ours, theirs(workers)) if i % 2 == 0 else (theirs(workers), ours):
                 (ra if f is ours else rb).append(f(i))
         results[workers] = paired(ra, rb, "rate")
-    lines += ["### Data-bound: SplitCIFAR10 batches (100 current + 32 memory), random crop (padding 4) and flip", "",
-              "| pipeline | samples/s | replaycli's speed-up | target |", "|---|---:|---:|---|"]
+    lines += [
+        "### Data-bound: SplitCIFAR10 batches (100 current + 32 memory), random crop (padding 4) and flip",
+        "",
+        "| pipeline | samples/s | replaycli's speed-up | target |",
+        "|---|---:|---:|---|",
+    ]
     lines.append(f"| replaycli: ReplayDataLoader, uint8 pool, batched CropFlip | {results[0][0]:,.0f} | | |")
-    for w, (a, b, r) in results.items():
+    for w, (_a, b, r) in results.items():
         name = f"torchvision per-sample transforms, DataLoader num_workers={w}"
         lines.append(f"| {name} | {b:,.0f} | {r:.1f}x | >= 10x |")
     lines.append("")
 
 
 def profile(work: Path, lines: list[str]) -> None:
-    import pstats
     import io
+    import pstats
 
     root = work / "mnist60k"
     if not root.exists():
@@ -332,14 +384,20 @@ def profile(work: Path, lines: list[str]) -> None:
     buf = io.StringIO()
     stats = pstats.Stats(str(prof), stream=buf)
     stats.sort_stats("tottime").print_stats(25)
-    lines += ["### cProfile of one tutorial run, from its first step to its end (top 25 by own time)", "",
-              "```", *_trim(buf.getvalue()), "```", ""]
+    lines += [
+        "### cProfile of one tutorial run, from its first step to its end (top 25 by own time)",
+        "",
+        "```",
+        *_trim(buf.getvalue()),
+        "```",
+        "",
+    ]
 
 
 def _trim(text: str) -> list[str]:
     out = [line.rstrip() for line in text.splitlines() if line.strip()]
     start = next((i for i, line in enumerate(out) if "ncalls" in line), 0)
-    return out[max(0, start - 2):]
+    return out[max(0, start - 2) :]
 
 
 def main() -> None:
@@ -349,14 +407,31 @@ def main() -> None:
     ap.add_argument("--scale-reps", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="also profile one replaycli tutorial run")
     ap.add_argument("--out", help="also write the markdown tables to this file")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads on both sides (0: torch's default); see bench/RESULTS.md")
-    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                    help="time the phases (train, buffer, eval) by process CPU time or wall time, on both sides")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                    help="both sides' device (cuda: data, model and buffer on the GPU; timed by wall clock)")
-    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                    help="one more `replay run` override for the tutorial and scale runs (both sides), repeatable")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads on both sides (0: torch's default); see bench/RESULTS.md",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="time the phases (train, buffer, eval) by process CPU time or wall time, on both sides",
+    )
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="both sides' device (cuda: data, model and buffer on the GPU; timed by wall clock)",
+    )
+    ap.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more `replay run` override for the tutorial and scale runs (both sides), repeatable",
+    )
     ap.add_argument("--workdir", help="keep data, run dirs and logs here (default: a temporary folder)")
     args = ap.parse_args()
     parts = args.parts.split(",")
@@ -375,8 +450,11 @@ def main() -> None:
     work = Path(args.workdir or tmp.name).resolve()
     work.mkdir(parents=True, exist_ok=True)
     threads = args.threads if args.threads > 0 else "torch default"
-    lines = [f"Machine: {os.cpu_count()} CPU cores, CUDA: {_cuda()}, device: {DEVICE}, torch threads per process: "
-             f"{threads}, phases timed by {CLOCK} clock; {time.strftime('%Y-%m-%d %H:%M')}", ""]
+    lines = [
+        f"Machine: {os.cpu_count()} CPU cores, CUDA: {_cuda()}, device: {DEVICE}, torch threads per process: "
+        f"{threads}, phases timed by {CLOCK} clock; {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+    ]
     for part in parts:
         run_part = {"tutorial": part_tutorial, "buffer": part_buffer, "scale": part_scale, "cifar": part_cifar}[part]
         run_part(work, args.scale_reps if part == "scale" else args.reps, lines)
@@ -392,7 +470,7 @@ def main() -> None:
 
 def _cuda() -> str:
     probe = [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"]
-    out = subprocess.run(probe, capture_output=True, text=True)
+    out = subprocess.run(probe, check=False, capture_output=True, text=True)
     return "available" if out.stdout.strip() == "True" else "none"
 
 

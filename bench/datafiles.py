@@ -4,6 +4,7 @@ MNIST: ../shared/data/mnist-5k repeated (60,000 = 12 x 5,000 training digits), o
 digits of the same shape when that folder is absent. CIFAR10: synthetic uint8 images (no
 download). `replay run data_root=ROOT download=false` and bench/floor.py read the same files.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-5k" / "MNIST" / "raw"
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -43,7 +46,9 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def mnist_base() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
     """{'train': (x, y), 'test': (x, y)} of mnist-5k, or synthetic digits of the same shape."""
     if all((SHARED_MNIST / f).is_file() for pair in _FILES.values() for f in pair):
-        return {s: (read_idx(SHARED_MNIST / i), read_idx(SHARED_MNIST / l)) for s, (i, l) in _FILES.items()}, "mnist-5k"
+        return {
+            s: (read_idx(SHARED_MNIST / i), read_idx(SHARED_MNIST / lab)) for s, (i, lab) in _FILES.items()
+        }, "mnist-5k"
     return {"train": synthetic_digits(5000, 0), "test": synthetic_digits(10000, 1)}, "synthetic digits"
 
 
@@ -65,7 +70,9 @@ def write_cifar10_root(root: Path, per_batch: int = 10000, n_test: int = 1000, s
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
-        entry = {"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
-                 "labels": [int(v) for v in np.arange(n) % 10]}
+        entry = {
+            "data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+            "labels": [int(v) for v in np.arange(n) % 10],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f, protocol=2)

@@ -15,6 +15,7 @@ config it computes the same batches, the same weights and the same accuracies: s
 framework. Only torch and PyYAML are imported. On CUDA (device=cuda, or auto where CUDA is
 available) the data set, the model and the buffer's ids live on the GPU, as replaycli's do.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -145,9 +146,9 @@ def update_buffer(mem_ids, mem_keys, new_ids, max_size, y_of, gen):
     while open_:
         base, rem = divmod(left, len(open_))
         shares = [base + (i < rem) for i in range(len(open_))]
-        small = [g for g, s in zip(open_, shares) if sizes[g] <= s]
+        small = [g for g, s in zip(open_, shares, strict=True) if sizes[g] <= s]
         if not small:
-            for g, s in zip(open_, shares):
+            for g, s in zip(open_, shares, strict=True):
                 caps[g] = s
             break
         for g in small:
@@ -272,11 +273,20 @@ def main(argv: list[str] | None = None) -> dict:
         t2 = clock()
         test = evaluate(model, d, cfg, names)
         t3 = clock()
-        records.append({
-            "experience": e, **test, **trained, "histogram": torch.bincount(y_train(mem_ids), minlength=10).tolist(),
-            "train_seconds": t1 - t0, "buffer_seconds": t2 - t1, "eval_seconds": t3 - t2, "seconds": t3 - t0,
-            "rss_mb": _rss_mb(), "end_time": time.time(),
-        })
+        records.append(
+            {
+                "experience": e,
+                **test,
+                **trained,
+                "histogram": torch.bincount(y_train(mem_ids), minlength=10).tolist(),
+                "train_seconds": t1 - t0,
+                "buffer_seconds": t2 - t1,
+                "eval_seconds": t3 - t2,
+                "seconds": t3 - t0,
+                "rss_mb": _rss_mb(),
+                "end_time": time.time(),
+            }
+        )
     out = {**first, "records": records, "peak_rss_mb": _peak_rss_mb()}
     if args.json:
         Path(args.json).write_text(json.dumps(out))

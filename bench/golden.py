@@ -12,6 +12,7 @@ Hydra's .hydra/*.yaml (the run's paths replaced by RUN and CWD), metrics.jsonl a
 The files are bit-for-bit reproducible on one machine and torch build, not across them: a check
 on another machine or torch version may differ in the last digits of floats.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,12 +24,23 @@ from itertools import product
 from pathlib import Path
 
 BASE = ["epochs=1", "device=cpu", "progress=none", "metrics=[]", "seed=1", "model.hidden_size=64"]
-STRATEGIES = [["strategy=replay"], ["strategy=weighted"], ["strategy=weighted", "strategy.schedule=linear"],
-              ["strategy=der"], ["strategy=derpp"], ["strategy=gdumb"]]
+STRATEGIES = [
+    ["strategy=replay"],
+    ["strategy=weighted"],
+    ["strategy=weighted", "strategy.schedule=linear"],
+    ["strategy=der"],
+    ["strategy=derpp"],
+    ["strategy=gdumb"],
+]
 BUFFERS = [
-    *[["buffer=parametric", f"groupby={g}", f"selection={s}"]
-      for g, s in product(["null", "class", "task", "experience"], ["random", "herding", "closest_to_center"])],
-    ["buffer=reservoir"], ["buffer=class_balanced"], ["buffer=experience_balanced"], ["buffer=none"],
+    *[
+        ["buffer=parametric", f"groupby={g}", f"selection={s}"]
+        for g, s in product(["null", "class", "task", "experience"], ["random", "herding", "closest_to_center"])
+    ],
+    ["buffer=reservoir"],
+    ["buffer=class_balanced"],
+    ["buffer=experience_balanced"],
+    ["buffer=none"],
     ["buffer=class_balanced", "buffer.adaptive_size=false", "buffer.total_num_classes=10"],
     ["buffer=experience_balanced", "buffer.adaptive_size=false", "buffer.num_experiences=5"],
 ]
@@ -47,14 +59,19 @@ EXTRA = [  # loaders, task-IL, memory sizes
 METHODS = [  # the methods added after the first golden record, each under the protocols it is defined for
     ["strategy=icarl"],
     ["strategy=icarl", "buffer.adaptive_size=false", "buffer.total_num_classes=10", "buffer.max_size=100"],
-    ["strategy=bic"], ["strategy=bic", "benchmark.validation=0.1"],
-    ["strategy=xder"], ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],
+    ["strategy=bic"],
+    ["strategy=bic", "benchmark.validation=0.1"],
+    ["strategy=xder"],
+    ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],
     ["strategy=xder", "scenario=task_il", "benchmark.return_task_id=true"],
-    ["strategy=rar"], ["strategy=rar", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=rar"],
+    ["strategy=rar", "buffer=reservoir", "buffer_update=every_batch"],
     ["strategy=er_ace", "buffer=reservoir", "buffer_update=every_batch"],
-    ["strategy=agem", "buffer=reservoir"], ["strategy=agem", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=agem", "buffer=reservoir"],
+    ["strategy=agem", "buffer=reservoir", "buffer_update=every_batch"],
     ["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0", "optimizer.lr=0.03"],
-    ["strategy=mir", "buffer=reservoir"], ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],
+    ["strategy=mir", "buffer=reservoir"],
+    ["strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],
     ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000"],
     ["buffer=gss", "buffer_update=every_batch"],
     ["strategy=gdumb", "scenario=task_il", "benchmark.return_task_id=true"],
@@ -116,8 +133,10 @@ def digests(out: Path) -> dict[str, str]:
         if name.startswith(".hydra/"):
             text = text.replace(str(out), "RUN").replace(os.getcwd(), "CWD")
         elif path.suffix in (".json", ".jsonl"):
-            text = "\n".join(json.dumps(timeless(json.loads(line)), sort_keys=True)
-                             for line in (text.splitlines() if path.suffix == ".jsonl" else [text]))
+            text = "\n".join(
+                json.dumps(timeless(json.loads(line)), sort_keys=True)
+                for line in (text.splitlines() if path.suffix == ".jsonl" else [text])
+            )
         found[name] = hashlib.sha256(text.encode()).hexdigest()
     return found
 
@@ -131,8 +150,11 @@ def run_one(overrides: list[str], root: Path) -> dict[str, str]:
         code = main(["run", *BASE, *overrides, f"hydra.run.dir={out}"])
     if code != 0:
         return {"error": err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {code}"}
-    return {"accuracy": (out / "accuracy.csv").read_text(), "histogram": (out / "buffer_histogram.csv").read_text(),
-            "files": digests(out)}
+    return {
+        "accuracy": (out / "accuracy.csv").read_text(),
+        "histogram": (out / "buffer_histogram.csv").read_text(),
+        "files": digests(out),
+    }
 
 
 def record_all() -> dict[str, dict[str, str]]:
@@ -140,8 +162,9 @@ def record_all() -> dict[str, dict[str, str]]:
     for i, overrides in enumerate(cases()):
         with tempfile.TemporaryDirectory() as d:
             results[" ".join(overrides)] = run_one(overrides, Path(d))
-        print(f"{i + 1}/{len(cases())} {' '.join(overrides)}: {next(iter(results[' '.join(overrides)]))}",
-              file=sys.stderr)
+        print(
+            f"{i + 1}/{len(cases())} {' '.join(overrides)}: {next(iter(results[' '.join(overrides)]))}", file=sys.stderr
+        )
     return results
 
 
@@ -158,8 +181,11 @@ def main(argv: list[str]) -> int:
         print(f"not recorded yet ({len(new)}; record them from the unchanged tree): {'; '.join(new)}")
     for k in bad:
         now = results.get(k) or {}
-        files = [f for f in set(golden[k].get("files", {})) | set(now.get("files", {}))
-                 if golden[k].get("files", {}).get(f) != now.get("files", {}).get(f)]
+        files = [
+            f
+            for f in set(golden[k].get("files", {})) | set(now.get("files", {}))
+            if golden[k].get("files", {}).get(f) != now.get("files", {}).get(f)
+        ]
         print(f"DIFFERS: {k}\n  golden: {golden[k]}\n  now:    {now}\n  files that differ: {sorted(files)}")
     print(f"{len(golden) - len(bad)} of {len(golden)} identical")
     return 1 if bad else 0

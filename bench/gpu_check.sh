@@ -91,7 +91,7 @@ nvidia-smi || true
 
 step "device-sensitive tests on $device"
 REPLAY_TEST_DEVICE=$device run_for 240 python3 -m pytest -q -p no:cacheprovider -x --junitxml="$work/tests-cuda.xml" \
-    tests/test_strategies.py tests/test_resume.py tests/test_metrics.py tests/test_configs.py tests/test_extending.py \
+    tests/test_methods.py tests/test_resume.py tests/test_metrics.py tests/test_configs.py tests/test_extending.py \
     tests/test_run.py 2>&1 | tail -30 | tee "$work/tests-cuda.txt"
 { echo; echo "## Tests with REPLAY_TEST_DEVICE=cuda"; echo; echo '```'; tail -15 "$work/tests-cuda.txt"; echo '```'; } >> "$summary"
 

@@ -4,6 +4,7 @@ to an uninterrupted run (accuracy.csv, buffer_histogram.csv)? With and without
 
     python bench/gpu_resume.py OUT_DIR [overrides...]      # e.g. device=cuda model=cnn
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
         execute(cfg, whole)
         calls = []
 
-        def stop_at_the_third(run, exp, on_step):
+        def stop_at_the_third(run, exp, on_step, calls=calls):
             calls.append(exp.current_experience)
             if len(calls) == 3:
                 raise KeyboardInterrupt

@@ -12,6 +12,7 @@ REPLAY_BENCH_CLOCK=cpu: `time.perf_counter` is the process CPU clock, so the loo
 a free core on a shared machine. REPLAY_BENCH_PROFILE=FILE: cProfile the run
 from its first step on (the loop, not the imports) into FILE.
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ Here: the class splits of torchvision's classic sets and the embedded `SplitDigi
 and the domain-incremental PermutedMNIST and RotatedMNIST. The streams read from a user's or a
 data set's own files live in `replaycli.sources` (one module each) and are re-exported below.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,32 +17,60 @@ from pathlib import Path
 import torch
 
 from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import MappedPool, Pool
+from replaycli.data.protocols import with_protocol
+from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split
 from replaycli.errors import ConfigError, flag, integer
 from replaycli.generators import experience_sizes
-from replaycli.data.protocols import with_protocol
-from replaycli.data.pool import MappedPool, Pool
 from replaycli.sources import DEFAULT_ROOT, load_source
-from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split
 
-__all__ = ["Benchmark", "Experience", "Stream", "class_order", "split_benchmark", "SplitMNIST", "SplitFMNIST",
-           "SplitCIFAR10", "SplitCIFAR100", "SplitDigits", "SplitSVHN", "PermutedMNIST", "RotatedMNIST", "Arrays",
-           "Folder", "Torchvision", "SplitTinyImageNet", "CORe50"]
+__all__ = [
+    "Arrays",
+    "Benchmark",
+    "CORe50",
+    "Experience",
+    "Folder",
+    "PermutedMNIST",
+    "RotatedMNIST",
+    "SplitCIFAR10",
+    "SplitCIFAR100",
+    "SplitDigits",
+    "SplitFMNIST",
+    "SplitMNIST",
+    "SplitSVHN",
+    "SplitTinyImageNet",
+    "Stream",
+    "Torchvision",
+    "class_order",
+    "split_benchmark",
+]
 
 
-def _order(n_classes: int, seed: int | None, fixed_class_order: Sequence[int] | None,
-           class_order_: Sequence[int] | None) -> list[int]:
+def _order(
+    n_classes: int, seed: int | None, fixed_class_order: Sequence[int] | None, class_order_: Sequence[int] | None
+) -> list[int]:
     if fixed_class_order is not None and class_order_ is not None:
-        raise ConfigError("class_order and fixed_class_order are one setting (the CLI's and Avalanche's name); give one")
+        raise ConfigError(
+            "class_order and fixed_class_order are one setting (the CLI's and Avalanche's name); give one"
+        )
     if class_order_ is not None:
         return class_order(n_classes, seed, class_order_, "class_order")
     return class_order(n_classes, seed, fixed_class_order)
 
 
 def split_benchmark(
-    name: str, train_pool: Pool, test_pool: Pool, n_classes: int, n_experiences: int, return_task_id: bool = False,
-    seed: int | None = None, fixed_class_order: Sequence[int] | None = None,
-    per_exp_classes: Mapping[int, int] | None = None, class_names: list[str] | None = None,
-    class_ids_from_zero_in_each_exp: bool = False, class_ids_from_zero_from_first_exp: bool = False,
+    name: str,
+    train_pool: Pool,
+    test_pool: Pool,
+    n_classes: int,
+    n_experiences: int,
+    return_task_id: bool = False,
+    seed: int | None = None,
+    fixed_class_order: Sequence[int] | None = None,
+    per_exp_classes: Mapping[int, int] | None = None,
+    class_names: list[str] | None = None,
+    class_ids_from_zero_in_each_exp: bool = False,
+    class_ids_from_zero_from_first_exp: bool = False,
 ) -> Benchmark:
     """Class-incremental split of `n_classes` into `n_experiences` groups of classes (equal, or as
     `per_exp_classes` says), in the order `fixed_class_order` or `seed` gives; relabelled from
@@ -51,7 +80,9 @@ def split_benchmark(
         raise ConfigError("class_ids_from_zero_from_first_exp and class_ids_from_zero_in_each_exp exclude each other")
     sizes = experience_sizes(n_classes, n_experiences, per_exp_classes)
     order = class_order(n_classes, seed, fixed_class_order)
-    from_zero = "each_exp" if class_ids_from_zero_in_each_exp else "first_exp" if class_ids_from_zero_from_first_exp else None
+    from_zero = (
+        "each_exp" if class_ids_from_zero_in_each_exp else "first_exp" if class_ids_from_zero_from_first_exp else None
+    )
     return class_split(name, train_pool, test_pool, order, sizes, return_task_id, from_zero, class_names)
 
 
@@ -70,8 +101,20 @@ def _split(name: str, source: str, n_classes: int, experiences: int = 5, fetch: 
     ) -> Benchmark:
         train_pool, test_pool = load_source(source, root, download)
         order = _order(n_classes, seed, fixed_class_order, class_order)
-        return split_benchmark(name, train_pool, test_pool, n_classes, n_experiences, return_task_id, None, order,
-                               per_exp_classes, None, class_ids_from_zero_in_each_exp, class_ids_from_zero_from_first_exp)
+        return split_benchmark(
+            name,
+            train_pool,
+            test_pool,
+            n_classes,
+            n_experiences,
+            return_task_id,
+            None,
+            order,
+            per_exp_classes,
+            None,
+            class_ids_from_zero_in_each_exp,
+            class_ids_from_zero_from_first_exp,
+        )
 
     make.__name__ = make.__qualname__ = name
     make.__doc__ = doc or f"{name}: {n_classes} classes of {source} split into `n_experiences` experiences."
@@ -83,9 +126,16 @@ SplitFMNIST = _split("SplitFMNIST", "fmnist", 10)
 SplitCIFAR10 = _split("SplitCIFAR10", "cifar10", 10)
 SplitCIFAR100 = _split("SplitCIFAR100", "cifar100", 100, experiences=10)
 SplitSVHN = _split("SplitSVHN", "svhn", 10)
-SplitDigits = _split("SplitDigits", "digits", 10, fetch=False, doc=(
-    "scikit-learn's bundled 8x8 digits (1,797 images) split by class; needs no files (`root` and `download` "
-    "are accepted for a uniform signature and ignored)."))
+SplitDigits = _split(
+    "SplitDigits",
+    "digits",
+    10,
+    fetch=False,
+    doc=(
+        "scikit-learn's bundled 8x8 digits (1,797 images) split by class; needs no files (`root` and `download` "
+        "are accepted for a uniform signature and ignored)."
+    ),
+)
 
 
 def _mapped_stream(name: str, base_train: Pool, base_test: Pool, maps: torch.Tensor, return_task_id: bool) -> Benchmark:
@@ -106,8 +156,12 @@ def _mapped_stream(name: str, base_train: Pool, base_test: Pool, maps: torch.Ten
 
 @with_protocol
 def PermutedMNIST(
-    n_experiences: int = 10, return_task_id: bool = False, seed: int | None = None, root: str | Path = DEFAULT_ROOT,
-    download: bool = True, source: str = "mnist",
+    n_experiences: int = 10,
+    return_task_id: bool = False,
+    seed: int | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    download: bool = True,
+    source: str = "mnist",
 ) -> Benchmark:
     """Domain-incremental: all 10 classes in every experience, each under its own pixel permutation.
 
@@ -141,8 +195,12 @@ def rotation_map(shape: Sequence[int], degrees: float) -> torch.Tensor:
 
 @with_protocol
 def RotatedMNIST(
-    n_experiences: int = 10, return_task_id: bool = False, seed: int | None = None,
-    rotations_list: Sequence[float] | None = None, root: str | Path = DEFAULT_ROOT, download: bool = True,
+    n_experiences: int = 10,
+    return_task_id: bool = False,
+    seed: int | None = None,
+    rotations_list: Sequence[float] | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    download: bool = True,
     source: str = "mnist",
 ) -> Benchmark:
     """Domain-incremental: all 10 classes in every experience, each rotated by its own angle
@@ -151,7 +209,9 @@ def RotatedMNIST(
     if rotations_list is not None:
         angles = [float(a) for a in rotations_list]
         if len(angles) != n_experiences:
-            raise ConfigError(f"rotations_list has {len(angles)} angles for n_experiences={n_experiences}; allowed: one each")
+            raise ConfigError(
+                f"rotations_list has {len(angles)} angles for n_experiences={n_experiences}; allowed: one each"
+            )
     else:
         integer("n_experiences", n_experiences)
         g = torch.Generator().manual_seed(0 if seed is None else int(seed))

@@ -6,6 +6,7 @@ with an `.experience`; a `SimpleNamespace` works), `update_from_dataset(dataset)
 and, grouped, `buffer_groups` / `buffer_datasets` / `get_group_lengths`. Each also takes an
 optional `selection_strategy` (default: random keys, i.e. reservoir sampling per group).
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,16 @@ from replaycli.data.dataset import StreamDataset
 from replaycli.memory.buffer import GROUPBY, Buffer, Selection
 from replaycli.memory.store import group_lengths
 
-__all__ = ["GROUPBY", "ExemplarsBuffer", "ReservoirSamplingBuffer", "BalancedExemplarsBuffer",
-           "ExperienceBalancedBuffer", "ClassBalancedBuffer", "ParametricBuffer", "GroupBuffer"]
+__all__ = [
+    "GROUPBY",
+    "BalancedExemplarsBuffer",
+    "ClassBalancedBuffer",
+    "ExemplarsBuffer",
+    "ExperienceBalancedBuffer",
+    "GroupBuffer",
+    "ParametricBuffer",
+    "ReservoirSamplingBuffer",
+]
 
 
 class GroupBuffer:
@@ -40,8 +49,9 @@ class ReservoirSamplingBuffer(ExemplarsBuffer):
     """A uniform random sample of everything seen, however many updates: one random key per
     sample, the `max_size` largest kept."""
 
-    def __init__(self, max_size: int, selection_strategy: Selection | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self, max_size: int, selection_strategy: Selection | None = None, generator: torch.Generator | None = None
+    ):
         super().__init__(max_size, None, selection_strategy, generator=generator)
 
 
@@ -49,8 +59,14 @@ class BalancedExemplarsBuffer(ExemplarsBuffer):
     """A buffer split into groups (one group unless a subclass says otherwise), each filled by
     reservoir sampling; `adaptive_size=False` divides `max_size` over `total_num_groups`."""
 
-    def __init__(self, max_size: int, adaptive_size: bool = True, total_num_groups: int | None = None,
-                 selection_strategy: Selection | None = None, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        max_size: int,
+        adaptive_size: bool = True,
+        total_num_groups: int | None = None,
+        selection_strategy: Selection | None = None,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(max_size, None, selection_strategy, adaptive_size, total_num_groups, generator)
 
     @property
@@ -70,16 +86,28 @@ class BalancedExemplarsBuffer(ExemplarsBuffer):
 class ExperienceBalancedBuffer(BalancedExemplarsBuffer):
     """One reservoir group per experience."""
 
-    def __init__(self, max_size: int, adaptive_size: bool = True, num_experiences: int | None = None,
-                 selection_strategy: Selection | None = None, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        max_size: int,
+        adaptive_size: bool = True,
+        num_experiences: int | None = None,
+        selection_strategy: Selection | None = None,
+        generator: torch.Generator | None = None,
+    ):
         Buffer.__init__(self, max_size, "experience", selection_strategy, adaptive_size, num_experiences, generator)
 
 
 class ClassBalancedBuffer(BalancedExemplarsBuffer):
     """One reservoir group per class."""
 
-    def __init__(self, max_size: int, adaptive_size: bool = True, total_num_classes: int | None = None,
-                 selection_strategy: Selection | None = None, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        max_size: int,
+        adaptive_size: bool = True,
+        total_num_classes: int | None = None,
+        selection_strategy: Selection | None = None,
+        generator: torch.Generator | None = None,
+    ):
         Buffer.__init__(self, max_size, "class", selection_strategy, adaptive_size, total_num_classes, generator)
 
 
@@ -87,6 +115,11 @@ class ParametricBuffer(BalancedExemplarsBuffer):
     """Groups by `groupby` (None, 'class', 'task' or 'experience'); within a group the
     `selection_strategy` (default random) ranks the candidates and the best-ranked are kept."""
 
-    def __init__(self, max_size: int, groupby: str | None = None, selection_strategy: Selection | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        max_size: int,
+        groupby: str | None = None,
+        selection_strategy: Selection | None = None,
+        generator: torch.Generator | None = None,
+    ):
         Buffer.__init__(self, max_size, groupby, selection_strategy, generator=generator)

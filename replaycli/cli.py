@@ -1,10 +1,12 @@
 """The `replay` command: one small function per verb."""
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from replaycli.errors import ConfigError
 from replaycli.outputs.files import OutputError
@@ -59,7 +61,7 @@ def run(args: list[str]) -> int:
         return e.code if isinstance(e.code, int) else int(e.code is not None)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(cmdline.hydra_message(e)) from None
-    except Exception as e:  # noqa: BLE001 (a launcher plugin's own failure: no Slurm here, say)
+    except Exception as e:
         cmdline.launcher_failure(e, args, target, made)
         raise
     finally:
@@ -75,8 +77,10 @@ def resume(args: list[str]) -> int:
     already complete."""
     usage = "usage: replay resume RUN_DIR [--trust TARGET ...]"
     if args in (["-h"], ["--help"]):
-        print(usage + "\n  go on with a stopped run after its last finished experience; --trust allows a\n"
-              "  _target_ of its config.yaml that replaycli does not ship (your own method, say)")
+        print(
+            usage + "\n  go on with a stopped run after its last finished experience; --trust allows a\n"
+            "  _target_ of its config.yaml that replaycli does not ship (your own method, say)"
+        )
         return 0
     dirs, trusted = [], []
     it = iter(args)
@@ -91,7 +95,7 @@ def resume(args: list[str]) -> int:
         raise ConfigError(f"resume takes one RUN_DIR, got {' '.join(args) or 'nothing'}; {usage}")
     from replaycli.run.runner import resume_run
 
-    return resume_run(dirs[0], tuple(trusted))
+    return resume_run(Path(dirs[0]), tuple(trusted))
 
 
 def check(args: list[str]) -> int:
@@ -135,7 +139,7 @@ def complete(argv: list[str]) -> int:
     if words[1] != "run":
         return 0
     cut = line.index(" run") + len(" run")  # Hydra completes `replay ARGS`: drop the verb
-    os.environ["COMP_LINE"] = line[:cut - 4] + line[cut:]
+    os.environ["COMP_LINE"] = line[: cut - 4] + line[cut:]
     point = int(os.environ.get("COMP_POINT", len(line)))
     os.environ["COMP_POINT"] = str(max(0, point - 4))
     return run(argv)
@@ -177,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, OSError, RecursionError) as e:
         if verb not in READERS:
             raise  # a bug of ours: its traceback is what a report needs
-        print(f"error: {' '.join(argv[1:])}: not a run or sweep replaycli wrote ({type(e).__name__}: "
-              f"{' '.join(str(e).split())[:200]})", file=sys.stderr)
+        print(
+            f"error: {' '.join(argv[1:])}: not a run or sweep replaycli wrote ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt as e:
         where = getattr(e, "run_dir", None) or "RUN_DIR"
-        print(f"error: interrupted; go on after the last finished experience with: replay resume {where}",
-              file=sys.stderr)
+        print(
+            f"error: interrupted; go on after the last finished experience with: replay resume {where}", file=sys.stderr
+        )
         return 130
 
 

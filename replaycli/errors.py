@@ -1,5 +1,6 @@
 """Errors meant for users: they name the bad value and what is allowed; the checks of single
 values that constructors share, so each rule has one message."""
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,17 @@ def first_line(e: BaseException) -> str:
 
 def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
     """`value` if it is an int in [`minimum`, `maximum`], else a ConfigError naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-        what = ("a positive integer" if minimum == 1 else f"an integer >= {minimum}") if maximum is None else (
-            f"an integer in [{minimum}, {maximum}]")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        what = (
+            ("a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+            if maximum is None
+            else (f"an integer in [{minimum}, {maximum}]")
+        )
         raise ConfigError(f"{key}={value!r} must be {what}")
     return value
 

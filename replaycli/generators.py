@@ -9,40 +9,58 @@
 experiences into fixed-size pieces, and `protocol` applies the CLI's keys for both (those three
 live in `replaycli.data.protocols`, importable from here).
 """
+
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from replaycli.data.dataset import StreamDataset
-from replaycli.errors import ConfigError, flag, integer
 from replaycli.data.inputs import Samples, samples
 from replaycli.data.pool import Pool
 from replaycli.data.protocols import (  # noqa: F401  (Avalanche's names, importable from here as there)
-    benchmark_with_validation_stream, held_out, protocol, split_online_stream, with_protocol)
+    benchmark_with_validation_stream,
+    held_out,
+    protocol,
+    split_online_stream,
+    with_protocol,
+)
 from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split
 from replaycli.data.transforms import Augment
+from replaycli.errors import ConfigError, flag, integer
 
 
-def pools(train: Samples, test: Samples, normalize: str | None = None, augment: Augment | None = None,
-          stats: Any = None, *extra: Samples) -> tuple[Pool, ...]:
+def pools(
+    train: Samples,
+    test: Samples,
+    normalize: str | None = None,
+    augment: Augment | None = None,
+    stats: Any = None,
+    *extra: Samples,
+) -> tuple[list[Pool], list[str] | None]:
     """Train, test (and `extra`) pools with labels remapped to 0..K-1 (sorted), normalised with
     the training pool's statistics, and the original labels' names (a folder's class names, else
-    the labels as text when they were not 0..K-1 already) last."""
+    the labels as text when they were not 0..K-1 already)."""
     if train.x.shape[1:] != test.x.shape[1:]:
-        raise ConfigError(f"train samples are {list(train.x.shape[1:])} but test samples {list(test.x.shape[1:])}; "
-                          "allowed: one shape")
+        raise ConfigError(
+            f"train samples are {list(train.x.shape[1:])} but test samples {list(test.x.shape[1:])}; allowed: one shape"
+        )
     classes = torch.unique(train.y)  # sorted
     unseen = torch.unique(test.y[~torch.isin(test.y, classes)])
     if len(unseen):
-        raise ConfigError(f"class {_name(train, int(unseen[0]))} has test samples but no training samples; "
-                          "allowed: test classes that are trained on")
+        raise ConfigError(
+            f"class {_name(train, int(unseen[0]))} has test samples but no training samples; "
+            "allowed: test classes that are trained on"
+        )
     missing = classes[~torch.isin(classes, test.y)]
     if len(missing):
-        raise ConfigError(f"class {_name(train, int(missing[0]))} has no test samples; allowed: a test set with every "
-                          "class (a folder: benchmark.test_fraction splits one folder)")
+        raise ConfigError(
+            f"class {_name(train, int(missing[0]))} has no test samples; allowed: a test set with every "
+            "class (a folder: benchmark.test_fraction splits one folder)"
+        )
     names = train.names
     if names is None and not torch.equal(classes, torch.arange(len(classes))):
         names = [str(c) for c in classes.tolist()]
@@ -51,13 +69,17 @@ def pools(train: Samples, test: Samples, normalize: str | None = None, augment: 
     for s in extra:
         if s.x.shape[1:] != train.x.shape[1:] or not torch.isin(s.y, classes).all():
             raise ConfigError("validation samples must have the training samples' shape and classes")
-    made = [Pool(s.x, torch.searchsorted(classes, s.y.to(torch.int64)), augment=augment, mapped=s.mapped)
-            for s in (train, test, *extra)]
+    made = [
+        Pool(s.x, torch.searchsorted(classes, s.y.to(torch.int64)), augment=augment, mapped=s.mapped)
+        for s in (train, test, *extra)
+    ]
     how = normalize or ("standard" if train.x.dtype == torch.uint8 else "none")
     made[0].normalized(how, stats)
     for p in made[1:]:
-        p.normalized(how, (made[0].mean.flatten().tolist(), made[0].std.flatten().tolist()) if how == "standard" else None)
-    return (*made, names)
+        p.normalized(
+            how, (made[0].mean.flatten().tolist(), made[0].std.flatten().tolist()) if how == "standard" else None
+        )
+    return made, names
 
 
 def _name(s: Samples, label: int) -> str:
@@ -69,26 +91,40 @@ def experience_sizes(n_classes: int, n_experiences: Any, per_exp_classes: Mappin
     equally; ConfigError when they cannot."""
     divisors = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
     if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1:
-        raise ConfigError(f"n_experiences={n_experiences!r} does not divide the {n_classes} classes; allowed: {divisors}, "
-                          "or per_exp_classes")
+        raise ConfigError(
+            f"n_experiences={n_experiences!r} does not divide the {n_classes} classes; allowed: {divisors}, "
+            "or per_exp_classes"
+        )
     fixed = {int(k): int(v) for k, v in dict(per_exp_classes or {}).items()}
     if any(not 0 <= k < n_experiences for k in fixed) or any(v < 1 for v in fixed.values()):
         raise ConfigError(f"per_exp_classes={fixed} must map experiences 0..{n_experiences - 1} to >= 1 classes")
     rest, free = n_classes - sum(fixed.values()), n_experiences - len(fixed)
     if rest < 0 or (free and rest % free) or (not free and rest):
-        why = f"per_exp_classes={fixed} leaves {rest} classes for {free} experiences" if fixed else \
-            f"n_experiences={n_experiences} does not divide the {n_classes} classes"
+        why = (
+            f"per_exp_classes={fixed} leaves {rest} classes for {free} experiences"
+            if fixed
+            else f"n_experiences={n_experiences} does not divide the {n_classes} classes"
+        )
         raise ConfigError(f"{why}; allowed: {divisors}, or per_exp_classes")
     each = rest // free if free else 0
     return [fixed.get(i, each) for i in range(n_experiences)]
 
 
 def nc_benchmark(
-    train_dataset: Any, test_dataset: Any, n_experiences: int, task_labels: bool = False, shuffle: bool = True,
-    seed: int | None = None, fixed_class_order: Sequence[int] | None = None,
-    per_exp_classes: Mapping[int, int] | None = None, class_ids_from_zero_from_first_exp: bool = False,
-    class_ids_from_zero_in_each_exp: bool = False, normalize: str | None = None, augment: Augment | None = None,
-    name: str = "nc_benchmark", stats: Any = None,
+    train_dataset: Any,
+    test_dataset: Any,
+    n_experiences: int,
+    task_labels: bool = False,
+    shuffle: bool = True,
+    seed: int | None = None,
+    fixed_class_order: Sequence[int] | None = None,
+    per_exp_classes: Mapping[int, int] | None = None,
+    class_ids_from_zero_from_first_exp: bool = False,
+    class_ids_from_zero_in_each_exp: bool = False,
+    normalize: str | None = None,
+    augment: Augment | None = None,
+    name: str = "nc_benchmark",
+    stats: Any = None,
 ) -> Benchmark:
     """New classes: the classes are split over `n_experiences` (in the order `fixed_class_order`
     gives, in original labels, else a permutation drawn from `seed` when `shuffle`, else sorted);
@@ -97,14 +133,15 @@ def nc_benchmark(
     their position in their experience (the model then has as many outputs as the largest)."""
     flag("task_labels", task_labels)
     train, test = samples(train_dataset, "train_dataset"), samples(test_dataset, "test_dataset")
-    train_pool, test_pool, names = pools(train, test, normalize, augment, stats)
+    (train_pool, test_pool), names = pools(train, test, normalize, augment, stats)
     k = len(torch.unique(train_pool.y))
     if fixed_class_order is not None:
         original = torch.unique(train.y)
         given = torch.as_tensor([int(c) for c in fixed_class_order])
         if len(given) != k or not torch.equal(torch.sort(given).values, original):
-            raise ConfigError(f"fixed_class_order={given.tolist()} must be a permutation of the {k} classes "
-                              f"{original.tolist()}")
+            raise ConfigError(
+                f"fixed_class_order={given.tolist()} must be a permutation of the {k} classes {original.tolist()}"
+            )
         order = torch.searchsorted(original, given).tolist()
     elif shuffle:
         order = class_order(k, seed, None) if seed is not None else torch.randperm(k).tolist()
@@ -112,9 +149,19 @@ def nc_benchmark(
         order = list(range(k))
     if class_ids_from_zero_from_first_exp and class_ids_from_zero_in_each_exp:
         raise ConfigError("class_ids_from_zero_from_first_exp and class_ids_from_zero_in_each_exp exclude each other")
-    from_zero = "first_exp" if class_ids_from_zero_from_first_exp else "each_exp" if class_ids_from_zero_in_each_exp else None
-    return class_split(name, train_pool, test_pool, order, experience_sizes(k, n_experiences, per_exp_classes),
-                       task_labels, from_zero, names)
+    from_zero = (
+        "first_exp" if class_ids_from_zero_from_first_exp else "each_exp" if class_ids_from_zero_in_each_exp else None
+    )
+    return class_split(
+        name,
+        train_pool,
+        test_pool,
+        order,
+        experience_sizes(k, n_experiences, per_exp_classes),
+        task_labels,
+        from_zero,
+        names,
+    )
 
 
 def _partition(pool: Pool, n: int, shuffle: bool, balance: bool, g: torch.Generator) -> list[torch.Tensor]:
@@ -130,9 +177,17 @@ def _partition(pool: Pool, n: int, shuffle: bool, balance: bool, g: torch.Genera
 
 
 def ni_benchmark(
-    train_dataset: Any, test_dataset: Any, n_experiences: int, task_labels: bool = False, shuffle: bool = True,
-    seed: int | None = None, balance_experiences: bool = False, normalize: str | None = None,
-    augment: Augment | None = None, name: str = "ni_benchmark", stats: Any = None,
+    train_dataset: Any,
+    test_dataset: Any,
+    n_experiences: int,
+    task_labels: bool = False,
+    shuffle: bool = True,
+    seed: int | None = None,
+    balance_experiences: bool = False,
+    normalize: str | None = None,
+    augment: Augment | None = None,
+    name: str = "ni_benchmark",
+    stats: Any = None,
 ) -> Benchmark:
     """New instances: the training samples are dealt over `n_experiences` (in a random order from
     `seed` when `shuffle`; each class evenly with `balance_experiences`); every experience may
@@ -140,7 +195,7 @@ def ni_benchmark(
     integer("n_experiences", n_experiences)
     flag("task_labels", task_labels)
     train, test = samples(train_dataset, "train_dataset"), samples(test_dataset, "test_dataset")
-    train_pool, test_pool, names = pools(train, test, normalize, augment, stats)
+    (train_pool, test_pool), names = pools(train, test, normalize, augment, stats)
     if n_experiences > len(train_pool):
         raise ConfigError(f"n_experiences={n_experiences} is more than the {len(train_pool)} training samples")
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
@@ -150,18 +205,27 @@ def ni_benchmark(
 
 def experience(pool: Pool, ids: torch.Tensor, index: int, task: int) -> Experience:
     """Experience `index`: the samples `ids` of `pool`, each with task label `task`."""
-    return Experience(StreamDataset(pool, ids, torch.full_like(ids, task)), index, torch.unique(pool.y[ids]).tolist(), task)
+    return Experience(
+        StreamDataset(pool, ids, torch.full_like(ids, task)), index, torch.unique(pool.y[ids]).tolist(), task
+    )
 
 
-def instances(name: str, train_pool: Pool, test_pool: Pool, parts: Sequence[torch.Tensor], task_labels: bool,
-              names: list[str] | None) -> Benchmark:
+def instances(
+    name: str,
+    train_pool: Pool,
+    test_pool: Pool,
+    parts: Sequence[torch.Tensor],
+    task_labels: bool,
+    names: list[str] | None,
+) -> Benchmark:
     """New instances: training experience i holds the samples `parts[i]` (task label i with
     `task_labels`); the test stream is one experience, the whole test set."""
     exps = [experience(train_pool, ids, i, i if task_labels else 0) for i, ids in enumerate(parts)]
     test = experience(test_pool, torch.arange(len(test_pool)), 0, 0)
     k = len(torch.unique(train_pool.y))
-    return Benchmark(name, Stream("train", exps), Stream("test", [test]), k, list(range(k)), train_pool, test_pool,
-                     class_names=names)
+    return Benchmark(
+        name, Stream("train", exps), Stream("test", [test]), k, list(range(k)), train_pool, test_pool, class_names=names
+    )
 
 
 def _concat(parts: list[Samples], what: str) -> tuple[Samples, list[torch.Tensor], list[int]]:
@@ -170,20 +234,32 @@ def _concat(parts: list[Samples], what: str) -> tuple[Samples, list[torch.Tensor
         raise ConfigError(f"{what} is empty; allowed: at least one dataset")
     for i, p in enumerate(parts):
         if p.x.shape[1:] != parts[0].x.shape[1:] or p.x.dtype != parts[0].x.dtype:
-            raise ConfigError(f"{what}[{i}] holds {str(p.x.dtype)[6:]} {list(p.x.shape[1:])} samples, {what}[0] "
-                              f"{str(parts[0].x.dtype)[6:]} {list(parts[0].x.shape[1:])}; allowed: one shape and dtype")
+            raise ConfigError(
+                f"{what}[{i}] holds {str(p.x.dtype)[6:]} {list(p.x.shape[1:])} samples, {what}[0] "
+                f"{str(parts[0].x.dtype)[6:]} {list(parts[0].x.shape[1:])}; allowed: one shape and dtype"
+            )
         if p.t is not None and len(torch.unique(p.t)) > 1:
             raise ConfigError(f"{what}[{i}] has task labels {torch.unique(p.t).tolist()}; allowed: one per experience")
     bounds = torch.tensor([0] + [len(p) for p in parts]).cumsum(0).tolist()
-    ids = [torch.arange(a, b) for a, b in zip(bounds, bounds[1:])]
+    ids = [torch.arange(a, b) for a, b in itertools.pairwise(bounds)]
     tasks = [int(p.t[0]) if p.t is not None and len(p.t) else 0 for p in parts]
     x = torch.cat([p.x for p in parts]) if len(parts) > 1 else parts[0].x
-    return Samples(x, torch.cat([p.y for p in parts]), None, parts[0].names, parts[0].mapped if len(parts) == 1 else None), ids, tasks
+    return (
+        Samples(x, torch.cat([p.y for p in parts]), None, parts[0].names, parts[0].mapped if len(parts) == 1 else None),
+        ids,
+        tasks,
+    )
 
 
-def dataset_benchmark(train_datasets: Sequence[Any], test_datasets: Sequence[Any], normalize: str | None = None,
-                      augment: Augment | None = None, name: str = "dataset_benchmark",
-                      task_labels: Sequence[int] | None = None, **other_streams: Sequence[Any]) -> Benchmark:
+def dataset_benchmark(
+    train_datasets: Sequence[Any],
+    test_datasets: Sequence[Any],
+    normalize: str | None = None,
+    augment: Augment | None = None,
+    name: str = "dataset_benchmark",
+    task_labels: Sequence[int] | None = None,
+    **other_streams: Sequence[Any],
+) -> Benchmark:
     """One experience per given dataset (train and test streams of their own lengths). Task
     labels: `task_labels[i]`, else the dataset's own (`(x, y, t)`), else 0. `other_streams`
     (e.g. `valid=[...]`) become streams of the same pools' kind (`valid_stream`)."""
@@ -193,21 +269,29 @@ def dataset_benchmark(train_datasets: Sequence[Any], test_datasets: Sequence[Any
         if len(task_labels) != len(train_ids):
             raise ConfigError(f"task_labels has {len(task_labels)} labels for {len(train_ids)} experiences")
         train_tasks = [int(t) for t in task_labels]
-        test_tasks = train_tasks[:len(test_ids)] + [0] * max(0, len(test_ids) - len(train_ids))
+        test_tasks = train_tasks[: len(test_ids)] + [0] * max(0, len(test_ids) - len(train_ids))
     valid = other_streams.pop("valid", None)
     if other_streams:
         raise ConfigError(f"{next(iter(other_streams))}=: unknown stream; allowed: train, test, valid")
     valid_parts = _concat([samples(d, f"valid[{i}]") for i, d in enumerate(valid)], "valid") if valid else None
-    train_pool, test_pool, *valid_pool, names = pools(train, test, normalize, augment, None,
-                                                      *([valid_parts[0]] if valid_parts else []))
+    (train_pool, test_pool, *valid_pool), names = pools(
+        train, test, normalize, augment, None, *([valid_parts[0]] if valid_parts else [])
+    )
 
     def stream(kind: str, pool: Pool, ids: list[torch.Tensor], tasks: list[int]) -> Stream:
-        return Stream(kind, [experience(pool, i, e, t) for e, (i, t) in enumerate(zip(ids, tasks))])
+        return Stream(kind, [experience(pool, i, e, t) for e, (i, t) in enumerate(zip(ids, tasks, strict=True))])
 
     k = len(torch.unique(train_pool.y))
-    bench = Benchmark(name, stream("train", train_pool, train_ids, train_tasks),
-                      stream("test", test_pool, test_ids, test_tasks), k, list(range(k)), train_pool, test_pool,
-                      class_names=names)
+    bench = Benchmark(
+        name,
+        stream("train", train_pool, train_ids, train_tasks),
+        stream("test", test_pool, test_ids, test_tasks),
+        k,
+        list(range(k)),
+        train_pool,
+        test_pool,
+        class_names=names,
+    )
     if valid_parts:
         bench.valid_stream = stream("valid", valid_pool[0], valid_parts[1], valid_parts[2])
     return bench
@@ -215,12 +299,16 @@ def dataset_benchmark(train_datasets: Sequence[Any], test_datasets: Sequence[Any
 
 def benchmark_from_datasets(train: Sequence[Any], test: Sequence[Any], **streams: Sequence[Any]) -> Benchmark:
     """`benchmark_from_datasets(train=[...], test=[...], valid=[...])`: `dataset_benchmark` by stream name."""
-    return dataset_benchmark(train, test, **streams)
+    return dataset_benchmark(train, test, **cast(dict[str, Any], streams))  # stream names: no other argument
 
 
-def tensors_benchmark(train_tensors: Sequence[Sequence[Any]], test_tensors: Sequence[Sequence[Any]],
-                      task_labels: Sequence[int] | None = None, complete_test_set_only: bool = False,
-                      **kwargs: Any) -> Benchmark:
+def tensors_benchmark(
+    train_tensors: Sequence[Sequence[Any]],
+    test_tensors: Sequence[Sequence[Any]],
+    task_labels: Sequence[int] | None = None,
+    complete_test_set_only: bool = False,
+    **kwargs: Any,
+) -> Benchmark:
     """One `(x, y[, t])` tuple per experience; `complete_test_set_only`: `test_tensors` is one
     tuple, the whole test set, as one test experience."""
     tests = [test_tensors] if complete_test_set_only else list(test_tensors)
@@ -230,19 +318,32 @@ def tensors_benchmark(train_tensors: Sequence[Sequence[Any]], test_tensors: Sequ
             raise ConfigError(f"task_labels has {len(task_labels)} labels for {len(bench.train_stream)} experiences")
         for stream in (bench.train_stream, bench.test_stream):
             for e in stream:
-                t = int(task_labels[e.current_experience]) if not complete_test_set_only or stream is bench.train_stream else 0
+                t = (
+                    int(task_labels[e.current_experience])
+                    if not complete_test_set_only or stream is bench.train_stream
+                    else 0
+                )
                 e.task_label = t
                 e.dataset = StreamDataset(e.dataset.pool, e.dataset.ids, torch.full_like(e.dataset.ids, t))
     return bench
 
 
-def split_samples(bench_name: str, train: Samples, test: Samples, n_experiences: Any, return_task_id: bool,
-                   seed: int | None, class_order_: Sequence[int] | None, per_exp_classes: Any,
-                   augment: Any = None, stats: Any = None) -> Benchmark:
+def split_samples(
+    bench_name: str,
+    train: Samples,
+    test: Samples,
+    n_experiences: Any,
+    return_task_id: bool,
+    seed: int | None,
+    class_order_: Sequence[int] | None,
+    per_exp_classes: Any,
+    augment: Any = None,
+    stats: Any = None,
+) -> Benchmark:
     """A user's samples split by class over `n_experiences` (the CLI's data options); `class_order_`
     in the data's own labels or class names."""
     flag("return_task_id", return_task_id)
-    train_pool, test_pool, names = pools(train, test, None, augment, stats)
+    (train_pool, test_pool), names = pools(train, test, None, augment, stats)
     k = len(torch.unique(train_pool.y))
     if class_order_ is not None:  # in the data's own labels (or class names), like nc_benchmark
         original = names or [str(c) for c in range(k)]
@@ -258,7 +359,9 @@ def split_samples(bench_name: str, train: Samples, test: Samples, n_experiences:
 
 def by_task(name: str, train: Samples, test: Samples) -> Benchmark:
     """One experience per task label of the training samples (in label order), test likewise."""
+
     def parts(s: Samples) -> list[Samples]:
-        return [Samples(s.x[s.t == t], s.y[s.t == t], s.t[s.t == t]) for t in torch.unique(s.t).tolist()]
+        tasks = s.t if s.t is not None else torch.zeros_like(s.y)  # no task labels: one experience
+        return [Samples(s.x[tasks == t], s.y[tasks == t], tasks[tasks == t]) for t in torch.unique(tasks).tolist()]
 
     return dataset_benchmark(parts(train), parts(test), name=name)

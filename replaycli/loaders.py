@@ -5,6 +5,7 @@ never a per-sample `__getitem__`. Positions of -1 pad groups that ran out. The c
 Avalanche's; `for_run(data, buffer, batch_size, batch_size_mem, generator, <the YAML's keys>)` is
 the one signature `replay run` builds every loader with.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ from replaycli.memory.buffer import Buffer
 from replaycli.memory.store import group_lengths
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-_IGNORED = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "collate_fn",
-            "distributed_sampling"}  # one process, batches gathered by index: nothing for these to do
+_IGNORED = {
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "prefetch_factor",
+    "collate_fn",
+    "distributed_sampling",
+}  # one process, batches gathered by index: nothing for these to do
 
 
 def _options(kwargs: dict[str, Any]) -> tuple[bool, bool, torch.Generator | None]:
@@ -55,8 +62,9 @@ def group_positions(
 def refuse_small(key: str, size: int, groups: int, what: str) -> None:
     """A balanced batch gives each group at least one sample: `size` >= `groups`."""
     if size < groups:
-        raise ConfigError(f"{key}={size} cannot give each of the {groups} {what} a sample per batch; "
-                          f"allowed: {key} >= {groups}")
+        raise ConfigError(
+            f"{key}={size} cannot give each of the {groups} {what} a sample per batch; allowed: {key} >= {groups}"
+        )
 
 
 def _n_steps(n: int, per_step: int, drop_last: bool) -> int:
@@ -75,6 +83,10 @@ class _MatrixLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         return ((x, y, t) for x, y, t, _ in self.batches())
+
+    def positions(self) -> torch.Tensor:
+        """This epoch's [steps, B] positions into `data` (-1: no sample)."""
+        raise NotImplementedError
 
     def batches(self, with_samples: bool = False) -> Iterator[tuple]:
         """The epoch's `(x, y, t, samples)` batches; `samples` is each batch's own samples as a
@@ -122,6 +134,7 @@ class Prefetch:
 
     def get(self, n: int) -> torch.Tensor:
         """The stored samples of batch `n` (the batches are taken in order); starts reading n + 1."""
+        assert self.next is not None  # a batch is asked for only while there is one
         x = self.next.result()
         self.next = self.worker.submit(self.pool.raw, self.batches[n + 1]) if n + 1 < len(self.batches) else None
         return x
@@ -157,21 +170,35 @@ class GroupBalancedDataLoader(_MatrixLoader):
         refuse_small("batch_size", self.batch_size, len(self.datasets), "groups")
 
     @classmethod
-    def for_run(cls, data: StreamDataset, buffer: Buffer | None, batch_size: int, batch_size_mem: int,
-                generator: torch.Generator | None, oversample_small_groups: bool = False, shuffle: bool = False,
-                drop_last: bool = False) -> "GroupBalancedDataLoader":
+    def for_run(
+        cls,
+        data: StreamDataset,
+        buffer: Buffer | None,
+        batch_size: int,
+        batch_size_mem: int,
+        generator: torch.Generator | None,
+        oversample_small_groups: bool = False,
+        shuffle: bool = False,
+        drop_last: bool = False,
+    ) -> GroupBalancedDataLoader:
         """`loader=group_balanced`: the current data and each buffer group, `batch_size` samples
         of each per step (`batch_size_mem` is not used: every group gets as many as the data)."""
         groups = [data] + ([d for d, _ in buffer.groups().values()] if buffer is not None and len(buffer) else [])
-        return cls(groups, oversample_small_groups, batch_size * len(groups), shuffle=shuffle,
-                   drop_last=drop_last, generator=generator)
+        return cls(
+            groups,
+            oversample_small_groups,
+            batch_size * len(groups),
+            shuffle=shuffle,
+            drop_last=drop_last,
+            generator=generator,
+        )
 
     def __len__(self) -> int:
-        return max(_n_steps(len(d), q, self.drop_last) for d, q in zip(self.datasets, self.quotas))
+        return max(_n_steps(len(d), q, self.drop_last) for d, q in zip(self.datasets, self.quotas, strict=True))
 
     def positions(self) -> torch.Tensor:
         steps, offset, parts = len(self), 0, []
-        for d, q in zip(self.datasets, self.quotas):
+        for d, q in zip(self.datasets, self.quotas, strict=True):
             p = group_positions(len(d), q, steps, self.shuffle, self.oversample, self.drop_last, self.generator)
             parts.append(torch.where(p >= 0, p + offset, p))
             offset += len(d)
@@ -194,7 +221,7 @@ class TaskBalancedDataLoader(GroupBalancedDataLoader):
         if args and isinstance(args[0], bool):  # the older signature
             kwargs.setdefault("oversample_small_tasks", args[0])
         else:
-            for name, value in zip(("batch_size", "oversample_small_groups"), args):
+            for name, value in zip(("batch_size", "oversample_small_groups"), args, strict=False):
                 if name in kwargs:
                     raise TypeError(f"TaskBalancedDataLoader got multiple values for argument {name!r}")
                 kwargs[name] = value
@@ -227,8 +254,8 @@ class ReplayDataLoader(_MatrixLoader):
         self.batch_size_mem = batch("batch_size_mem", batch_size_mem)
         self.current = data
         self.oversample = oversample_small_tasks
-        has_memory = memory is not None and len(memory) > 0
-        self.memory_groups = (split_by_task(memory) if task_balanced_dataloader else [memory]) if has_memory else []
+        mem = memory if memory is not None and len(memory) else None  # an empty memory joins nothing
+        self.memory_groups = [] if mem is None else split_by_task(mem) if task_balanced_dataloader else [mem]
         refuse_small("batch_size_mem", self.batch_size_mem, len(self.memory_groups), "task groups of the memory")
         combined = data
         for m in self.memory_groups:
@@ -236,24 +263,45 @@ class ReplayDataLoader(_MatrixLoader):
         super().__init__(combined, gen)
 
     @classmethod
-    def for_run(cls, data: StreamDataset, buffer: Buffer | None, batch_size: int, batch_size_mem: int,
-                generator: torch.Generator | None, oversample_small_tasks: bool = False,
-                task_balanced_dataloader: bool = False, shuffle: bool = False,
-                drop_last: bool = False) -> "ReplayDataLoader":
+    def for_run(
+        cls,
+        data: StreamDataset,
+        buffer: Buffer | None,
+        batch_size: int,
+        batch_size_mem: int,
+        generator: torch.Generator | None,
+        oversample_small_tasks: bool = False,
+        task_balanced_dataloader: bool = False,
+        shuffle: bool = False,
+        drop_last: bool = False,
+    ) -> ReplayDataLoader:
         """`loader=replay` / `task_balanced`: the current data, then the whole buffer."""
         memory = buffer.buffer if buffer is not None and len(buffer) else None
-        return cls(data, memory, oversample_small_tasks, batch_size, batch_size_mem, task_balanced_dataloader,
-                   shuffle=shuffle, drop_last=drop_last, generator=generator)
+        return cls(
+            data,
+            memory,
+            oversample_small_tasks,
+            batch_size,
+            batch_size_mem,
+            task_balanced_dataloader,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            generator=generator,
+        )
 
     def __len__(self) -> int:
         return _n_steps(len(self.current), self.batch_size, self.drop_last)
 
     def positions(self) -> torch.Tensor:
         steps = len(self)
-        parts = [group_positions(len(self.current), self.batch_size, steps, self.shuffle, False, self.drop_last, self.generator)]
+        parts = [
+            group_positions(
+                len(self.current), self.batch_size, steps, self.shuffle, False, self.drop_last, self.generator
+            )
+        ]
         offset = len(self.current)
         quotas = group_lengths(len(self.memory_groups), self.batch_size_mem)
-        for m, q in zip(self.memory_groups, quotas):
+        for m, q in zip(self.memory_groups, quotas, strict=True):
             p = group_positions(len(m), q, steps, self.shuffle, self.oversample, self.drop_last, self.generator)
             parts.append(torch.where(p >= 0, p + offset, p))
             offset += len(m)

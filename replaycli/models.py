@@ -1,9 +1,11 @@
 """Models: each has a `features` body and a `classifier` head, so feature-based selection can
 name either (or any sub-layer, e.g. `features.0`). `replay run` builds every model as
 `Model(num_classes=..., input_shape=(C, H, W), **its YAML keys)`."""
+
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 
@@ -66,15 +68,21 @@ class SimpleMLP(nn.Module):
 class SmallCNN(nn.Module):
     """Two conv blocks (conv, ReLU, max-pool) and a global average pool, then a linear head."""
 
-    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28), width: int = 32,
-                 init: str = "default"):
+    def __init__(
+        self, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28), width: int = 32, init: str = "default"
+    ):
         super().__init__()
         in_channels = input_shape[0]
         integer("width", width)
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.classifier = nn.Linear(2 * width, num_classes)
         initialise(self, init)
@@ -102,8 +110,9 @@ class _Block(nn.Module):
 class SlimResNet18(nn.Module):
     """The reduced ResNet-18 of GEM/DER for CIFAR: `nf` base filters (20), 4 stages of 2 blocks."""
 
-    def __init__(self, num_classes: int = 10, input_shape: tuple[int, ...] = (3, 32, 32), nf: int = 20,
-                 init: str = "default"):
+    def __init__(
+        self, num_classes: int = 10, input_shape: tuple[int, ...] = (3, 32, 32), nf: int = 20, init: str = "default"
+    ):
         super().__init__()
         in_channels = input_shape[0]
         integer("nf", nf)
@@ -113,8 +122,12 @@ class SlimResNet18(nn.Module):
             stages += [_Block(cin, cout, stride), _Block(cout, cout, 1)]
             cin = cout
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU(inplace=True),
-            *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(in_channels, nf, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(nf),
+            nn.ReLU(inplace=True),
+            *stages,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.classifier = nn.Linear(cin, num_classes)
         initialise(self, init)

@@ -1,4 +1,5 @@
 """Task-IL: the classes each task label may predict, and logits masked to them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +17,7 @@ def task_mask(bench: Any) -> torch.Tensor:
     return mask
 
 
-def masked(out: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def masked(out: torch.Tensor, t: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
     """`out` [B, C] with the classes outside each sample's task set to -inf; `mask` None
     (class-IL) leaves it as it is."""
-    return out if mask is None else out.masked_fill(~mask[t], float("-inf"))
+    return out if mask is None or t is None else out.masked_fill(~mask[t], float("-inf"))

@@ -5,6 +5,7 @@ A buffer keeps each group's best-ranked share, so shrinking a group drops the la
 Avalanche's names and methods (`make_sorted_indices`, `make_sorted_indices_from_features`) are
 the public face: a user's subclass overriding either is honoured.
 """
+
 from __future__ import annotations
 
 import abc
@@ -63,8 +64,9 @@ class FeatureBasedExemplarsSelectionStrategy(ExemplarsSelectionStrategy):
     model's device; the model's train/eval mode is restored afterwards.
     """
 
-    def __init__(self, model: torch.nn.Module, layer_name: str, batch_size: int = 256,
-                 generator: torch.Generator | None = None):  # `generator` unused: no randomness
+    def __init__(
+        self, model: torch.nn.Module, layer_name: str, batch_size: int = 256, generator: torch.Generator | None = None
+    ):  # `generator` unused: no randomness
         names = [n for n, _ in model.named_modules() if n]
         if layer_name not in names:
             raise ConfigError(f"layer_name={layer_name!r} is not a layer of the model; allowed: {', '.join(names)}")
@@ -154,4 +156,3 @@ def herding(features: torch.Tensor, limit: int | None = None) -> torch.Tensor:
     if len(rest):
         rest = rest[closest_to_center(features[rest], target)]
     return torch.cat([torch.tensor(order, dtype=torch.int64, device=features.device), rest])
-

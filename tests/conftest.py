@@ -1,6 +1,7 @@
 """Shared helpers: compose a config and build a run the way `replay run` does, call the CLI in
 this process, run the `replay` console script as a subprocess (one smoke test per verb), and one
 small run reused by several tests (runs cost seconds; the suite must stay fast on two cores)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+
+# Property tests draw the same examples every run (derandomized, no example database), so the suite
+# passes or fails the same way each day; HYPOTHESIS_PROFILE=explore draws new ones, for a search.
+settings.register_profile("suite", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
 
 def pytest_collection_finish(session) -> None:
     """One process runs some 200 small runs and 700 tests: Python's cyclic collector kept scanning

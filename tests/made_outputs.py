@@ -1,6 +1,7 @@
 """Outputs for the tests of inspect, compare, plot and the sweep summary: one real sweep, run once
 per session through the joblib launcher, and run directories written directly with RunWriter
 (cheap, with numbers chosen by the test)."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,14 @@ from replaycli.outputs.rundir import RunWriter
 
 # 3 memory sizes x 2 seeds on the tiny stream; max_size=-1 is refused, so 2 of the 6 jobs fail.
 SWEEP = (
-    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "buffer.max_size=-1,20,40", "seed=0,1",
-    "epochs=1", "benchmark.n_experiences=2", "progress=none", "device=cpu",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+    "buffer.max_size=-1,20,40",
+    "seed=0,1",
+    "epochs=1",
+    "benchmark.n_experiences=2",
+    "progress=none",
+    "device=cpu",
 )
 _cache: dict[str, tuple[subprocess.CompletedProcess, Path]] = {}
 
@@ -29,8 +36,13 @@ def real_sweep(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
 
 
 def write_run(
-    root: Path, accuracy: list[list[float]], histograms: list[list[int]], overrides: list[str] = (),
-    config: str = "seed: 0\n", complete: bool = True, started: float | None = None,
+    root: Path,
+    accuracy: list[list[float]],
+    histograms: list[list[int]],
+    overrides: list[str] = (),
+    config: str = "seed: 0\n",
+    complete: bool = True,
+    started: float | None = None,
 ) -> Path:
     """A run directory as `replay run` writes it, with the given numbers; `complete=False` leaves
     it as a run killed after len(accuracy) experiences."""
@@ -40,7 +52,7 @@ def write_run(
     hydra = root / ".hydra"
     hydra.mkdir()
     (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides) or "[]\n")
-    for i, (acc, hist) in enumerate(zip(accuracy, histograms)):
+    for i, (acc, hist) in enumerate(zip(accuracy, histograms, strict=True)):
         w.add_experience(acc, hist, {"experience": i, "accuracy": acc, "histogram": hist})
         w.write_tables()
     if complete:

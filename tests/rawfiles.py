@@ -5,6 +5,7 @@ MNIST and FashionMNIST: idx files (big-endian header: magic 0x00000803 for image
 CIFAR10 and CIFAR100: pickled dicts with 'data' (uint8 [N, 3072], channel-major) and
 'labels' (CIFAR10) or 'fine_labels' (CIFAR100), as torchvision's readers load them.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -98,15 +99,32 @@ def write_cifar100(root: Path, n_train: int = 200, n_test: int = 100, seed: int 
     return arrays
 
 
-def write_npz(path: Path, n_train: int = 100, n_test: int = 40, n_classes: int = 10, shape=(5,), dtype=np.float32,
-              seed: int = 0, labels_from: int = 0, **extra: np.ndarray) -> dict[str, np.ndarray]:
+def write_npz(
+    path: Path,
+    n_train: int = 100,
+    n_test: int = 40,
+    n_classes: int = 10,
+    shape=(5,),
+    dtype=np.float32,
+    seed: int = 0,
+    labels_from: int = 0,
+    **extra: np.ndarray,
+) -> dict[str, np.ndarray]:
     """x_train, y_train, x_test, y_test (labels `labels_from + 0..n_classes-1`, every class in both)."""
     rng = np.random.default_rng(seed)
-    x = lambda n: (rng.integers(0, 256, (n, *shape)).astype(dtype) if np.dtype(dtype) == np.uint8  # noqa: E731
-                   else rng.normal(size=(n, *shape)).astype(dtype))
-    arrays = {"x_train": x(n_train), "y_train": balanced_labels(n_train, n_classes, rng).astype(np.int64) + labels_from,
-              "x_test": x(n_test), "y_test": balanced_labels(n_test, n_classes, rng).astype(np.int64) + labels_from,
-              **extra}
+
+    def x(n):
+        if np.dtype(dtype) == np.uint8:
+            return rng.integers(0, 256, (n, *shape)).astype(dtype)
+        return rng.normal(size=(n, *shape)).astype(dtype)
+
+    arrays = {
+        "x_train": x(n_train),
+        "y_train": balanced_labels(n_train, n_classes, rng).astype(np.int64) + labels_from,
+        "x_test": x(n_test),
+        "y_test": balanced_labels(n_test, n_classes, rng).astype(np.int64) + labels_from,
+        **extra,
+    }
     np.savez(path, **arrays)
     return arrays
 
@@ -119,8 +137,9 @@ def write_png(path: Path, array: np.ndarray, fmt: str = "PNG") -> None:
     Image.fromarray(array).save(path, fmt)
 
 
-def write_image_folder(root: Path, classes: list[str], per_class: int, size=(8, 8), rgb: bool = True,
-                       seed: int = 0) -> dict[str, list[np.ndarray]]:
+def write_image_folder(
+    root: Path, classes: list[str], per_class: int, size=(8, 8), rgb: bool = True, seed: int = 0
+) -> dict[str, list[np.ndarray]]:
     """root/<class>/<i>.png random images; returns each class's arrays in file-name order."""
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {}
@@ -133,7 +152,9 @@ def write_image_folder(root: Path, classes: list[str], per_class: int, size=(8, 
     return out
 
 
-def write_tinyimagenet(root: Path, n_classes: int = 10, per_class: int = 2, per_val: int = 1, seed: int = 0) -> list[str]:
+def write_tinyimagenet(
+    root: Path, n_classes: int = 10, per_class: int = 2, per_val: int = 1, seed: int = 0
+) -> list[str]:
     """root/tiny-imagenet-200 in its official layout, `n_classes` wnids of 64x64 JPEGs; returns the wnids."""
     rng = np.random.default_rng(seed)
     base = Path(root) / "tiny-imagenet-200"
@@ -141,7 +162,11 @@ def write_tinyimagenet(root: Path, n_classes: int = 10, per_class: int = 2, per_
     notes = []
     for w in wnids:
         for i in range(per_class):
-            write_png(base / "train" / w / "images" / f"{w}_{i}.JPEG", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "JPEG")
+            write_png(
+                base / "train" / w / "images" / f"{w}_{i}.JPEG",
+                rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                "JPEG",
+            )
         for i in range(per_val):
             name = f"val_{w}_{i}.JPEG"
             write_png(base / "val" / "images" / name, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "JPEG")
@@ -157,11 +182,15 @@ def write_core50(root: Path, objects: int = 2, per_session: int = 1, size: int =
     for s in range(1, 12):
         for o in range(1, objects + 1):
             for i in range(per_session):
-                write_png(Path(root) / "core50_128x128" / f"s{s}" / f"o{o}" / f"C_{s:02d}_{o:02d}_{i:03d}.png",
-                          rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+                write_png(
+                    Path(root) / "core50_128x128" / f"s{s}" / f"o{o}" / f"C_{s:02d}_{o:02d}_{i:03d}.png",
+                    rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+                )
 
 
-def write_svhn(root: Path, n_train: int = 60, n_test: int = 30, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def write_svhn(
+    root: Path, n_train: int = 60, n_test: int = 30, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """root/SVHN/{train,test}_32x32.mat as the official files: X [32, 32, 3, N], y [N, 1] in 1..10 (10 is
     digit 0). Returns {'train': (x [N, 3, 32, 32], y [N] in 0..9), ...}."""
     from scipy.io import savemat
@@ -172,7 +201,9 @@ def write_svhn(root: Path, n_train: int = 60, n_test: int = 30, seed: int = 0) -
         x = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
         y = balanced_labels(n, 10, rng).astype(np.int64)
         (Path(root) / "SVHN").mkdir(parents=True, exist_ok=True)
-        savemat(Path(root) / "SVHN" / f"{split}_32x32.mat",
-                {"X": x.transpose(2, 3, 1, 0), "y": np.where(y == 0, 10, y).reshape(-1, 1).astype(np.uint8)})
+        savemat(
+            Path(root) / "SVHN" / f"{split}_32x32.mat",
+            {"X": x.transpose(2, 3, 1, 0), "y": np.where(y == 0, 10, y).reshape(-1, 1).astype(np.uint8)},
+        )
         out[split] = (x, y)
     return out

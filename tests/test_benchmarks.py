@@ -1,4 +1,5 @@
 """Benchmarks and the torchvision loading path, on small files written in torchvision's raw layout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_fast_idx_reader_equals_torchvisions_reader(root, source, folder):
     ours = _torchvision(source, root, download=False)
     theirs = _torchvision(source, root, download=True)  # files present: torchvision reads them
     cls = tvd.MNIST if source == "mnist" else tvd.FashionMNIST
-    for split, mine, tv in zip(("train", "test"), ours, theirs):
+    for split, mine, tv in zip(("train", "test"), ours, theirs, strict=True):
         direct = cls(str(root), train=split == "train", download=False)
         assert torch.equal(mine.x[:, 0], direct.data) and torch.equal(mine.y, direct.targets)
         assert torch.equal(mine.x, tv.x) and torch.equal(mine.y, tv.y)
@@ -83,7 +84,7 @@ def test_cifar10_pickles_load_channel_major(root):
     assert bench.train_pool.x.shape == (100, 3, 32, 32)
     assert torch.equal(bench.train_pool.x, torch.from_numpy(x))  # data_batch_1..5 in order, [C, H, W]
     assert torch.equal(bench.train_pool.y, torch.from_numpy(y).long())
-    xt, yt = arrays["cifar10"]["test"]
+    xt, _yt = arrays["cifar10"]["test"]
     assert torch.equal(bench.test_pool.x, torch.from_numpy(xt))
     assert bench.n_classes == 10 and len(bench.train_stream) == 5
     assert sum(len(e.dataset) for e in bench.train_stream) == 100
@@ -155,7 +156,7 @@ def test_fixed_class_order_and_seed(root):
     a = SplitMNIST(5, seed=1, root=root, download=False)
     b = SplitMNIST(5, seed=1, root=root, download=False)
     assert a.classes_order == b.classes_order and sorted(a.classes_order) == list(range(10))
-    assert all(torch.equal(x.dataset.ids, y.dataset.ids) for x, y in zip(a.train_stream, b.train_stream))
+    assert all(torch.equal(x.dataset.ids, y.dataset.ids) for x, y in zip(a.train_stream, b.train_stream, strict=True))
     orders = {tuple(SplitMNIST(5, seed=s, root=root, download=False).classes_order) for s in range(4)}
     assert len(orders) > 1  # the seed changes the order
 
@@ -163,10 +164,15 @@ def test_fixed_class_order_and_seed(root):
         SplitMNIST(5, fixed_class_order=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8], root=root, download=False)
 
 
-@pytest.mark.parametrize("make,n,allowed", [
-    (SplitMNIST, 3, "[1, 2, 5, 10]"), (SplitMNIST, 0, "[1, 2, 5, 10]"), (SplitDigits, 4, "[1, 2, 5, 10]"),
-    (SplitCIFAR100, 7, "[1, 2, 4, 5, 10, 20, 25, 50, 100]"),
-])
+@pytest.mark.parametrize(
+    "make,n,allowed",
+    [
+        (SplitMNIST, 3, "[1, 2, 5, 10]"),
+        (SplitMNIST, 0, "[1, 2, 5, 10]"),
+        (SplitDigits, 4, "[1, 2, 5, 10]"),
+        (SplitCIFAR100, 7, "[1, 2, 4, 5, 10, 20, 25, 50, 100]"),
+    ],
+)
 def test_n_experiences_must_divide_classes(root, make, n, allowed):
     root, _ = root
     with pytest.raises(ConfigError) as err:
@@ -175,9 +181,16 @@ def test_n_experiences_must_divide_classes(root, make, n, allowed):
 
 
 # --- missing files ---------------------------------------------------------------------------
-@pytest.mark.parametrize("make,source", [(SplitMNIST, "mnist"), (SplitFMNIST, "fmnist"),
-                                         (SplitCIFAR10, "cifar10"), (SplitCIFAR100, "cifar100"),
-                                         (PermutedMNIST, "mnist")])
+@pytest.mark.parametrize(
+    "make,source",
+    [
+        (SplitMNIST, "mnist"),
+        (SplitFMNIST, "fmnist"),
+        (SplitCIFAR10, "cifar10"),
+        (SplitCIFAR100, "cifar100"),
+        (PermutedMNIST, "mnist"),
+    ],
+)
 def test_missing_files_without_download_name_root_and_files(tmp_path, make, source):
     with pytest.raises(ConfigError) as err:
         make(root=tmp_path, download=False)
@@ -272,7 +285,7 @@ def test_dataset_contract():
     assert ds[-1][1] == ds.targets[n - 1] and torch.equal(ds[-1][0], ds[n - 1][0])
     with pytest.raises(IndexError):
         ds[n]
-    assert ', '.join(str(e) for e in ds.targets) == ', '.join(str(v) for v in ds.y.tolist())
+    assert ", ".join(str(e) for e in ds.targets) == ", ".join(str(v) for v in ds.y.tolist())
     assert str(ds.targets) == str(ds.y.tolist()) and ds.targets == ds.y.tolist()
     assert list(ds.targets_task_labels) == [0] * n
     sub = ds.subset([5, 2, 7])

@@ -1,6 +1,8 @@
 """Storage policies: invariants on random streams (hypothesis), allocation, truncation, uniformity."""
+
 from __future__ import annotations
 
+import itertools
 import math
 from types import SimpleNamespace
 
@@ -17,9 +19,9 @@ from replaycli.buffers import (
     ReservoirSamplingBuffer,
 )
 from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import Pool
 from replaycli.errors import ConfigError
 from replaycli.memory.store import fill_lengths, group_lengths
-from replaycli.data.pool import Pool
 
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -29,7 +31,7 @@ def round_robin(sizes: list[int], max_size: int) -> list[int]:
     """Hand out `max_size` slots one at a time to the groups in order, skipping full groups:
     an even split where a small group keeps all it has and its unused share goes to the others."""
     caps, left = [0] * len(sizes), max_size
-    while left > 0 and any(c < s for c, s in zip(caps, sizes)):
+    while left > 0 and any(c < s for c, s in zip(caps, sizes, strict=True)):
         for g, s in enumerate(sizes):
             if left and caps[g] < s:
                 caps[g] += 1
@@ -69,7 +71,7 @@ def streams(draw):
     y = draw(st.lists(st.integers(0, n_classes - 1), min_size=sum(sizes), max_size=sum(sizes)))
     pool = encode_pool(y)
     exps, start = [], 0
-    for e, n in enumerate(sizes):
+    for _e, n in enumerate(sizes):
         ids = list(range(start, start + n))
         if start:
             ids += draw(st.lists(st.integers(0, start - 1), max_size=3, unique=True))
@@ -94,8 +96,17 @@ def make_buffer(kind: str, max_size: int, n_classes: int, n_exps: int, seed: int
     }[kind]()
 
 
-KINDS = ["reservoir", "class", "class-fixed", "experience", "experience-fixed",
-         "param-none", "param-class", "param-task", "param-experience"]
+KINDS = [
+    "reservoir",
+    "class",
+    "class-fixed",
+    "experience",
+    "experience-fixed",
+    "param-none",
+    "param-class",
+    "param-task",
+    "param-experience",
+]
 
 
 def key_of(kind: str, pool: Pool, ids: torch.Tensor, tasks: torch.Tensor, exp: int) -> torch.Tensor:
@@ -121,8 +132,8 @@ def expected_sizes(buf, kind: str, candidates: dict[int, int], max_size: int) ->
     sizes = [candidates[k] for k in keys]
     if kind.endswith("-fixed"):  # fixed shares over total_num_groups, indexed by key, never lent
         shares = group_lengths(buf.total_num_groups, max_size)
-        return {k: min(s, shares[k]) for k, s in zip(keys, sizes)}
-    return dict(zip(keys, round_robin(sizes, max_size)))
+        return {k: min(s, shares[k]) for k, s in zip(keys, sizes, strict=True)}
+    return dict(zip(keys, round_robin(sizes, max_size), strict=True))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -140,18 +151,18 @@ def test_buffer_invariants_on_random_streams(kind, data, max_size, seed):
         new = [i not in stored for i in ds.ids.tolist()]
         keys = key_of(kind, pool, ds.ids, ds.tasks, e).tolist()
         candidates = {k: len(v) for k, v in before.items()}
-        for i, k, is_new in zip(ds.ids.tolist(), keys, new):
+        for i, k, is_new in zip(ds.ids.tolist(), keys, new, strict=True):
             if is_new:
                 candidates[k] = candidates.get(k, 0) + 1
                 key[i] = k
-        offered |= set(zip(ds.ids.tolist(), ds.tasks.tolist()))
+        offered |= set(zip(ds.ids.tolist(), ds.tasks.tolist(), strict=True))
 
         buf.update(SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=e)))
 
         ids = buf.buffer.ids.tolist()
         assert len(buf) == len(ids) <= max_size
         assert len(set(ids)) == len(ids)  # unique
-        assert set(zip(ids, buf.buffer.tasks.tolist())) <= offered  # only data seen, with its task
+        assert set(zip(ids, buf.buffer.tasks.tolist(), strict=True)) <= offered  # only data seen, with its task
         after = groups(buf)
         assert sorted(i for v in after.values() for i in v) == sorted(ids)
         assert all(key[i] == k for k, v in after.items() for i in v)  # the right group
@@ -164,7 +175,7 @@ def test_buffer_invariants_on_random_streams(kind, data, max_size, seed):
 @PROPS
 @given(data=streams(), max_size=st.integers(1, 12), new_size=st.integers(0, 14), seed=st.integers(0, 2**16))
 def test_resize_keeps_each_groups_best_ranked(kind, data, max_size, new_size, seed):
-    pool, n_classes, exps = data
+    _pool, n_classes, exps = data
     buf = make_buffer(kind, max_size, n_classes, len(exps), seed)
     for e, ds in enumerate(exps):
         buf.update(SimpleNamespace(experience=SimpleNamespace(dataset=ds, current_experience=e)))
@@ -260,7 +271,7 @@ def inclusion_statistic(make, sizes: list[int], k: int, runs: int, seed: int) ->
     n = sum(sizes)
     pool = encode_pool([0] * n)
     bounds = [0] + torch.tensor(sizes).cumsum(0).tolist()
-    parts = [StreamDataset(pool, torch.arange(a, b)) for a, b in zip(bounds, bounds[1:])]
+    parts = [StreamDataset(pool, torch.arange(a, b)) for a, b in itertools.pairwise(bounds)]
     g = torch.Generator().manual_seed(seed)
     counts = torch.zeros(n, dtype=torch.float64)
     for _ in range(runs):
@@ -275,10 +286,14 @@ def inclusion_statistic(make, sizes: list[int], k: int, runs: int, seed: int) ->
 SIZES, K, RUNS = [2, 5, 1, 4], 4, 2000
 
 
-@pytest.mark.parametrize("make", [
-    lambda k, g: ReservoirSamplingBuffer(k, generator=g),
-    lambda k, g: ParametricBuffer(k, generator=g),  # random selection: also a reservoir
-], ids=["reservoir", "parametric-random"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda k, g: ReservoirSamplingBuffer(k, generator=g),
+        lambda k, g: ParametricBuffer(k, generator=g),  # random selection: also a reservoir
+    ],
+    ids=["reservoir", "parametric-random"],
+)
 def test_reservoir_is_uniform_over_everything_seen(make):
     stat = inclusion_statistic(make, SIZES, K, RUNS, seed=0)
     assert stat < chi2_critical(sum(SIZES) - 1, 1e-3)

@@ -1,4 +1,5 @@
 """`replay compare`: runs grouped by config keys, mean/std/n over seeds, sorted by the key."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ def test_the_table(sweep, tmp_path):
     d = compare_json(sweep, cwd=tmp_path)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("│")]  # the table rows
     assert len(lines) == 2 and " 20 " in lines[0] and " 40 " in lines[1]
-    for line, g in zip(lines, d["groups"]):
+    for line, g in zip(lines, d["groups"], strict=True):
         assert f"{g['final_accuracy_mean']:.4f} ± {g['final_accuracy_std']:.4f}" in line
     assert "left out 2 runs that are not complete" in proc.stdout
 
@@ -55,15 +56,29 @@ def test_any_key_any_paths_and_numeric_order(tmp_path):
     root = tmp_path / "outputs"
     finals = {(100, 0): 0.5, (100, 1): 0.7, (50, 0): 0.25, (200, 0): 0.9, (200, 1): 0.8, (200, 2): 1.0}
     for (size, seed), acc in finals.items():
-        write_run(root / "runs" / f"m{size}s{seed}", [[acc, acc]], [[1, 1]], [f"buffer.max_size={size}", f"seed={seed}"],
-                  config=f"buffer:\n  max_size: {size}\nseed: {seed}\nepochs: 1\n")
-    write_run(root / "runs" / "killed", [[0.1, 0.0]], [[1, 1]], ["buffer.max_size=50"],
-              config="buffer:\n  max_size: 50\nseed: 5\nepochs: 1\n", complete=False)
+        write_run(
+            root / "runs" / f"m{size}s{seed}",
+            [[acc, acc]],
+            [[1, 1]],
+            [f"buffer.max_size={size}", f"seed={seed}"],
+            config=f"buffer:\n  max_size: {size}\nseed: {seed}\nepochs: 1\n",
+        )
+    write_run(
+        root / "runs" / "killed",
+        [[0.1, 0.0]],
+        [[1, 1]],
+        ["buffer.max_size=50"],
+        config="buffer:\n  max_size: 50\nseed: 5\nepochs: 1\n",
+        complete=False,
+    )
     one = root / "runs" / "m100s0"
     d = compare_json(root, one, cwd=tmp_path)  # a run given twice counts once
     assert d["by"] == ["buffer.max_size"]
     assert [(g["buffer.max_size"], g["n"], g["seeds"]) for g in d["groups"]] == [
-        (50, 1, [0]), (100, 2, [0, 1]), (200, 3, [0, 1, 2])]  # numeric order, not 100 < 200 < 50
+        (50, 1, [0]),
+        (100, 2, [0, 1]),
+        (200, 3, [0, 1, 2]),
+    ]  # numeric order, not 100 < 200 < 50
     assert [g["final_accuracy_mean"] for g in d["groups"]] == pytest.approx([0.25, 0.6, 0.9])
     assert d["groups"][0]["final_accuracy_std"] is None  # one run: no spread, not a spread of 0
     assert [g["final_accuracy_std"] for g in d["groups"][1:]] == pytest.approx([statistics.stdev([0.5, 0.7]), 0.1])
@@ -89,4 +104,6 @@ def test_no_run_or_no_complete_run_exits_2(tmp_path):
     assert proc.returncode == 2 and "holds no run" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     write_run(tmp_path / "run", [[0.5]], [[1]], complete=False)
     proc = replay("compare", str(tmp_path / "run"), cwd=tmp_path)  # the subprocess smoke test of `compare`
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: no complete run in {tmp_path / 'run'} (1 not complete)"
+    assert (
+        proc.returncode == 2 and proc.stderr.strip() == f"error: no complete run in {tmp_path / 'run'} (1 not complete)"
+    )

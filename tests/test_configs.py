@@ -1,9 +1,9 @@
 """Every option of every config group composes, builds and trains one step; every key is
 documented where it is declared; every option file begins with the command that uses it."""
+
 from __future__ import annotations
 
 import re
-import shlex
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -13,7 +13,14 @@ import torch
 from conftest import CONFIGS, compose_cfg, header_command, header_overrides
 from omegaconf import OmegaConf
 from rawfiles import (
-    write_cifar10, write_cifar100, write_core50, write_image_folder, write_mnist, write_npz, write_svhn, write_tinyimagenet,
+    write_cifar10,
+    write_cifar100,
+    write_core50,
+    write_image_folder,
+    write_mnist,
+    write_npz,
+    write_svhn,
+    write_tinyimagenet,
 )
 
 from replaycli.methods.base import Batch
@@ -44,7 +51,8 @@ def data_root(tmp_path_factory) -> Path:
     (root / "mydata.py").write_text(
         "import torch\nfrom replaycli.generators import nc_benchmark\n\n"
         "def make(n_experiences=2):\n    x, y = torch.randn(40, 6), torch.arange(40) % 4\n"
-        "    return nc_benchmark((x, y), (x, y), n_experiences, shuffle=False)\n")
+        "    return nc_benchmark((x, y), (x, y), n_experiences, shuffle=False)\n"
+    )
     return root
 
 
@@ -104,15 +112,20 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
     first, second = bench.train_stream[0], bench.train_stream[min(1, bench.n_experiences - 1)]
     method.begin_experience(0, first.dataset)  # as the loop does around the first experience
     if buffer is not None:
-        if method.trains_on_memory or run.every_batch:  # as the loop does: before training, or batch by batch
-            buffer.add(first.dataset, 0, {"logits": torch.zeros(len(first.dataset), bench.n_classes)}
-                       if method.stores_logits and run.every_batch else None)
+        if method.trains_on_memory or run.update.per_batch:  # as the loop does: before training, or batch by batch
+            buffer.add(
+                first.dataset,
+                0,
+                {"logits": torch.zeros(len(first.dataset), bench.n_classes)}
+                if method.stores_logits and run.update.per_batch
+                else None,
+            )
         else:
             update_memory(run, first)
         assert 0 < len(buffer) <= cfg.buffer.max_size
         assert int(buffer.class_histogram(bench.n_classes).sum()) == len(buffer)
     method.end_experience(0, run.memory)
-    joined = buffer is not None and method.joins_memory and not run.every_batch
+    joined = buffer is not None and method.joins_memory and not run.update.per_batch
     data = method.begin_experience(1, second.dataset).train()
     x, y, t, _ = next(iter(run.make_loader(data, buffer if joined else None).batches()))
     current = min(cfg.train_mb_size, len(data))
@@ -127,7 +140,7 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
     loss.backward()
     run.optimizer.step()
     assert torch.isfinite(loss)
-    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("model", [o for g, o in OPTIONS if g == "model"])

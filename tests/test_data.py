@@ -1,5 +1,6 @@
 """Users' own data: generators, input kinds, the validation split, online streams, normalisation,
 the decode cache, Avalanche's data attributes, and the CLI's data options on files the tests write."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ from replaycli.benchmarks import CORe50, Folder, RotatedMNIST, SplitSVHN, SplitT
 from replaycli.buffers import ReservoirSamplingBuffer
 from replaycli.errors import ConfigError
 from replaycli.generators import (
-    benchmark_from_datasets, benchmark_with_validation_stream, dataset_benchmark, nc_benchmark, ni_benchmark,
-    split_online_stream, tensors_benchmark,
+    benchmark_from_datasets,
+    benchmark_with_validation_stream,
+    dataset_benchmark,
+    nc_benchmark,
+    ni_benchmark,
+    split_online_stream,
+    tensors_benchmark,
 )
 from replaycli.loaders import GroupBalancedDataLoader, ReplayDataLoader, TaskBalancedDataLoader
 from replaycli.models import SimpleMLP
@@ -38,7 +44,9 @@ def train_one_experience(bench, exp: int = 0, steps: int = 3) -> float:
     model = SimpleMLP(bench.n_classes, input_shape=bench.train_pool.sample_shape, hidden_size=16, drop_rate=0.0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loss = torch.tensor(0.0)
-    for _, (x, y, _t) in zip(range(steps), ReplayDataLoader(bench.train_stream[exp].dataset.train(), batch_size=8)):
+    for _, (x, y, _t) in zip(
+        range(steps), ReplayDataLoader(bench.train_stream[exp].dataset.train(), batch_size=8), strict=False
+    ):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -68,13 +76,20 @@ def test_nc_benchmark_seeded_order_per_exp_classes_and_relabelling():
     assert a.classes_order == b.classes_order == torch.randperm(10, generator=torch.Generator().manual_seed(3)).tolist()
     uneven = nc_benchmark(xy(100, 10), xy(50, 10), 4, shuffle=False, per_exp_classes={0: 4})
     assert [len(e.classes_in_this_experience) for e in uneven.train_stream] == [4, 2, 2, 2]
-    each = nc_benchmark(xy(100, 10), xy(50, 10), 5, task_labels=True, shuffle=False, class_ids_from_zero_in_each_exp=True)
+    each = nc_benchmark(
+        xy(100, 10), xy(50, 10), 5, task_labels=True, shuffle=False, class_ids_from_zero_in_each_exp=True
+    )
     assert each.n_classes == 2 and all(e.classes_in_this_experience == [0, 1] for e in each.train_stream)
     assert set(each.train_pool.y.tolist()) == {0, 1}
-    first = nc_benchmark(xy(100, 10), xy(50, 10), 5, fixed_class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-                         class_ids_from_zero_from_first_exp=True)
+    first = nc_benchmark(
+        xy(100, 10),
+        xy(50, 10),
+        5,
+        fixed_class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+        class_ids_from_zero_from_first_exp=True,
+    )
     assert first.train_stream[0].classes_in_this_experience == [0, 1] and first.classes_order == list(range(10))
-    x, y = xy(100, 10)
+    _x, y = xy(100, 10)
     assert torch.equal(first.train_pool.y, 9 - y)  # class 9 came first: it is class 0 now
     with pytest.raises(ConfigError, match=r"n_experiences=3 does not divide the 10 classes; allowed: \[1, 2, 5, 10\]"):
         nc_benchmark(xy(100, 10), xy(50, 10), 3)
@@ -165,8 +180,13 @@ def test_an_image_folder_input_is_decoded_and_cached(tmp_path):
 
 # --- the validation split and online streams --------------------------------------------------
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(4, 60), classes=st.integers(1, 4), share=st.floats(0.05, 0.9), seed=st.integers(0, 9),
-       batch=st.integers(1, 16))
+@given(
+    n=st.integers(4, 60),
+    classes=st.integers(1, 4),
+    share=st.floats(0.05, 0.9),
+    seed=st.integers(0, 9),
+    batch=st.integers(1, 16),
+)
 def test_no_validation_sample_is_ever_in_a_training_batch(n, classes, share, seed, batch):
     bench = nc_benchmark(xy(n * classes, classes), xy(classes, classes), 1, shuffle=False)
     train_ids = bench.train_stream[0].dataset.ids.clone()
@@ -177,8 +197,12 @@ def test_no_validation_sample_is_ever_in_a_training_batch(n, classes, share, see
     for c in range(classes):  # each class: round(share * n) held out, at least one, never all
         assert int((held.y == c).sum()) == min(max(1, round(share * n)), n - 1)
         assert int((kept.y == c).sum()) >= 1
-    seen = torch.cat([torch.cat([kept.ids[p] for p in [m[m >= 0]]])
-                      for m in ReplayDataLoader(kept.train(), batch_size=batch, shuffle=True).positions()])
+    seen = torch.cat(
+        [
+            torch.cat([kept.ids[p] for p in [m[m >= 0]]])
+            for m in ReplayDataLoader(kept.train(), batch_size=batch, shuffle=True).positions()
+        ]
+    )
     assert not set(seen.tolist()) & set(held.ids.tolist())
     assert not held.train_mode  # evaluated with evaluation transforms
 
@@ -200,19 +224,22 @@ def test_split_online_stream_cuts_each_experience_into_pieces():
 # --- evaluation: class-IL and task-IL from one run ----------------------------------------------
 def test_task_il_accuracy_masks_the_same_logits_at_evaluation():
     x, y = xy(8, 4, shape=(4,))
-    bench = tensors_benchmark([(x[y < 2], y[y < 2]), (x[y >= 2], y[y >= 2])],
-                              [(x[y < 2], y[y < 2]), (x[y >= 2], y[y >= 2])], task_labels=[0, 1])
+    bench = tensors_benchmark(
+        [(x[y < 2], y[y < 2]), (x[y >= 2], y[y >= 2])],
+        [(x[y < 2], y[y < 2]), (x[y >= 2], y[y >= 2])],
+        task_labels=[0, 1],
+    )
     model = torch.nn.Linear(4, 4)
     mask = task_mask(bench)
     assert mask.tolist() == [[True, True, False, False], [False, False, True, True]]
     out = evaluate_stream(model, bench.test_stream, 3, n_classes=4, task_il=mask)
     with torch.no_grad():  # by hand: argmax over all classes, and over the experience's two
-        for e, (acc, tacc) in enumerate(zip(out["accuracy"], out["task_il_accuracy"])):
+        for e, (acc, tacc) in enumerate(zip(out["accuracy"], out["task_il_accuracy"], strict=True)):
             data = bench.test_stream[e].dataset
             xb, yb, _ = data.batch(torch.arange(len(data)))
             logits = model(xb)
             assert acc == pytest.approx(float((logits.argmax(1) == yb).float().mean()))
-            assert tacc == pytest.approx(float((logits[:, 2 * e:2 * e + 2].argmax(1) + 2 * e == yb).float().mean()))
+            assert tacc == pytest.approx(float((logits[:, 2 * e : 2 * e + 2].argmax(1) + 2 * e == yb).float().mean()))
 
 
 # --- normalisation and initialisation ---------------------------------------------------------
@@ -238,8 +265,11 @@ def test_xavier_init_is_glorot_uniform_with_zero_biases(model):
     from replaycli.models import SimpleMLP, SmallCNN
 
     torch.manual_seed(0)
-    net = SimpleMLP(10, input_shape=(1, 8, 8), hidden_size=100, hidden_layers=2, init="xavier") if model == "mlp" \
+    net = (
+        SimpleMLP(10, input_shape=(1, 8, 8), hidden_size=100, hidden_layers=2, init="xavier")
+        if model == "mlp"
         else SmallCNN(10, (1, 8, 8), init="xavier")
+    )
     for m in net.modules():
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
@@ -272,14 +302,21 @@ def test_task_balanced_loader_takes_both_avalanche_signatures_and_refuses_a_smal
     old = TaskBalancedDataLoader(data, True, batch_size=6)
     assert new.oversample and old.oversample and new.batch_size == old.batch_size == 6
     assert all(torch.bincount(t, minlength=3).tolist() == [2, 2, 2] for _, _, t in new)
-    with pytest.raises(ValueError, match=r"batch_size=2 cannot give each of the 3 groups a sample per batch; "
-                                         r"allowed: batch_size >= 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_size=2 cannot give each of the 3 groups a sample per batch; "
+        r"allowed: batch_size >= 3",
+    ):
         TaskBalancedDataLoader(data, batch_size=2)
     with pytest.raises(ValueError, match="batch_size=2 cannot give each of the 3 groups"):
         GroupBalancedDataLoader([e.dataset for e in bench.train_stream], batch_size=2)
     with pytest.raises(ValueError, match="batch_size_mem=1 cannot give each of the 2 task groups of the memory"):
-        ReplayDataLoader(data, bench.train_stream[0].dataset.concat(bench.train_stream[1].dataset), batch_size_mem=1,
-                         task_balanced_dataloader=True)
+        ReplayDataLoader(
+            data,
+            bench.train_stream[0].dataset.concat(bench.train_stream[1].dataset),
+            batch_size_mem=1,
+            task_balanced_dataloader=True,
+        )
 
 
 def test_drop_last_drops_the_memory_part_once_it_runs_short():
@@ -318,7 +355,7 @@ def test_split_svhn_reads_the_mat_files_with_label_10_as_digit_0(tmp_path):
     bench = SplitSVHN(root=tmp_path, download=False)
     assert torch.equal(bench.train_pool.x, torch.from_numpy(arrays["train"][0]))
     assert torch.equal(bench.train_pool.y, torch.from_numpy(arrays["train"][1]))
-    assert [e.classes_in_this_experience for e in bench.train_stream][0] == [0, 1]
+    assert next(e.classes_in_this_experience for e in bench.train_stream) == [0, 1]
 
 
 def test_torchvision_option_reads_any_classification_set_and_refuses_others(tmp_path):
@@ -379,7 +416,9 @@ def test_tinyimagenet_reads_the_official_layout(tmp_path):
     wnids = write_tinyimagenet(tmp_path, n_classes=10, per_class=2, per_val=1)
     bench = SplitTinyImageNet(root=tmp_path, cache_dir=tmp_path / "c")
     assert bench.n_classes == 10 and bench.class_names == sorted(wnids) and bench.train_pool.sample_shape == (3, 64, 64)
-    assert [len(e.dataset) for e in bench.train_stream] == [2] * 10 and [len(e.dataset) for e in bench.test_stream] == [1] * 10
+    assert [len(e.dataset) for e in bench.train_stream] == [2] * 10 and [len(e.dataset) for e in bench.test_stream] == [
+        1
+    ] * 10
     assert bench.train_pool.augment is not None
 
 
@@ -410,9 +449,17 @@ def runs(tmp: Path) -> list[Path]:
 def test_cli_arrays_with_validation_task_il_side_by_side_and_class_names(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_npz(tmp_path / "d.npz", n_train=80, n_test=40, n_classes=4, labels_from=10)
-    code, out, err = cli("run", "benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=2",
-                         "benchmark.return_task_id=true", "benchmark.validation=0.25", "epochs=1", "progress=none",
-                         capsys=capsys)
+    code, _out, err = cli(
+        "run",
+        "benchmark=arrays",
+        "benchmark.path=d.npz",
+        "benchmark.n_experiences=2",
+        "benchmark.return_task_id=true",
+        "benchmark.validation=0.25",
+        "epochs=1",
+        "progress=none",
+        capsys=capsys,
+    )
     assert code == 0, err
     run = runs(tmp_path)[0]
     assert json.loads((run / "class_names.json").read_text()) == ["10", "11", "12", "13"]
@@ -425,15 +472,24 @@ def test_cli_arrays_with_validation_task_il_side_by_side_and_class_names(tmp_pat
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records[0]["val_accuracy"]) == 2 and len(records[0]["task_il_accuracy"]) == 2
     for r in records:  # task-IL picks among two classes: never below class-IL on the same logits
-        assert all(t >= c for t, c in zip(r["task_il_accuracy"], r["accuracy"]))
+        assert all(t >= c for t, c in zip(r["task_il_accuracy"], r["accuracy"], strict=True))
 
 
 def test_cli_folder_and_online_stream(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_image_folder(tmp_path / "imgs", ["a", "b", "c", "d"], 6, size=(6, 6))
-    code, _, err = cli("run", "benchmark=folder", "benchmark.root=imgs", "benchmark.test_fraction=0.34",
-                       "benchmark.n_experiences=2", "benchmark.experience_size=3", f"data_root={tmp_path}",
-                       "epochs=1", "progress=none", capsys=capsys)
+    code, _, err = cli(
+        "run",
+        "benchmark=folder",
+        "benchmark.root=imgs",
+        "benchmark.test_fraction=0.34",
+        "benchmark.n_experiences=2",
+        "benchmark.experience_size=3",
+        f"data_root={tmp_path}",
+        "epochs=1",
+        "progress=none",
+        capsys=capsys,
+    )
     assert code == 0, err
     run = runs(tmp_path)[0]
     acc = (run / "accuracy.csv").read_text().splitlines()
@@ -443,36 +499,103 @@ def test_cli_folder_and_online_stream(tmp_path, capsys, monkeypatch):
 
 
 BAD = [
-    ("npz-missing-key", lambda t: np.savez(t / "d.npz", x_train=np.zeros((4, 2))), ["benchmark=arrays", "benchmark.path=d.npz",
-     "benchmark.n_experiences=1"], "benchmark.path=d.npz has no y_train; allowed: an .npz with x_train, y_train"),
-    ("npz-lengths", lambda t: write_npz(t / "d.npz", y_train=np.zeros(3, np.int64)),
-     ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"], "y_train has 3 labels for 100 samples"),
-    ("npz-float-labels", lambda t: write_npz(t / "d.npz", y_train=np.full(100, 0.5)),
-     ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"], "y_train must be integers; got float64"),
-    ("npz-no-test-class", lambda t: write_npz(t / "d.npz", y_test=np.zeros(40, np.int64)),
-     ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"], "class 1 has no test samples"),
-    ("npz-divide", lambda t: write_npz(t / "d.npz"), ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=3"],
-     "benchmark.n_experiences=3 does not divide the 10 classes; allowed: [1, 2, 5, 10], or per_exp_classes"),
-    ("npz-not-a-file", lambda t: (t / "d.npz").write_text("hello"), ["benchmark=arrays", "benchmark.path=d.npz",
-     "benchmark.n_experiences=1"], "benchmark.path=d.npz is not a readable .npz file"),
-    ("folder-not-image", lambda t: (write_image_folder(t / "f", ["a", "b"], 2), (t / "f" / "a" / "notes.txt").write_text("x")),
-     ["benchmark=folder", "benchmark.root=f", "benchmark.test_fraction=0.5"], "f/a/notes.txt is not an image"),
-    ("folder-corrupt", lambda t: (write_image_folder(t / "f", ["a", "b"], 2),
-                                  (t / "f" / "b" / "001.png").write_bytes((t / "f" / "b" / "001.png").read_bytes()[:60])),
-     ["benchmark=folder", "benchmark.root=f", "benchmark.test_fraction=0.5"], "f/b/001.png is a corrupt image"),
-    ("folder-sizes", lambda t: (write_image_folder(t / "f", ["a", "b"], 2), write_png(t / "f" / "b" / "big.png",
-                                np.zeros((9, 9, 3), np.uint8))),
-     ["benchmark=folder", "benchmark.root=f", "benchmark.test_fraction=0.5"], "big.png is 9x9; "),
-    ("folder-no-split", lambda t: write_image_folder(t / "f", ["a", "b"], 2), ["benchmark=folder", "benchmark.root=f"],
-     "has no train/ and test/ folders; allowed: those, or benchmark.test_fraction=0.2"),
-    ("validation-range", lambda t: None, ["benchmark.validation=1.0"], "benchmark.validation=1.0 must be a fraction in (0, 1)"),
-    ("validation-zero", lambda t: None, ["benchmark.validation=0"], "benchmark.validation=0 must be a fraction in (0, 1)"),
-    ("torchvision-detection", lambda t: None, ["benchmark=torchvision", "benchmark.name=CocoDetection"],
-     "benchmark.name='CocoDetection' is not a torchvision classification data set"),
+    (
+        "npz-missing-key",
+        lambda t: np.savez(t / "d.npz", x_train=np.zeros((4, 2))),
+        ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"],
+        "benchmark.path=d.npz has no y_train; allowed: an .npz with x_train, y_train",
+    ),
+    (
+        "npz-lengths",
+        lambda t: write_npz(t / "d.npz", y_train=np.zeros(3, np.int64)),
+        ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"],
+        "y_train has 3 labels for 100 samples",
+    ),
+    (
+        "npz-float-labels",
+        lambda t: write_npz(t / "d.npz", y_train=np.full(100, 0.5)),
+        ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"],
+        "y_train must be integers; got float64",
+    ),
+    (
+        "npz-no-test-class",
+        lambda t: write_npz(t / "d.npz", y_test=np.zeros(40, np.int64)),
+        ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"],
+        "class 1 has no test samples",
+    ),
+    (
+        "npz-divide",
+        lambda t: write_npz(t / "d.npz"),
+        ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=3"],
+        "benchmark.n_experiences=3 does not divide the 10 classes; allowed: [1, 2, 5, 10], or per_exp_classes",
+    ),
+    (
+        "npz-not-a-file",
+        lambda t: (t / "d.npz").write_text("hello"),
+        ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1"],
+        "benchmark.path=d.npz is not a readable .npz file",
+    ),
+    (
+        "folder-not-image",
+        lambda t: (write_image_folder(t / "f", ["a", "b"], 2), (t / "f" / "a" / "notes.txt").write_text("x")),
+        ["benchmark=folder", "benchmark.root=f", "benchmark.test_fraction=0.5"],
+        "f/a/notes.txt is not an image",
+    ),
+    (
+        "folder-corrupt",
+        lambda t: (
+            write_image_folder(t / "f", ["a", "b"], 2),
+            (t / "f" / "b" / "001.png").write_bytes((t / "f" / "b" / "001.png").read_bytes()[:60]),
+        ),
+        ["benchmark=folder", "benchmark.root=f", "benchmark.test_fraction=0.5"],
+        "f/b/001.png is a corrupt image",
+    ),
+    (
+        "folder-sizes",
+        lambda t: (
+            write_image_folder(t / "f", ["a", "b"], 2),
+            write_png(t / "f" / "b" / "big.png", np.zeros((9, 9, 3), np.uint8)),
+        ),
+        ["benchmark=folder", "benchmark.root=f", "benchmark.test_fraction=0.5"],
+        "big.png is 9x9; ",
+    ),
+    (
+        "folder-no-split",
+        lambda t: write_image_folder(t / "f", ["a", "b"], 2),
+        ["benchmark=folder", "benchmark.root=f"],
+        "has no train/ and test/ folders; allowed: those, or benchmark.test_fraction=0.2",
+    ),
+    (
+        "validation-range",
+        lambda t: None,
+        ["benchmark.validation=1.0"],
+        "benchmark.validation=1.0 must be a fraction in (0, 1)",
+    ),
+    (
+        "validation-zero",
+        lambda t: None,
+        ["benchmark.validation=0"],
+        "benchmark.validation=0 must be a fraction in (0, 1)",
+    ),
+    (
+        "torchvision-detection",
+        lambda t: None,
+        ["benchmark=torchvision", "benchmark.name=CocoDetection"],
+        "benchmark.name='CocoDetection' is not a torchvision classification data set",
+    ),
     ("normalize", lambda t: None, ["benchmark.normalize=zscore"], "benchmark.normalize='zscore' is not allowed"),
-    ("init", lambda t: None, ["model.init=orthogonal"], "model.init='orthogonal' is not allowed; allowed: default, xavier"),
-    ("factory-fails", lambda t: (t / "mine.py").write_text("def make():\n    raise KeyError('label_column')\n"),
-     ["benchmark=custom", "benchmark._target_=mine.make"], "benchmark=custom cannot be built: KeyError: 'label_column'"),
+    (
+        "init",
+        lambda t: None,
+        ["model.init=orthogonal"],
+        "model.init='orthogonal' is not allowed; allowed: default, xavier",
+    ),
+    (
+        "factory-fails",
+        lambda t: (t / "mine.py").write_text("def make():\n    raise KeyError('label_column')\n"),
+        ["benchmark=custom", "benchmark._target_=mine.make"],
+        "benchmark=custom cannot be built: KeyError: 'label_column'",
+    ),
     ("factory-missing", lambda t: None, ["benchmark=custom"], "benchmark._target_ is required"),
 ]
 
@@ -488,15 +611,18 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(name, write, args, expe
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err + out, err
     assert expected in err, err
     assert not runs(tmp_path)
-    after = sorted(p for p in tmp_path.rglob("*") if "decoded" not in p.parts and "__pycache__" not in p.parts
-                   and "outputs" not in p.parts)
+    after = sorted(
+        p
+        for p in tmp_path.rglob("*")
+        if "decoded" not in p.parts and "__pycache__" not in p.parts and "outputs" not in p.parts
+    )
     assert after == before
 
 
 def test_the_readmes_own_data_loop_runs_and_prints_what_it_says(capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("## Your own data", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README's own snippet)
+    exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out.strip().splitlines()
     promised = block.strip().splitlines()[-1].removeprefix("# the last line: ")
     assert len(printed) == 5 and printed[-1] == promised
@@ -520,19 +646,29 @@ def test_a_mapped_pool_reads_ahead_and_gives_the_batches_of_the_same_pool_in_ram
     write_image_folder(tmp_path / "d" / "train", ["a", "b", "c"], 7, size=(6, 6))
     write_image_folder(tmp_path / "d" / "test", ["a", "b", "c"], 1, size=(6, 6), seed=1)
     mapped = Folder(tmp_path / "d", 1, cache_dir=tmp_path / "c")
-    in_ram = nc_benchmark((mapped.train_pool.x.clone(), mapped.train_pool.y), (mapped.test_pool.x.clone(), mapped.test_pool.y),
-                          1, shuffle=False)
+    in_ram = nc_benchmark(
+        (mapped.train_pool.x.clone(), mapped.train_pool.y),
+        (mapped.test_pool.x.clone(), mapped.test_pool.y),
+        1,
+        shuffle=False,
+    )
     for b in (mapped, in_ram):
         b.train_pool.augment = CropFlip(2, True)
     assert mapped.train_pool.mapped is not None and in_ram.train_pool.mapped is None
     batches = []
     for b in (mapped, in_ram):
-        loader = ReplayDataLoader(b.train_stream[0].dataset.train(), b.train_stream[0].dataset.subset(torch.arange(5)),
-                                  batch_size=4, batch_size_mem=3, shuffle=True, oversample_small_tasks=True,
-                                  generator=torch.Generator().manual_seed(7))
+        loader = ReplayDataLoader(
+            b.train_stream[0].dataset.train(),
+            b.train_stream[0].dataset.subset(torch.arange(5)),
+            batch_size=4,
+            batch_size_mem=3,
+            shuffle=True,
+            oversample_small_tasks=True,
+            generator=torch.Generator().manual_seed(7),
+        )
         batches.append([(x.clone(), y.clone()) for x, y, _ in loader])
     assert len(batches[0]) == len(batches[1]) == 6
-    for (xa, ya), (xb, yb) in zip(*batches):
+    for (xa, ya), (xb, yb) in zip(*batches, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)  # same samples, same augmentation draws
 
 
@@ -540,8 +676,17 @@ def test_a_sweep_on_validation_writes_the_validation_column(tmp_path, capsys, mo
     import csv
 
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli("run", "-m", "seed=0,1", "benchmark.validation=0.2", "benchmark.n_experiences=2", "epochs=1",
-                       "progress=none", "model.hidden_size=16", capsys=capsys)
+    code, _, err = cli(
+        "run",
+        "-m",
+        "seed=0,1",
+        "benchmark.validation=0.2",
+        "benchmark.n_experiences=2",
+        "epochs=1",
+        "progress=none",
+        "model.hidden_size=16",
+        capsys=capsys,
+    )
     assert code == 0, err
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
@@ -556,11 +701,17 @@ def test_avalanche_names_of_the_classic_splits(tmp_path):
     from replaycli.benchmarks import SplitMNIST
 
     write_mnist(tmp_path, n_train=50, n_test=20)
-    bench = SplitMNIST(5, dataset_root=tmp_path, download=False, class_ids_from_zero_in_each_exp=True,
-                       return_task_id=True)
+    bench = SplitMNIST(
+        5, dataset_root=tmp_path, download=False, class_ids_from_zero_in_each_exp=True, return_task_id=True
+    )
     assert bench.n_classes == 2 and all(e.classes_in_this_experience == [0, 1] for e in bench.train_stream)
-    first = SplitMNIST(5, dataset_root=tmp_path, download=False, fixed_class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-                       class_ids_from_zero_from_first_exp=True)
+    first = SplitMNIST(
+        5,
+        dataset_root=tmp_path,
+        download=False,
+        fixed_class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+        class_ids_from_zero_from_first_exp=True,
+    )
     assert first.train_stream[0].classes_in_this_experience == [0, 1]
     assert torch.equal(first.train_pool.y, 9 - SplitMNIST(5, root=tmp_path, download=False).train_pool.y)
     with pytest.raises(ConfigError, match="dataset_root and root are one setting"):

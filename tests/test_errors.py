@@ -1,6 +1,7 @@
 """Bad input is refused before any training: one line naming the bad value and what is allowed,
 exit code 2, no traceback, and no run directory left behind. A failed sweep job fails alone.
 Every case runs in this process through `cli.main`, as `replay run` would."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,17 +16,31 @@ CUDA = torch.cuda.is_available()
 
 # (id, overrides, what the one-line message must say); {tmp} is the case's own directory
 BAD = [
-    ("unknown-option", ["buffer=foo"],
-     ["buffer=foo is not an option of config group buffer",
-      "allowed: class_balanced, experience_balanced, gss, none, parametric, reservoir"]),
+    (
+        "unknown-option",
+        ["buffer=foo"],
+        [
+            "buffer=foo is not an option of config group buffer",
+            "allowed: class_balanced, experience_balanced, gss, none, parametric, reservoir",
+        ],
+    ),
     ("unknown-model", ["model=transformer"], ["model=transformer", "allowed: cnn, mlp, resnet18"]),
     ("unknown-experiment", ["+experiment=nope"], ["experiment=nope", "digits_replay", "tutorial"]),
     ("unknown-key", ["foo=1"], ["unknown key foo in foo=1", "allowed keys: ", "epochs", "to add a key: +foo=1"]),
-    ("unknown-nested-key", ["buffer.maxsize=3"],
-     ["unknown key buffer.maxsize in buffer.maxsize=3", "did you mean buffer.max_size?",
-      "allowed keys of buffer: max_size"]),
-    ("key-of-another-option", ["loader=group_balanced", "loader.task_balanced_dataloader=true"],
-     ["unknown key loader.task_balanced_dataloader", "allowed keys of loader: oversample_small_groups"]),
+    (
+        "unknown-nested-key",
+        ["buffer.maxsize=3"],
+        [
+            "unknown key buffer.maxsize in buffer.maxsize=3",
+            "did you mean buffer.max_size?",
+            "allowed keys of buffer: max_size",
+        ],
+    ),
+    (
+        "key-of-another-option",
+        ["loader=group_balanced", "loader.task_balanced_dataloader=true"],
+        ["unknown key loader.task_balanced_dataloader", "allowed keys of loader: oversample_small_groups"],
+    ),
     ("bad-syntax", ["epochs=["], ["cannot parse override 'epochs=['", "allowed: key=value, group=option"]),
     ("sweep-without-m", ["buffer.max_size=1,2"], ["buffer.max_size=1,2", "--multirun"]),
     ("zero-epochs", ["epochs=0"], ["epochs=0 must be a positive integer"]),
@@ -41,63 +56,129 @@ BAD = [
     ("negative-seed", ["seed=-1"], ["seed=-1 must be an integer in [0, 9223372036854775807]"]),
     ("bad-progress", ["progress=loud"], ["progress='loud' is not allowed; allowed: auto, rich, plain, none"]),
     ("bad-groupby", ["groupby=colour"], ["groupby='colour' is not allowed; allowed: null, class, task, experience"]),
-    ("groupby-without-groups", ["buffer=reservoir", "groupby=class"],
-     ["groupby=class needs a buffer with groups; buffer=reservoir has none", "allowed: buffer=parametric"]),
-    ("n-experiences", ["benchmark.n_experiences=3"],
-     ["benchmark.n_experiences=3 does not divide the 10 classes; allowed: [1, 2, 5, 10]", "allowed: [1, 2, 5, 10]"]),
+    (
+        "groupby-without-groups",
+        ["buffer=reservoir", "groupby=class"],
+        ["groupby=class needs a buffer with groups; buffer=reservoir has none", "allowed: buffer=parametric"],
+    ),
+    (
+        "n-experiences",
+        ["benchmark.n_experiences=3"],
+        ["benchmark.n_experiences=3 does not divide the 10 classes; allowed: [1, 2, 5, 10]", "allowed: [1, 2, 5, 10]"],
+    ),
     ("class-order", ["benchmark.class_order=[0,1]"], ["class_order=[0, 1] must be a permutation"]),
-    ("unknown-argument", ["+model.foo=1"],
-     ["model.foo=1 is not an argument of replaycli.models.SimpleMLP",
-      "allowed: drop_rate, hidden_layers, hidden_size, init, input_size"]),
-    ("offline-data-missing", ["benchmark=split_mnist", "data_root={tmp}/nodata", "download=false"],
-     ["mnist data not found under data_root={tmp}/nodata (download is off)", "train-images-idx3-ubyte"]),
-    ("unwritable-output", ["hydra.run.dir={tmp}/blocker/run"],
-     ["hydra.run.dir={tmp}/blocker/run cannot be created: {tmp}/blocker is not a directory",
-      "allowed: a writable directory"]),
+    (
+        "unknown-argument",
+        ["+model.foo=1"],
+        [
+            "model.foo=1 is not an argument of replaycli.models.SimpleMLP",
+            "allowed: drop_rate, hidden_layers, hidden_size, init, input_size",
+        ],
+    ),
+    (
+        "offline-data-missing",
+        ["benchmark=split_mnist", "data_root={tmp}/nodata", "download=false"],
+        ["mnist data not found under data_root={tmp}/nodata (download is off)", "train-images-idx3-ubyte"],
+    ),
+    (
+        "unwritable-output",
+        ["hydra.run.dir={tmp}/blocker/run"],
+        [
+            "hydra.run.dir={tmp}/blocker/run cannot be created: {tmp}/blocker is not a directory",
+            "allowed: a writable directory",
+        ],
+    ),
     ("sweep-unknown-option", ["-m", "buffer=reservoir,foo"], ["buffer=foo is not an option of config group buffer"]),
     ("sweep-unknown-key", ["-m", "epochs=1", "fooo=1,2"], ["unknown key fooo in fooo=1"]),
     # what an adversarial pass found printing tracebacks or refusing late (issue 14)
-    ("huge-seed", ["seed=99999999999999999999"], ["seed=99999999999999999999 must be an integer in [0, 9223372036854775807]"]),
+    (
+        "huge-seed",
+        ["seed=99999999999999999999"],
+        ["seed=99999999999999999999 must be an integer in [0, 9223372036854775807]"],
+    ),
     # what the fuzz drew (2026-12-04): a batch this size was built as positions in memory (a traceback, or memory
     # without end while the memory was cycled to fill it)
-    ("huge-batch", ["train_mb_size=99999999999999999999"],
-     ["train_mb_size=99999999999999999999 must be an integer in [1, 1048576]"]),
-    ("huge-memory-batch", ["mem_mb_size=99999999999999999999"],
-     ["mem_mb_size=99999999999999999999 must be an integer in [1, 1048576]"]),
+    (
+        "huge-batch",
+        ["train_mb_size=99999999999999999999"],
+        ["train_mb_size=99999999999999999999 must be an integer in [1, 1048576]"],
+    ),
+    (
+        "huge-memory-batch",
+        ["mem_mb_size=99999999999999999999"],
+        ["mem_mb_size=99999999999999999999 must be an integer in [1, 1048576]"],
+    ),
     # a list of options for one group: Hydra merges them (buffer=[reservoir,none] ran without a memory) or, for
     # numbers, raised a TypeError
-    ("group-list", ["buffer=[reservoir,none]"],
-     ["buffer=[reservoir,none] gives config group buffer a list of options; allowed: one option, buffer=OPTION, "
-      "or a sweep over options: -m buffer=A,B"]),
-    ("group-list-of-numbers", ["+experiment=[1]"], ["+experiment=[1] gives config group experiment a list of options",
-                                                    "allowed: one option, +experiment=OPTION"]),
+    (
+        "group-list",
+        ["buffer=[reservoir,none]"],
+        [
+            "buffer=[reservoir,none] gives config group buffer a list of options; allowed: one option, buffer=OPTION, "
+            "or a sweep over options: -m buffer=A,B"
+        ],
+    ),
+    (
+        "group-list-of-numbers",
+        ["+experiment=[1]"],
+        ["+experiment=[1] gives config group experiment a list of options", "allowed: one option, +experiment=OPTION"],
+    ),
     ("deleted-seed", ["~seed"], ["seed=None must be an integer in [0, "]),
-    ("deleted-required-key", ["~buffer.max_size"],
-     ["buffer=parametric cannot be built: ", "missing 1 required positional argument: 'max_size'"]),
+    (
+        "deleted-required-key",
+        ["~buffer.max_size"],
+        ["buffer=parametric cannot be built: ", "missing 1 required positional argument: 'max_size'"],
+    ),
     ("no-key", ["=5"], ["cannot parse override '=5' (no key before '=')"]),
     ("unresolvable", ["seed=${{foo}}"], ["the config cannot be resolved: Interpolation key 'foo' not found"]),
     ("missing-env", ["progress=${{oc.env:REPLAY_NO_SUCH_VARIABLE}}"], ["the config cannot be resolved: "]),
-    ("not-a-bool", ["benchmark.return_task_id=maybe"], ["benchmark.return_task_id='maybe' is not allowed; allowed: true, false"]),
+    (
+        "not-a-bool",
+        ["benchmark.return_task_id=maybe"],
+        ["benchmark.return_task_id='maybe' is not allowed; allowed: true, false"],
+    ),
     ("unknown-flag", ["-x"], ["unknown flag -x; allowed: --cfg"]),
-    ("unimportable-target", ["strategy._target_=no_such_module.Method"],
-     ["strategy=replay cannot be built: Error loading 'no_such_module.Method'"]),
-    ("too-few-fixed-classes", ["buffer=class_balanced", "buffer.adaptive_size=false", "buffer.total_num_classes=3"],
-     ["buffer.total_num_classes=3 fixes fewer shares than the stream's 10 class keys; allowed: >= 10"]),
-    ("too-few-fixed-experiences", ["buffer=experience_balanced", "buffer.adaptive_size=false", "buffer.num_experiences=1"],
-     ["buffer.num_experiences=1 fixes fewer shares than the stream's 5 experience keys"]),
+    (
+        "unimportable-target",
+        ["strategy._target_=no_such_module.Method"],
+        ["strategy=replay cannot be built: Error loading 'no_such_module.Method'"],
+    ),
+    (
+        "too-few-fixed-classes",
+        ["buffer=class_balanced", "buffer.adaptive_size=false", "buffer.total_num_classes=3"],
+        ["buffer.total_num_classes=3 fixes fewer shares than the stream's 10 class keys; allowed: >= 10"],
+    ),
+    (
+        "too-few-fixed-experiences",
+        ["buffer=experience_balanced", "buffer.adaptive_size=false", "buffer.num_experiences=1"],
+        ["buffer.num_experiences=1 fixes fewer shares than the stream's 5 experience keys"],
+    ),
     ("infinite-decay", ["optimizer.weight_decay=inf"], ["optimizer.weight_decay=inf must be a finite number >= 0"]),
-    ("nan-momentum", ["optimizer=sgd", "optimizer.momentum=nan"], ["optimizer.momentum=nan must be a finite number >= 0"]),
+    (
+        "nan-momentum",
+        ["optimizer=sgd", "optimizer.momentum=nan"],
+        ["optimizer.momentum=nan must be a finite number >= 0"],
+    ),
     ("long-name", ["hydra.run.dir={tmp}/" + "x" * 300], ["has a name of 300 bytes", "allowed: at most 255"]),
-    ("group-option-not-a-name", ["buffer=-1"], ["cannot compose ", "buffer=-1 (Config group override must be a string", "allowed: group=option"]),
-    ("conflicting-flags", ["-m", "--cfg", "job"],
-     ["--cfg and --multirun given together; allowed: one of --run, --multirun"]),
+    (
+        "group-option-not-a-name",
+        ["buffer=-1"],
+        ["cannot compose ", "buffer=-1 (Config group override must be a string", "allowed: group=option"],
+    ),
+    (
+        "conflicting-flags",
+        ["-m", "--cfg", "job"],
+        ["--cfg and --multirun given together; allowed: one of --run, --multirun"],
+    ),
 ]
 if not CUDA:
     BAD.append(("cuda-missing", ["device=cuda"], ["device=cuda but CUDA is not available here; allowed: auto, cpu"]))
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))  # hydra/: options of Hydra's own groups
+GROUPS = sorted(
+    p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra")
+)  # hydra/: options of Hydra's own groups
 
 
 def refused_in(tmp: Path, args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
@@ -130,7 +211,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_run_dir(name, args, expected
 def test_an_unknown_key_in_any_group_is_one_line(group, tmp_path, capsys, monkeypatch):
     """`+GROUP.foo=1`, for every group the package ships (read from configs/), names the key."""
     args = [f"+{group}.foo=1"] + (["buffer=reservoir"] if group == "buffer" else [])
-    assert_refused(tmp_path, *refused_in(tmp_path, args, capsys, monkeypatch), [f"{group}.foo=1 is not an argument of "])
+    assert_refused(
+        tmp_path, *refused_in(tmp_path, args, capsys, monkeypatch), [f"{group}.foo=1 is not an argument of "]
+    )
 
 
 def test_hydra_flags_still_work(tmp_path, capsys, monkeypatch):
@@ -146,8 +229,16 @@ def test_hydra_flags_still_work(tmp_path, capsys, monkeypatch):
 
 def test_a_failed_sweep_job_does_not_take_the_others_down(tmp_path):
     sweep = tmp_path / "sweep"
-    p = run_cli("run", "-m", "epochs=1", "progress=none", "buffer.max_size=-1,5", "benchmark.n_experiences=2",
-                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    p = run_cli(
+        "run",
+        "-m",
+        "epochs=1",
+        "progress=none",
+        "buffer.max_size=-1,5",
+        "benchmark.n_experiences=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert p.returncode == 2, p.stderr[-2000:]
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "buffer.max_size=-1 must be an integer >= 0" in last, p.stderr

@@ -1,5 +1,6 @@
 """Adding a replay method is one Python class and one YAML file, outside the package: the README's
 "Extending" example, run end to end by `replay run` from the user's working directory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,13 +30,20 @@ class ScaledReplay(Method):
         out = self.model(x)
         return self.weight * self.ce(out, y, t), out[:len(batch.x)]
 '''
-YAML = '''# replay run --config-dir conf strategy=scaled buffer_update=every_batch
+YAML = """# replay run --config-dir conf strategy=scaled buffer_update=every_batch
 _target_: {module}.ScaledReplay
 _partial_: true   # the model, optimizer and task mask are passed in Python
 weight: 1.0       # the factor on the loss
-'''
-QUICK = ["epochs=1", "device=cpu", "progress=none", "metrics=[]", "benchmark.n_experiences=2",
-         "model.hidden_size=32", "buffer_update=every_batch"]
+"""
+QUICK = [
+    "epochs=1",
+    "device=cpu",
+    "progress=none",
+    "metrics=[]",
+    "benchmark.n_experiences=2",
+    "model.hidden_size=32",
+    "buffer_update=every_batch",
+]
 
 
 def test_a_method_from_the_working_directory_runs_end_to_end(tmp_path, capsys, monkeypatch):
@@ -59,8 +67,16 @@ def test_a_method_from_the_working_directory_runs_end_to_end(tmp_path, capsys, m
     frozen = read_run(run("strategy=scaled", "strategy.weight=0.0"))  # no gradient: the model never moves
     assert len(set(map(tuple, frozen.accuracy))) == 1 and frozen.accuracy != read_run(mine).accuracy
 
-    code, _, err = cli("run", "--config-dir", "conf", *QUICK, "strategy=scaled", "+strategy.wieght=2",
-                       f"hydra.run.dir={tmp_path / 'typo'}", capsys=capsys)
+    code, _, err = cli(
+        "run",
+        "--config-dir",
+        "conf",
+        *QUICK,
+        "strategy=scaled",
+        "+strategy.wieght=2",
+        f"hydra.run.dir={tmp_path / 'typo'}",
+        capsys=capsys,
+    )
     assert code == 2 and "strategy.wieght=2 is not an argument of" in err and "allowed: weight" in err
     assert not (tmp_path / "typo").exists()
 
@@ -90,11 +106,21 @@ def test_a_selection_strategy_from_the_working_directory_decides_what_the_buffer
     (tmp_path / "conf" / "selection").mkdir(parents=True)
     (tmp_path / "conf" / "selection" / "smallest.yaml").write_text(
         f"# replay run --config-dir conf selection=smallest\n_target_: {module}.SmallestIds\n"
-        "_partial_: true   # the model and the generator are passed in Python\n")
+        "_partial_: true   # the model and the generator are passed in Python\n"
+    )
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
-    code, _, err = cli("run", "--config-dir", "conf", *QUICK, "selection=smallest", "buffer=reservoir",
-                       "buffer.max_size=20", f"hydra.run.dir={out}", capsys=capsys)
+    code, _, err = cli(
+        "run",
+        "--config-dir",
+        "conf",
+        *QUICK,
+        "selection=smallest",
+        "buffer=reservoir",
+        "buffer.max_size=20",
+        f"hydra.run.dir={out}",
+        capsys=capsys,
+    )
     assert code == 0, err
     kept = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["buffer"]["store"]["attrs"]["ids"]["value"]
     from replaycli.benchmarks import SplitDigits
@@ -158,8 +184,10 @@ def write_stateful(tmp_path: Path) -> str:
     """The issue's toy method and toy policy, each one class and one YAML as README "Extending" says."""
     module = f"user_stateful_{tmp_path.name}"
     (tmp_path / f"{module}.py").write_text(STATEFUL)
-    for group, name, body in (("strategy", "distill", "Distill\n_partial_: true\nalpha: 1.0\n"),
-                              ("buffer", "fifo", "FIFO\n_partial_: true\nmax_size: 60\n")):
+    for group, name, body in (
+        ("strategy", "distill", "Distill\n_partial_: true\nalpha: 1.0\n"),
+        ("buffer", "fifo", "FIFO\n_partial_: true\nmax_size: 60\n"),
+    ):
         (tmp_path / "conf" / group).mkdir(parents=True, exist_ok=True)
         (tmp_path / "conf" / group / f"{name}.yaml").write_text(f"_target_: {module}.{body}")
     return module

@@ -1,4 +1,5 @@
 """`replay inspect` on a run, a sweep and an outputs directory, as JSON and as tables; no torch."""
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,26 @@ def test_a_run_as_json_holds_what_the_run_wrote(sweep, tmp_path):
     d = inspect_json(sweep / "3", tmp_path)
     run = rundir.read_run(sweep / "3")
     assert d["kind"] == "run" and d["status"] == "complete" and d["error"] == ""
-    assert d["overrides"] == ["buffer.max_size=20", "seed=1", "epochs=1", "benchmark.n_experiences=2",
-                              "progress=none", "device=cpu"]
+    assert d["overrides"] == [
+        "buffer.max_size=20",
+        "seed=1",
+        "epochs=1",
+        "benchmark.n_experiences=2",
+        "progress=none",
+        "device=cpu",
+    ]
     assert d["accuracy"] == run.accuracy and d["histograms"] == run.histograms
     assert d["experiences_done"] == d["n_experiences"] == 2
     assert d["stream_accuracy"] == [sum(r) / 2 for r in run.accuracy]
     assert d["final_accuracy"] == run.summary["final_accuracy"] == d["stream_accuracy"][-1]
     first, last = d["per_experience"]
-    assert first == {"experience": 0, "after_training_it": run.accuracy[0][0], "final": run.accuracy[1][0],
-                     "best": max(run.accuracy[0][0], run.accuracy[1][0]),
-                     "forgetting": run.accuracy[0][0] - run.accuracy[1][0]}
+    assert first == {
+        "experience": 0,
+        "after_training_it": run.accuracy[0][0],
+        "final": run.accuracy[1][0],
+        "best": max(run.accuracy[0][0], run.accuracy[1][0]),
+        "forgetting": run.accuracy[0][0] - run.accuracy[1][0],
+    }
     assert last["forgetting"] == 0.0 and last["after_training_it"] == last["final"] == run.accuracy[1][1]
 
 
@@ -65,8 +76,14 @@ def test_bars_scale_each_class_to_the_fullest():
 
 
 def test_an_incomplete_run_says_so_and_shows_its_finished_experiences(tmp_path):
-    run = write_run(tmp_path / "run", [[0.9, 0.0, 0.0], [0.6, 0.8, 0.0]], [[5, 0, 0], [3, 2, 0]],
-                    ["buffer.max_size=5"], config="benchmark:\n  n_experiences: 3\nseed: 0\n", complete=False)
+    run = write_run(
+        tmp_path / "run",
+        [[0.9, 0.0, 0.0], [0.6, 0.8, 0.0]],
+        [[5, 0, 0], [3, 2, 0]],
+        ["buffer.max_size=5"],
+        config="benchmark:\n  n_experiences: 3\nseed: 0\n",
+        complete=False,
+    )
     d = inspect_json(run, tmp_path)
     assert d["status"] == "incomplete" and d["experiences_done"] == 2 and d["n_experiences"] == 3
     assert "final_accuracy" not in d and [e["experience"] for e in d["per_experience"]] == [0, 1]
@@ -105,9 +122,16 @@ def test_an_outputs_dir_lists_runs_and_sweeps_newest_first(sweep, tmp_path):
     assert [r["path"].rsplit("/", 1)[-1] for r in d["runs"]] == ["new", "middle", "old", "killed"]
     assert [r["status"] for r in d["runs"]] == ["complete"] * 3 + ["incomplete"]
     assert d["runs"][0]["final_accuracy"] == 0.5 and d["runs"][-1]["final_accuracy"] is None
-    assert d["sweeps"] == [{"path": str(root / "sweeps" / "s"), "started": d["sweeps"][0]["started"], "jobs": 6,
-                            "complete": 4, "failed": 2, "swept": {"buffer.max_size": ["-1", "20", "40"],
-                                                                  "seed": ["0", "1"]}}]
+    assert d["sweeps"] == [
+        {
+            "path": str(root / "sweeps" / "s"),
+            "started": d["sweeps"][0]["started"],
+            "jobs": 6,
+            "complete": 4,
+            "failed": 2,
+            "swept": {"buffer.max_size": ["-1", "20", "40"], "seed": ["0", "1"]},
+        }
+    ]
     proc = run_cli("inspect", str(root), cwd=tmp_path)
     assert proc.returncode == 0 and "4 runs, 1 sweeps" in proc.stdout
     assert proc.stdout.index("new") < proc.stdout.index("middle") < proc.stdout.index("old")
@@ -147,3 +171,24 @@ def test_inspect_imports_neither_torch_nor_hydra(sweep, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_sweep_with_side_metrics_lists_only_its_overrides_as_swept(tmp_path):
+    """The validation and task-IL columns are results, not swept keys (they differ job to job)."""
+    from made_outputs import write_run
+
+    import json
+
+    from replaycli.outputs.rundir import SUMMARY
+
+    sweep = tmp_path / "outputs" / "sweeps" / "s"
+    for job, seed in ((0, 0), (1, 1)):
+        run = write_run(sweep / str(job), [[0.5, 0.25]], [[1, 1]], overrides=[f"seed={seed}", "epochs=1"])
+        summary = json.loads((run / SUMMARY).read_text())
+        summary.update(final_val_accuracy=0.1 + job, final_task_il_accuracy=0.3 + job)
+        (run / SUMMARY).write_text(json.dumps(summary))
+    assert [r["final_val_accuracy"] for r in inspect_json(sweep, tmp_path)["jobs"]] == [0.1, 1.1]
+    assert inspect_json(tmp_path / "outputs", tmp_path)["sweeps"][0]["swept"] == {"seed": ["0", "1"]}
+    proc = run_cli("inspect", str(sweep), cwd=tmp_path)
+    assert proc.returncode == 0 and "common overrides: epochs=1" in proc.stdout, proc.stdout
+    assert "final_val_accuracy=" not in proc.stdout and "final_task_il_accuracy=" not in proc.stdout

@@ -2,8 +2,10 @@
 
 Each sample's image spells its id, so a batch can be decoded back into ids.
 """
+
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -12,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import Pool
 from replaycli.errors import ConfigError
 from replaycli.loaders import GroupBalancedDataLoader, ReplayDataLoader, TaskBalancedDataLoader
 from replaycli.memory.store import group_lengths
-from replaycli.data.pool import Pool
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -54,9 +56,15 @@ def expected_count(n: int, q: int, step: int, cycle: bool, drop_last: bool) -> i
 # --- ReplayDataLoader -----------------------------------------------------------------------
 @PROPS
 @given(
-    n_cur=st.integers(1, 50), mem_tasks=st.lists(st.integers(0, 3), max_size=40),
-    bs=st.integers(1, 16), bs_mem=st.integers(1, 16), shuffle=st.booleans(), drop_last=st.booleans(),
-    oversample=st.booleans(), balanced=st.booleans(), seed=st.integers(0, 2**16),
+    n_cur=st.integers(1, 50),
+    mem_tasks=st.lists(st.integers(0, 3), max_size=40),
+    bs=st.integers(1, 16),
+    bs_mem=st.integers(1, 16),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+    oversample=st.booleans(),
+    balanced=st.booleans(),
+    seed=st.integers(0, 2**16),
 )
 def test_replay_batches_hold_promised_current_and_memory(
     n_cur, mem_tasks, bs, bs_mem, shuffle, drop_last, oversample, balanced, seed
@@ -71,8 +79,17 @@ def test_replay_batches_hold_promised_current_and_memory(
         with pytest.raises(ValueError, match=f"batch_size_mem={bs_mem} cannot give each of the {groups} task groups"):
             ReplayDataLoader(current, memory, oversample, bs, bs_mem, balanced)
         return
-    dl = ReplayDataLoader(current, memory, oversample, bs, bs_mem, balanced, shuffle=shuffle,
-                          drop_last=drop_last, generator=torch.Generator().manual_seed(seed))
+    dl = ReplayDataLoader(
+        current,
+        memory,
+        oversample,
+        bs,
+        bs_mem,
+        balanced,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),
+    )
     mem_groups = sorted(set(mem_tasks)) if balanced else [None]
     quotas = group_lengths(len(mem_groups), bs_mem) if n_mem else []
     size = {g: sum(1 for t in mem_tasks if g is None or t == g) for g in mem_groups}
@@ -85,7 +102,7 @@ def test_replay_batches_hold_promised_current_and_memory(
         n_here = min(bs, n_cur - s * bs)
         cur, mem = ids[:n_here], ids[n_here:]
         assert all(i < n_cur for i in cur) and all(i >= n_cur for i in mem)  # current first, then memory
-        for g, q in zip(mem_groups, quotas):
+        for g, q in zip(mem_groups, quotas, strict=False):
             got = sum(1 for i in mem if g is None or tasks[i] == g)
             assert got == expected_count(size[g], q, s, oversample, drop_last)
         seen_cur += cur
@@ -124,52 +141,62 @@ def test_each_epoch_is_drawn_afresh_and_generator_reproduces():
     def epoch(dl):
         return [i for b in dl for i in decode(b[0])]
 
-    dl = ReplayDataLoader(data, memory, batch_size=6, batch_size_mem=2, shuffle=True,
-                          generator=torch.Generator().manual_seed(0))
+    dl = ReplayDataLoader(
+        data, memory, batch_size=6, batch_size_mem=2, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     first, second = epoch(dl), epoch(dl)
     assert first != second and sorted(first) == sorted(second)
-    again = ReplayDataLoader(data, memory, batch_size=6, batch_size_mem=2, shuffle=True,
-                             generator=torch.Generator().manual_seed(0))
+    again = ReplayDataLoader(
+        data, memory, batch_size=6, batch_size_mem=2, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     assert epoch(again) == first
 
 
 # --- GroupBalancedDataLoader / TaskBalancedDataLoader ----------------------------------------
 @PROPS
 @given(
-    sizes=st.lists(st.integers(0, 20), min_size=1, max_size=5), bs=st.integers(1, 20),
-    shuffle=st.booleans(), drop_last=st.booleans(), oversample=st.booleans(), seed=st.integers(0, 2**16),
+    sizes=st.lists(st.integers(0, 20), min_size=1, max_size=5),
+    bs=st.integers(1, 20),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+    oversample=st.booleans(),
+    seed=st.integers(0, 2**16),
 )
 def test_group_balanced_quotas(sizes, bs, shuffle, drop_last, oversample, seed):
     pool = id_pool(sum(sizes))
     bounds = [0] + torch.tensor(sizes).cumsum(0).tolist()
-    datasets = [StreamDataset(pool, torch.arange(a, b), torch.full((b - a,), g)) for g, (a, b) in
-                enumerate(zip(bounds, bounds[1:]))]
-    tasks = {i: g for g, (a, b) in enumerate(zip(bounds, bounds[1:])) for i in range(a, b)}
+    datasets = [
+        StreamDataset(pool, torch.arange(a, b), torch.full((b - a,), g))
+        for g, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
+    tasks = {i: g for g, (a, b) in enumerate(itertools.pairwise(bounds)) for i in range(a, b)}
     if bs < len(sizes):  # a batch too small to give every group a sample is refused
         with pytest.raises(ValueError, match=f"batch_size={bs} cannot give each of the {len(sizes)} groups"):
             GroupBalancedDataLoader(datasets, oversample, bs)
         return
-    dl = GroupBalancedDataLoader(datasets, oversample, bs, shuffle=shuffle, drop_last=drop_last,
-                                 generator=torch.Generator().manual_seed(seed))
+    dl = GroupBalancedDataLoader(
+        datasets, oversample, bs, shuffle=shuffle, drop_last=drop_last, generator=torch.Generator().manual_seed(seed)
+    )
     quotas = group_lengths(len(sizes), bs)
-    steps = max((n // q if drop_last else math.ceil(n / q)) if q else 0 for n, q in zip(sizes, quotas))
+    steps = max((n // q if drop_last else math.ceil(n / q)) if q else 0 for n, q in zip(sizes, quotas, strict=True))
     batches = [check_batch(pool, tasks, b) for b in dl]
     assert len(batches) == len(dl) == steps
     for s, ids in enumerate(batches):
         groups_in_order = [tasks[i] for i in ids]
         assert groups_in_order == sorted(groups_in_order)  # group by group
-        for g, (n, q) in enumerate(zip(sizes, quotas)):
+        for g, (n, q) in enumerate(zip(sizes, quotas, strict=True)):
             assert groups_in_order.count(g) == expected_count(n, q, s, oversample, drop_last)
     seen = [i for ids in batches for i in ids]
     if not oversample and not drop_last:
-        assert sorted(seen) == [i for g, (a, b) in enumerate(zip(bounds, bounds[1:])) if quotas[g]
-                                for i in range(a, b)]  # every sample of a group with a quota once
+        assert sorted(seen) == [
+            i for g, (a, b) in enumerate(itertools.pairwise(bounds)) if quotas[g] for i in range(a, b)
+        ]  # every sample of a group with a quota once
 
 
 def test_tutorial_group_balanced_batches():
     pool = id_pool(30)
     groups = [StreamDataset(pool, torch.arange(3 * c, 3 * c + 3)) for c in range(10)]
-    (x, y, t), = list(GroupBalancedDataLoader(groups, batch_size=30))
+    ((x, _y, _t),) = list(GroupBalancedDataLoader(groups, batch_size=30))
     assert sorted(decode(x)) == list(range(30))  # 3 of each of the 10 groups
     tasks = [StreamDataset(pool, torch.arange(6 * k, 6 * k + 6), torch.full((6,), k)) for k in range(5)]
     batches = list(GroupBalancedDataLoader(tasks, batch_size=5))

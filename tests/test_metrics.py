@@ -1,6 +1,7 @@
 """The metrics of a run: the config's list and granularities, per-epoch and per-minibatch records
 computed from each step's logits, the test stream's confusion matrix (checked against one counted
 sample by sample), timing and resources in summary.json, run.log, inspect and plot."""
+
 from __future__ import annotations
 
 import copy
@@ -8,20 +9,30 @@ import json
 import re
 
 import pytest
-from conftest import build_run, compose_cfg, stopping_at
 import torch
+from conftest import build_run, compose_cfg, stopping_at
 
-from replaycli.outputs import rundir
 from replaycli.errors import ConfigError
-from replaycli.run.metrics import Metrics, from_config
+from replaycli.outputs import rundir
 from replaycli.outputs.rundir import read_confusion, read_run
+from replaycli.run.metrics import Metrics, from_config
 
 N_CLASSES = 10
 # 2 experiences of 5 classes, 2 epochs each, a small model: a run of about a second, in process
-TINY = ["device=cpu", "progress=none", "epochs=2", "benchmark.n_experiences=2", "model.hidden_size=32",
-        "buffer.max_size=20", "train_mb_size=64"]
-ALL = ["metrics=[accuracy,loss,timing,resources,confusion]", "granularity.accuracy=minibatch",
-       "granularity.loss=minibatch"]
+TINY = [
+    "device=cpu",
+    "progress=none",
+    "epochs=2",
+    "benchmark.n_experiences=2",
+    "model.hidden_size=32",
+    "buffer.max_size=20",
+    "train_mb_size=64",
+]
+ALL = [
+    "metrics=[accuracy,loss,timing,resources,confusion]",
+    "granularity.accuracy=minibatch",
+    "granularity.loss=minibatch",
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +90,20 @@ def test_an_unknown_metric_is_a_one_line_error_and_leaves_no_run_dir(tmp_path):
 
     proc = run_cli("run", "metrics=[accuracy,foo]", "epochs=1", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == ("error: metrics=[accuracy,foo]: unknown metric 'foo'; "
-                           "allowed: accuracy, loss, timing, resources, confusion\n")
+    assert proc.stderr == (
+        "error: metrics=[accuracy,foo]: unknown metric 'foo'; allowed: accuracy, loss, timing, resources, confusion\n"
+    )
     assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("granularity.loss=stream", "granularity.loss='stream' is not allowed; allowed: minibatch, epoch, experience"),
-    ("granularity.timing=minibatch", "granularity.timing='minibatch' is not allowed; allowed: epoch, experience"),
-    ("metrics=[loss,confusions]", "unknown metric 'confusions'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("granularity.loss=stream", "granularity.loss='stream' is not allowed; allowed: minibatch, epoch, experience"),
+        ("granularity.timing=minibatch", "granularity.timing='minibatch' is not allowed; allowed: epoch, experience"),
+        ("metrics=[loss,confusions]", "unknown metric 'confusions'"),
+    ],
+)
 def test_bad_granularities_are_one_line_errors_in_process(tmp_path, monkeypatch, capsys, override, message):
     from replaycli.cli import main
 
@@ -154,7 +169,7 @@ def test_epoch_and_minibatch_records_come_from_the_steps_logits(full):
     assert len(records) == 2
     mbs = [mb for r in records for mb in r["minibatches"]]
     assert len(mbs) == len(steps)  # one record per training step
-    for mb, (out, y, loss) in zip(mbs, steps):
+    for mb, (out, y, loss) in zip(mbs, steps, strict=True):
         assert mb["accuracy"] == pytest.approx(float((out.argmax(1) == y).float().mean()))
         assert mb["loss"] == pytest.approx(loss, rel=1e-6)
     it = iter(steps)
@@ -186,9 +201,11 @@ def test_folding_logits_into_hits_changes_no_number(tmp_path, monkeypatch):
     execute(cfg, tmp_path / "folded")
 
     def numbers(path):
-        return [{k: v for k, v in r.items() if "seconds" not in k and k != "epochs"}
-                | {"epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in r["epochs"]]}
-                for r in read_run(path).metrics]
+        return [
+            {k: v for k, v in r.items() if "seconds" not in k and k != "epochs"}
+            | {"epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in r["epochs"]]}
+            for r in read_run(path).metrics
+        ]
 
     kept = numbers(tmp_path / "kept")
     assert kept == numbers(tmp_path / "folded") and 0 < kept[-1]["train_accuracy"] <= 1
@@ -214,8 +231,19 @@ def test_no_metrics_writes_todays_files_only(tmp_path):
     run = read_run(tmp_path / "run")
     assert not (tmp_path / "run" / rundir.CONFUSION).exists() and run.confusion == []
     for r in run.metrics:
-        assert set(r) == {"experience", "n_experiences", "samples", "accuracy", "average", "loss", "histogram", "train_seconds",
-                          "buffer_seconds", "eval_seconds", "seconds"}
+        assert set(r) == {
+            "experience",
+            "n_experiences",
+            "samples",
+            "accuracy",
+            "average",
+            "loss",
+            "histogram",
+            "train_seconds",
+            "buffer_seconds",
+            "eval_seconds",
+            "seconds",
+        }
     assert not {"peak_rss_mb", "cpu_seconds", "disk_bytes", "timing"} & set(run.summary)
 
 
@@ -234,7 +262,9 @@ def test_run_log_is_what_the_terminal_showed(small_run):
     log = rundir.read_log(small_run.path)
     assert log == small_run.proc.stdout  # progress=auto off a terminal: plain lines, then the tables
     assert "\x1b[" not in log and re.search(r"  epoch 1/1: \d+ batches \(\d+\.\d\d s\)", log)
-    assert re.search(r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  seen-so-far accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log)
+    assert re.search(
+        r"  loss \d\.\d{4}  train accuracy \d\.\d{4}  seen-so-far accuracy \d\.\d{4}  stream accuracy \d\.\d{4}", log
+    )
 
 
 def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path):
@@ -254,7 +284,8 @@ def test_resume_writes_the_same_confusion_matrix_and_logs_both_sessions(tmp_path
 
 
 def test_inspect_shows_the_confusion_matrix_and_plot_draws_it(full, capsys):
-    from replaycli.outputs import inspect as inspecting, plots
+    from replaycli.outputs import inspect as inspecting
+    from replaycli.outputs import plots
 
     path = full[0]
     assert inspecting.main([str(path), "--json"]) == 0
@@ -280,8 +311,18 @@ def test_tensorboard_gets_the_epoch_records(tmp_path):
     logger = TensorBoardLogger(tmp_path)
     for i in range(2):
         epochs = [{"epoch": e, "steps": 3, "loss": 1.0, "accuracy": 0.25 * (2 * i + e)} for e in range(2)]
-        logger.experience_done({"experience": i, "accuracy": [0.5], "average": 0.5, "loss": 0.5, "histogram": [1],
-                                "train_accuracy": 0.5, "stream_loss": 0.75, "epochs": epochs})
+        logger.experience_done(
+            {
+                "experience": i,
+                "accuracy": [0.5],
+                "average": 0.5,
+                "loss": 0.5,
+                "histogram": [1],
+                "train_accuracy": 0.5,
+                "stream_loss": 0.75,
+                "epochs": epochs,
+            }
+        )
     logger.close()
     ea = EventAccumulator(str(tmp_path / "tensorboard"))
     ea.Reload()

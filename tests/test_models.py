@@ -1,4 +1,5 @@
 """Models: output shapes, and feature-based selection reading any named layer of each."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -8,9 +9,9 @@ import torch
 
 from replaycli.buffers import ParametricBuffer
 from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import Pool
 from replaycli.errors import ConfigError
 from replaycli.models import SimpleMLP, SlimResNet18, SmallCNN
-from replaycli.data.pool import Pool
 from replaycli.selection import (
     ClosestToCenterSelectionStrategy,
     FeatureBasedExemplarsSelectionStrategy,
@@ -29,15 +30,21 @@ MNIST, CIFAR, DIGITS = (1, 28, 28), (3, 32, 32), (1, 8, 8)
 
 # model, input shape, {layer name: feature size}
 CASES = {
-    "mlp": (lambda: SimpleMLP(), MNIST, {"features": 512, "features.1": 512, "classifier": 10}),
-    "mlp-digits": (lambda: SimpleMLP(num_classes=5, input_size=64, hidden_size=16, hidden_layers=2), DIGITS,
-                   {"features": 16, "features.4": 16, "classifier": 5}),
-    "cnn": (lambda: SmallCNN(), MNIST, {"features": 64, "features.0": 32 * 28 * 28, "classifier": 10}),
+    "mlp": (SimpleMLP, MNIST, {"features": 512, "features.1": 512, "classifier": 10}),
+    "mlp-digits": (
+        lambda: SimpleMLP(num_classes=5, input_size=64, hidden_size=16, hidden_layers=2),
+        DIGITS,
+        {"features": 16, "features.4": 16, "classifier": 5},
+    ),
+    "cnn": (SmallCNN, MNIST, {"features": 64, "features.0": 32 * 28 * 28, "classifier": 10}),
     "cnn-digits": (lambda: SmallCNN(10, (1, 8, 8), width=8), DIGITS, {"features": 16, "features.5": 16 * 2 * 2}),
     "cnn-cifar": (lambda: SmallCNN(100, (3, 32, 32), width=8), CIFAR, {"features": 16, "classifier": 100}),
     # nf=4 keeps the CPU cost small; the default width is checked in test_slim_resnet_default_width
-    "resnet": (lambda: SlimResNet18(nf=4), CIFAR, {"features": 32, "features.3": 4 * 32 * 32,
-                                                   "features.10.conv1": 32 * 4 * 4, "classifier": 10}),
+    "resnet": (
+        lambda: SlimResNet18(nf=4),
+        CIFAR,
+        {"features": 32, "features.3": 4 * 32 * 32, "features.10.conv1": 32 * 4 * 4, "classifier": 10},
+    ),
 }
 
 

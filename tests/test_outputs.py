@@ -1,4 +1,5 @@
 """The run directory format (replaycli.outputs): written, read back, metrics, atomic writes."""
+
 from __future__ import annotations
 
 import csv
@@ -7,8 +8,8 @@ import json
 import pytest
 
 from replaycli.outputs import rundir
-from replaycli.outputs.formulas import bwt, forgetting
 from replaycli.outputs.files import OutputError, write_atomic
+from replaycli.outputs.formulas import bwt, forgetting
 from replaycli.outputs.rundir import RunWriter, read_run
 
 # rows: after training experience i; columns: accuracy on test experience j
@@ -43,7 +44,7 @@ def _write_run(root, summary_extra=None):
     w.write_config("seed: 0\nbuffer:\n  max_size: 6\n")
     hists = [[3, 3, 0, 0], [2, 1, 2, 1], [1, 2, 1, 2]]
     records = []
-    for i, (acc, hist) in enumerate(zip(ACC, hists)):
+    for i, (acc, hist) in enumerate(zip(ACC, hists, strict=True)):
         record = {"experience": i, "accuracy": acc, "loss": 1.0 / (i + 1), "histogram": hist, "seconds": 0.5}
         records.append(record)
         w.add_experience(acc, hist, record)

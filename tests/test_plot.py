@@ -1,4 +1,5 @@
 """`replay plot`: PNG figures of a run and of a sweep, written into it, of the size promised."""
+
 from __future__ import annotations
 
 import shutil

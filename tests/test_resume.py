@@ -1,5 +1,6 @@
 """Checkpoints and `replay resume`: a run killed with SIGKILL mid-experience resumes to the same
 files as an uninterrupted run; a corrupt checkpoint or a finished run gets a clear answer."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,22 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, compose_cfg, header_overrides, options, replay, replay_command, run_cli
 import torch
+from conftest import CONFIGS, compose_cfg, header_overrides, options, replay, replay_command, run_cli
 
 from replaycli.cli import main
 from replaycli.outputs.rundir import ACCURACY, CHECKPOINT, HISTOGRAM, METRICS, SUMMARY, read_run
 
 # enough epochs that one experience lasts long enough to be killed in its middle
 KILL_ARGS = ["epochs=5", "seed=3", "buffer.max_size=40", "groupby=class", "progress=none", "model.hidden_size=64"]
-SHORT_ARGS = ["epochs=1", "seed=1", "buffer.max_size=20", "benchmark.n_experiences=2", "progress=none",
-              "model.hidden_size=32"]
+SHORT_ARGS = [
+    "epochs=1",
+    "seed=1",
+    "buffer.max_size=20",
+    "benchmark.n_experiences=2",
+    "progress=none",
+    "model.hidden_size=32",
+]
 
 
 def start(run_dir: Path, args: list[str]) -> subprocess.Popen:
@@ -114,7 +121,7 @@ def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_
     run = shutil.copytree(finished, tmp_path / "run")
     (run / SUMMARY).unlink()  # killed after its last checkpoint, before the summary
     acc = (run / ACCURACY).read_bytes()
-    code, out, err = resume(run, capsys)
+    code, _out, err = resume(run, capsys)
     assert code == 0, err
     assert read_run(run).complete and (run / ACCURACY).read_bytes() == acc
 
@@ -125,7 +132,10 @@ def test_resume_after_the_last_checkpoint_only_writes_the_summary(finished, tmp_
         ("truncate", "is unreadable (truncated or corrupt"),
         ("garbage", "is unreadable (truncated or corrupt"),
         ("pickle", "holds objects other than tensors, dicts, lists and numbers"),  # weights_only=True
-        ("config-changed", "was not saved with this config.yaml (it was edited, or the checkpoint comes from another run)"),
+        (
+            "config-changed",
+            "was not saved with this config.yaml (it was edited, or the checkpoint comes from another run)",
+        ),
         ("foreign", "is not a replaycli checkpoint"),
         ("missing", "no checkpoint.pt in"),
     ],
@@ -148,7 +158,7 @@ def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_pat
     else:
         ckpt.unlink()
     acc = (run / ACCURACY).read_bytes()
-    code, out, err = resume(run, capsys)
+    code, _out, err = resume(run, capsys)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err
@@ -164,7 +174,7 @@ def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_pat
 )
 def test_resume_of_something_that_is_not_a_run(tmp_path, capsys, target, message):
     (tmp_path / "empty").mkdir()
-    code, out, err = resume(tmp_path / target, capsys)
+    code, _out, err = resume(tmp_path / target, capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
@@ -178,13 +188,22 @@ KEYS = [
     ["selection=herding", "groupby=class", "loader=group_balanced"],
     ["strategy=bic", "strategy.bias_steps=50"],  # BiC's correction with 50 Adam steps, not 500: what is checked is that
     # it resumes
-    ["strategy=xder", "strategy.online_update=true", "strategy.lambd=0.1"],  # stored logits rewritten, SupCon views drawn
+    [
+        "strategy=xder",
+        "strategy.online_update=true",
+        "strategy.lambd=0.1",
+    ],  # stored logits rewritten, SupCon views drawn
     ["strategy=der", "buffer_update=every_batch", "buffer=reservoir"],  # logits from each step, as buffer extras
     # the data layer's protocol: a held-out validation stream, an online stream, task-IL beside class-IL
     ["benchmark.validation=0.2", "benchmark.experience_size=150", "benchmark.return_task_id=true"],
 ]
-SMALL = ["epochs=1", "seed=5", "train_mb_size=64", "model.hidden_size=32",
-         "buffer.chunk=32"]  # GSS: chunks of 32, not 10 (fewer per-sample gradients, the same draws to resume)
+SMALL = [
+    "epochs=1",
+    "seed=5",
+    "train_mb_size=64",
+    "model.hidden_size=32",
+    "buffer.chunk=32",
+]  # GSS: chunks of 32, not 10 (fewer per-sample gradients, the same draws to resume)
 
 
 @pytest.mark.parametrize("overrides", OPTIONS + KEYS, ids=" ".join)

@@ -1,4 +1,5 @@
 """`replay run` end to end, as a subprocess: the run directory, sweeps, Hydra's flags, errors."""
+
 from __future__ import annotations
 
 import csv
@@ -33,7 +34,7 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 def check_run_dir(path: Path, max_size: int) -> dict:
     """Assert the documented layout of a finished run dir; return the parsed files."""
-    assert FILES <= {p.name for p in path.iterdir()}, sorted(p.name for p in path.iterdir())
+    assert {p.name for p in path.iterdir()} >= FILES, sorted(p.name for p in path.iterdir())
 
     header, rows = read_csv(path / "accuracy.csv")
     assert header == ["trained", *(f"test_{j}" for j in range(N_EXP)), "average"]
@@ -48,17 +49,17 @@ def check_run_dir(path: Path, max_size: int) -> dict:
     assert len(hist) == N_EXP and all(len(h) == N_CLASSES and min(h) >= 0 for h in hist)
     assert [sum(h) for h in hist] == [min(max_size, n) for n in seen_so_far()]
     for i, h in enumerate(hist):  # class-incremental, classes in order: only seen classes are stored
-        assert sum(h[2 * (i + 1):]) == 0
+        assert sum(h[2 * (i + 1) :]) == 0
 
     lines = (path / "metrics.jsonl").read_text().splitlines()
     metrics = [json.loads(line) for line in lines]
     assert [m["experience"] for m in metrics] == list(range(N_EXP))
-    for m, a, h in zip(metrics, acc, hist):
+    for m, a, h in zip(metrics, acc, hist, strict=True):
         assert m["accuracy"] == a and m["histogram"] == h  # the same numbers as the tables
         assert math.isfinite(m["loss"]) and m["seconds"] > 0
 
     summary = json.loads((path / "summary.json").read_text())
-    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary) >= SUMMARY_KEYS
     assert summary["final_accuracy"] == pytest.approx(sum(acc[-1]) / N_EXP)
     drops = [max(acc[i][j] for i in range(N_EXP - 1)) - acc[-1][j] for j in range(N_EXP - 1)]
     assert summary["forgetting"] == pytest.approx(sum(drops) / len(drops))
@@ -117,7 +118,7 @@ def sweep(tmp_path_factory) -> Path:
 def test_multirun_sweep_writes_one_run_dir_per_job(sweep):
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     assert [p.name for p in jobs] == [str(i) for i in range(len(SIZES))]
-    for job, size in zip(jobs, SIZES):
+    for job, size in zip(jobs, SIZES, strict=True):
         check_run_dir(job, max_size=size)
 
 
@@ -135,8 +136,9 @@ def test_a_run_composed_once_writes_what_hydras_main_writes(small_run, tmp_path)
     runs = (small_run.path, tmp_path / "run")
     for name in ("config.yaml", "accuracy.csv", "buffer_histogram.csv", ".hydra/config.yaml", ".hydra/overrides.yaml"):
         assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
-    plain, main = ((d / ".hydra" / "hydra.yaml").read_text().replace(str(d), "RUN").replace(str(d.parent), "CWD")
-                   for d in runs)
+    plain, main = (
+        (d / ".hydra" / "hydra.yaml").read_text().replace(str(d), "RUN").replace(str(d.parent), "CWD") for d in runs
+    )
     assert "mode: RUN" in plain and "name: runner" in plain and plain == main
 
 
@@ -200,6 +202,11 @@ def test_readme_test_command_is_what_ci_runs():
     lines = (root / ".ci" / "run").read_text().splitlines()
     ci = [ln for ln in lines if ln and not ln.startswith(("#", "set ", "cd "))]  # the commands it runs
     readme = (root / "README.md").read_text()
-    assert ci == ["python3 -m pip install -e '.[test]' && python3 -m pytest -q"]
+    assert ci[0] == "python3 -m pip install -e '.[test]' && python3 -m pytest -q"  # the README's, first
     assert f"```bash\n{ci[0]}\n```" in readme
+    assert ci[1:] == [  # then the habits: formatter, linter and type checker, pinned in the test extra
+        "python3 -m ruff format --check replaycli tests bench",
+        "python3 -m ruff check replaycli tests bench",
+        "python3 -m mypy",
+    ]
     assert "```bash\npython3 -m pip install . && replay run\n```" in readme

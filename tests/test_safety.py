@@ -1,6 +1,7 @@
 """Nothing lost, nothing run that the user did not ask for: a run directory is data (resume builds
 only replaycli's own targets), a checkpoint belongs to its config, an existing run is never
 overwritten silently, and a run whose loss turns non-finite stops as failed."""
+
 from __future__ import annotations
 
 import shutil
@@ -53,7 +54,11 @@ def test_resume_refuses_a_config_that_names_code_replaycli_does_not_ship(tmp_pat
 def test_trusted_targets_are_the_shipped_ones_and_those_named():
     cfg = compose_cfg(["strategy=der"])
     rules.check_targets(cfg, set(), "config", "--trust")  # every shipped option passes
-    assert {"replaycli.methods.der.DER", "torch.optim.Adam", "replaycli.buffers.ParametricBuffer"} <= rules.shipped_targets()
+    assert {
+        "replaycli.methods.der.DER",
+        "torch.optim.Adam",
+        "replaycli.buffers.ParametricBuffer",
+    } <= rules.shipped_targets()
     cfg.strategy._target_ = "my_methods.Mine"
     with pytest.raises(ConfigError, match=r"names strategy._target_=my_methods.Mine, which replaycli does not ship"):
         rules.check_targets(cfg, set(), "config", "--trust")
@@ -79,7 +84,8 @@ def test_an_existing_run_directory_is_refused_unless_overwrite(tmp_path):
     p = run_cli("run", *SHORT, "seed=1", "buffer.max_size=50", f"hydra.run.dir={run}", cwd=tmp_path)
     assert p.returncode == 2 and p.stderr == (
         f"error: {run} holds a run already; nothing was written; allowed: another directory, "
-        f"replay resume {run} (a run), or --overwrite to replace it\n")
+        f"replay resume {run} (a run), or --overwrite to replace it\n"
+    )
     assert files(run) == before  # byte for byte
     p = run_cli("run", *SHORT, "seed=1", "buffer.max_size=50", f"hydra.run.dir={run}", "--overwrite", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
@@ -99,8 +105,15 @@ def test_an_existing_sweep_directory_is_refused(tmp_path):
 
 def test_a_loss_that_turns_non_finite_stops_the_run_as_failed(tmp_path):
     run = tmp_path / "run"
-    p = run_cli("run", *SHORT, "optimizer=sgd", "optimizer.lr=1e30", "optimizer.momentum=0", f"hydra.run.dir={run}",
-                cwd=tmp_path)
+    p = run_cli(
+        "run",
+        *SHORT,
+        "optimizer=sgd",
+        "optimizer.lr=1e30",
+        "optimizer.momentum=0",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert p.returncode == 2 and p.stderr.count("\n") == 1
     assert p.stderr.startswith("error: the training loss became nan at experience 0, epoch 0, step ")
     rec = read_run(run)
@@ -126,8 +139,10 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_summary_matches_the_check
     monkeypatch.setattr(checkpoint, "save", full_at_the_second)
     run = tmp_path / "run"
     code, _, err = cli("run", *SHORT, f"hydra.run.dir={run}", capsys=capsys)
-    assert code == 2 and err == (f"error: cannot write into {run} (No space left on device); the run stopped after "
-                                 f"experience 1; once there is room: replay resume {run}\n")
+    assert code == 2 and err == (
+        f"error: cannot write into {run} (No space left on device); the run stopped after "
+        f"experience 1; once there is room: replay resume {run}\n"
+    )
     rec = read_run(run)
     ckpt = torch.load(run / CHECKPOINT, weights_only=True)
     assert rec.status == "failed" and rec.summary["experiences_done"] == ckpt["experiences_done"] == 1
@@ -144,7 +159,9 @@ def test_two_resumes_of_one_directory_the_second_is_refused(tmp_path, capsys):
     with open(run / CONFIG, "rb") as f:  # a resume in progress holds this lock
         fcntl.flock(f, fcntl.LOCK_EX)
         code, _, err = cli("resume", str(run), capsys=capsys)
-    assert code == 2 and err == f"error: RUN_DIR={run} is being resumed by another process; refused: wait for it to end\n"
+    assert (
+        code == 2 and err == f"error: RUN_DIR={run} is being resumed by another process; refused: wait for it to end\n"
+    )
     assert not read_run(run).complete
 
 
@@ -183,11 +200,16 @@ def test_shell_completion_completes_verbs_groups_and_keys_in_bash(tmp_path):
     if sh.which("bash") is None:
         pytest.skip("no bash")
     script = " ".join(replay_command())
-    probe = "; ".join([
-        f'eval "$({script} -sc install=bash)"',
-        *[f'COMP_LINE="{script} {line}"; COMP_POINT=${{#COMP_LINE}}; COMP_CWORD={cword}; hydra_bash_completion; '
-          f'echo "${{COMPREPLY[*]}}"' for line, cword in (("ins", 1), ("run buffer=", 2), ("run model.hid", 2))],
-    ])
+    probe = "; ".join(
+        [
+            f'eval "$({script} -sc install=bash)"',
+            *[
+                f'COMP_LINE="{script} {line}"; COMP_POINT=${{#COMP_LINE}}; COMP_CWORD={cword}; hydra_bash_completion; '
+                f'echo "${{COMPREPLY[*]}}"'
+                for line, cword in (("ins", 1), ("run buffer=", 2), ("run model.hid", 2))
+            ],
+        ]
+    )
     p = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     lines = p.stdout.splitlines()
     assert p.returncode == 0 and len(lines) == 3, p.stdout + p.stderr
@@ -206,11 +228,14 @@ def test_version_and_resume_help(capsys):
     assert code == 0 and out.startswith("usage: replay resume RUN_DIR [--trust TARGET ...]")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "was not saved with this config.yaml"),  # empty: not the config the checkpoint holds
-    ("- a\n- b\n", "config.yaml is not a config mapping"),
-    ("seed: [unclosed\n", "config.yaml is not a readable config"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "was not saved with this config.yaml"),  # empty: not the config the checkpoint holds
+        ("- a\n- b\n", "config.yaml is not a config mapping"),
+        ("seed: [unclosed\n", "config.yaml is not a readable config"),
+    ],
+)
 def test_resume_of_an_empty_or_foreign_config_is_one_line(tmp_path, capsys, content, message):
     run = stopped_run(tmp_path / "run")
     (run / CONFIG).write_text(content)
@@ -233,12 +258,17 @@ def test_an_interrupted_sweep_writes_its_summary_with_the_jobs_not_started(tmp_p
     sweep = tmp_path / "S"
     p = run_cli("run", "-m", *SHORT, "seed=0,1", "buffer.max_size=10,20", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert p.returncode == 130
-    assert p.stderr.strip().endswith(f"error: interrupted; go on after the last finished experience with: "
-                                     f"replay resume {sweep / '2'}")
+    assert p.stderr.strip().endswith(
+        f"error: interrupted; go on after the last finished experience with: replay resume {sweep / '2'}"
+    )
     rows = (sweep / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
     assert [r.split(",")[rows[0].split(",").index("status")] for r in rows[1:]] == [
-        "complete", "complete", "interrupted", "not started"]
+        "complete",
+        "complete",
+        "interrupted",
+        "not started",
+    ]
     shown = run_cli("inspect", str(sweep), cwd=tmp_path)
     assert "4 jobs, 2 complete, 1 interrupted, 1 not started" in shown.stdout
 
@@ -272,7 +302,10 @@ def test_sigterm_is_recorded_as_interrupted(tmp_path, monkeypatch):
 
 def test_plot_of_an_outputs_directory_plots_each_run_and_sweep(tmp_path):
     for name in ("a", "b"):
-        assert run_cli("run", *SHORT, f"hydra.run.dir={tmp_path / 'outputs' / 'runs' / name}", cwd=tmp_path).returncode == 0
+        assert (
+            run_cli("run", *SHORT, f"hydra.run.dir={tmp_path / 'outputs' / 'runs' / name}", cwd=tmp_path).returncode
+            == 0
+        )
     p = run_cli("plot", "outputs", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     written = [tmp_path / f for f in p.stdout.split()]
@@ -286,8 +319,11 @@ MALFORMED = {  # file, content, what the one line says
     "metrics line not an object": ("metrics.jsonl", b"[1]\n", "metrics.jsonl line 1 is not a JSON object"),
     "config a list": ("config.yaml", b"- a\n- b\n", "config.yaml holds a YAML list, not a mapping"),
     "ragged csv": ("accuracy.csv", b"trained,test_0,test_1,average\n0,0.5\n", "accuracy.csv line 2 has 2 cells"),
-    "200,000 columns": ("buffer_histogram.csv", ("trained," + ",".join(["c"] * 200_000) + "\n").encode(),
-                        "buffer_histogram.csv has 200001 columns; allowed: at most 10000"),
+    "200,000 columns": (
+        "buffer_histogram.csv",
+        ("trained," + ",".join(["c"] * 200_000) + "\n").encode(),
+        "buffer_histogram.csv has 200001 columns; allowed: at most 10000",
+    ),
 }
 
 
@@ -303,20 +339,29 @@ def test_readers_refuse_malformed_outputs_in_one_line(tmp_path, monkeypatch, sto
 
     run = tmp_path / "run"
     shutil.copytree(stopped, run)
-    (run / "summary.json").write_text('{"status": "complete", "final_accuracy": 0.5, "forgetting": 0, "bwt": 0, '
-                                      '"seconds": 1, "seed": 0}')
+    (run / "summary.json").write_text(
+        '{"status": "complete", "final_accuracy": 0.5, "forgetting": 0, "bwt": 0, "seconds": 1, "seed": 0}'
+    )
     if case == "unreadable":  # as chmod 0 would make it for a user (root reads anything: simulated)
         real = Path.read_bytes
-        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(
-            PermissionError(13, "Permission denied")) if self.name == "metrics.jsonl" else real(self))
+        monkeypatch.setattr(
+            Path,
+            "read_bytes",
+            lambda self: (
+                (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                if self.name == "metrics.jsonl"
+                else real(self)
+            ),
+        )
         expected = "metrics.jsonl cannot be read (Permission denied)" if verb != "compare" else ""
     elif case == "read-only plot dir":
         if verb != "plot":
             pytest.skip("only plot writes")
         from replaycli.outputs import files
 
-        monkeypatch.setattr(files, "write_atomic", lambda path, data: (_ for _ in ()).throw(
-            PermissionError(13, "Permission denied")))
+        monkeypatch.setattr(
+            files, "write_atomic", lambda path, data: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+        )
         expected = "(Permission denied); allowed: a writable run or sweep directory"
     else:
         name, content, expected = MALFORMED[case]
@@ -371,7 +416,9 @@ def test_overwrite_never_removes_a_directory_that_is_not_a_run(tmp_path):
     (mine / "chapter1.tex").write_text("precious\n")
     for extra in ([], ["--overwrite"]):
         p = run_cli("run", *SHORT, f"hydra.run.dir={mine}", *extra, cwd=tmp_path)
-        assert p.returncode == 2 and "holds files that are not a replaycli run or sweep; nothing was written" in p.stderr
+        assert (
+            p.returncode == 2 and "holds files that are not a replaycli run or sweep; nothing was written" in p.stderr
+        )
     assert [f.name for f in mine.iterdir()] == ["chapter1.tex"] and (mine / "chapter1.tex").read_text() == "precious\n"
 
 

@@ -1,4 +1,5 @@
 """Exemplar selection on hand-placed feature points whose rankings are known."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -1,5 +1,6 @@
 """The sweep summary: a real sweep through the joblib launcher (jobs in other processes), and the
 callback's contract on hand-made jobs."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ from hydra.types import RunMode
 from made_outputs import real_sweep, write_run
 from omegaconf import OmegaConf
 
-from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.errors import ConfigError
+from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.run.sweep import SweepSummary
 
 
@@ -38,7 +39,13 @@ def test_joblib_sweep_runs_every_job_and_writes_its_summary(sweep):
     assert [r["job"] for r in rows] == [str(i) for i in range(6)]
     assert list(rows[0])[:3] == ["job", "buffer.max_size", "seed"]  # overrides as columns, in order
     assert [(r["buffer.max_size"], r["seed"]) for r in rows] == [
-        ("-1", "0"), ("-1", "1"), ("20", "0"), ("20", "1"), ("40", "0"), ("40", "1")]
+        ("-1", "0"),
+        ("-1", "1"),
+        ("20", "0"),
+        ("20", "1"),
+        ("40", "0"),
+        ("40", "1"),
+    ]
     assert [r["status"] for r in rows] == ["failed"] * 2 + ["complete"] * 4
     for r in rows[:2]:
         assert r["error"] == "buffer.max_size=-1 must be an integer >= 0" and r["final_accuracy"] == ""
@@ -55,10 +62,15 @@ def test_joblib_sweep_runs_every_job_and_writes_its_summary(sweep):
 
 
 def _job_config(tmp_path: Path, num: int) -> OmegaConf:
-    return OmegaConf.create({"hydra": {
-        "mode": RunMode.MULTIRUN, "sweep": {"dir": "sweep"},
-        "runtime": {"cwd": str(tmp_path), "output_dir": str(tmp_path / "sweep" / str(num))},
-    }})
+    return OmegaConf.create(
+        {
+            "hydra": {
+                "mode": RunMode.MULTIRUN,
+                "sweep": {"dir": "sweep"},
+                "runtime": {"cwd": str(tmp_path), "output_dir": str(tmp_path / "sweep" / str(num))},
+            }
+        }
+    )
 
 
 def _failed(error: Exception, overrides: list[str]) -> JobReturn:
@@ -77,8 +89,7 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert failure["type"] == "ConfigError" and failure["overrides"] == ["buffer.max_size=0"]
     assert "ConfigError: buffer.max_size=0" in failure["traceback"]
     rows = sweepdir.read_sweep_summary(sweep)  # written at the end of each job already
-    assert [(r["job"], r["buffer.max_size"], r["status"]) for r in rows] == [
-        (0, "2", "complete"), (1, "0", "failed")]
+    assert [(r["job"], r["buffer.max_size"], r["status"]) for r in rows] == [(0, "2", "complete"), (1, "0", "failed")]
     assert rows[0]["final_accuracy"] == 0.625 and rows[0]["forgetting"] == -0.25 and rows[0]["bwt"] == 0.25
     assert rows[1]["final_accuracy"] is None and rows[1]["error"] == "buffer.max_size=0 must be a positive integer"
 
@@ -112,7 +123,9 @@ def test_the_end_of_a_complete_sweep_writes_the_summary(tmp_path, capsys):
     assert out.endswith(f"summary: {tmp_path / 'sweep' / 'summary.csv'}\n") and "final accuracy" in out
     rows = sweepdir.read_sweep_summary(tmp_path / "sweep")
     assert [(r["job"], r["seed"], r["status"], r["final_accuracy"]) for r in rows] == [
-        (0, "0", "complete", 0.5), (1, "1", "complete", 0.75)]
+        (0, "0", "complete", 0.5),
+        (1, "1", "complete", 0.75),
+    ]
 
 
 def test_a_job_killed_midway_reads_as_incomplete_and_fails_the_sweep(tmp_path):
@@ -128,12 +141,14 @@ def test_a_job_killed_midway_reads_as_incomplete_and_fails_the_sweep(tmp_path):
 
 
 # --- what a sweep shows: one line per finished job, labelled, then its results table ------------
-JOB_LINE = re.compile(r"^\[job (\d)/6\] (buffer\.max_size=\S+ seed=\d) .*: (complete|failed)(, final accuracy \d\.\d{4}, "
-                      r"\d+\.\d s)?.*  \[[#.]{20}\] (\d)/6")
+JOB_LINE = re.compile(
+    r"^\[job (\d)/6\] (buffer\.max_size=\S+ seed=\d) .*: (complete|failed)(, final accuracy \d\.\d{4}, "
+    r"\d+\.\d s)?.*  \[[#.]{20}\] (\d)/6"
+)
 
 
 def test_a_parallel_sweep_prints_one_labelled_line_per_job_then_its_table(sweep):
-    proc, root = sweep
+    proc, _root = sweep
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[job ")]
     assert len(lines) == 6  # progress=none (or auto) in a sweep: no per-job lines but one at its end
     matches = [JOB_LINE.match(ln) for ln in lines]
@@ -154,13 +169,30 @@ def test_an_explicit_progress_labels_every_line_and_the_summary_is_appended_not_
     real = sweepdir.sweep_rows
     monkeypatch.setattr(sweepdir, "sweep_rows", lambda root: calls.append(root) or real(root))
     monkeypatch.chdir(tmp_path)
-    code, out, err = cli("run", "-m", "seed=0,1", "buffer.max_size=10,20", "epochs=1", "benchmark.n_experiences=2",
-                         "progress=plain", "model.hidden_size=16", capsys=capsys)
+    code, out, err = cli(
+        "run",
+        "-m",
+        "seed=0,1",
+        "buffer.max_size=10,20",
+        "epochs=1",
+        "benchmark.n_experiences=2",
+        "progress=plain",
+        "model.hidden_size=16",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert len(calls) == 1  # read whole once, at the end: each job appended its own row
     job_lines = [ln for ln in out.splitlines() if ln.startswith("[job ")]
-    assert {ln.split("]")[0] for ln in job_lines} == {"[job 0", "[job 1", "[job 2", "[job 3",
-                                                       "[job 0/4", "[job 1/4", "[job 2/4", "[job 3/4"}
+    assert {ln.split("]")[0] for ln in job_lines} == {
+        "[job 0",
+        "[job 1",
+        "[job 2",
+        "[job 3",
+        "[job 0/4",
+        "[job 1/4",
+        "[job 2/4",
+        "[job 3/4",
+    }
     assert any(ln.startswith("[job 2] experience 2/2: ") for ln in job_lines)
     sweep_root = next((tmp_path / "outputs" / "sweeps").iterdir())
     rows = list(csv.DictReader((sweep_root / "summary.csv").open()))
@@ -170,7 +202,16 @@ def test_an_explicit_progress_labels_every_line_and_the_summary_is_appended_not_
 def test_rows_appended_while_a_sweep_runs_read_back(tmp_path):
     sweepdir.start_sweep_summary(tmp_path, ["buffer.max_size", "seed"])
     for i, size in enumerate((10, 20)):
-        sweepdir.append_sweep_row(tmp_path, {"job": i, "buffer.max_size": str(size), "seed": "0", "status": "complete",
-                                             "final_accuracy": 0.5 + i / 10, "error": ""})
+        sweepdir.append_sweep_row(
+            tmp_path,
+            {
+                "job": i,
+                "buffer.max_size": str(size),
+                "seed": "0",
+                "status": "complete",
+                "final_accuracy": 0.5 + i / 10,
+                "error": "",
+            },
+        )
     rows = sweepdir.read_sweep_summary(tmp_path)
     assert [(r["job"], r["buffer.max_size"], r["final_accuracy"]) for r in rows] == [(0, "10", 0.5), (1, "20", 0.6)]

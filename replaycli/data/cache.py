@@ -3,6 +3,7 @@ a content key (the files' paths, sizes and modification times, and the decoding 
 every later run maps that file instead of decoding again. A mapped file is read page by page,
 so a data set larger than RAM trains with bounded memory (`replaycli.data.pool.Pool.mapped`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,14 @@ def content_key(files: Sequence[Path], options: dict[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
-def cached_images(files: Sequence[Path], decode: Callable[[Path], np.ndarray], shape: tuple[int, ...],
-                  cache_dir: Path, options: dict[str, Any], what: str) -> MappedArray:
+def cached_images(
+    files: Sequence[Path],
+    decode: Callable[[Path], np.ndarray],
+    shape: tuple[int, ...],
+    cache_dir: Path,
+    options: dict[str, Any],
+    what: str,
+) -> MappedArray:
     """uint8 [N, *shape] images of `files` (decode(file) -> one [*shape] array), decoded into
     `cache_dir/<key>.npy` on the first call, mapped on every call. The file is written through
     a temporary name and renamed when whole: a killed decode leaves no cache to trust."""
@@ -70,7 +77,7 @@ def cached_images(files: Sequence[Path], decode: Callable[[Path], np.ndarray], s
                 out[i] = decode(f)
                 if i % 4096 == 4095:  # written pages leave the resident set as they are flushed
                     out.flush()
-                    out._mmap.madvise(mmap.MADV_DONTNEED)  # noqa: SLF001
+                    out._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]  # numpy's own mmap
             out.flush()
             del out
             os.replace(tmp, path)
@@ -79,8 +86,9 @@ def cached_images(files: Sequence[Path], decode: Callable[[Path], np.ndarray], s
     return MappedArray(path)
 
 
-def progress(items: Sequence[Any] | Iterable[Any], title: str, unit: str, total: int | None = None,
-             quiet_for: float = 2.0) -> Iterator[Any]:
+def progress(
+    items: Sequence[Any] | Iterable[Any], title: str, unit: str, total: int | None = None, quiet_for: float = 2.0
+) -> Iterator[Any]:
     """`items`, with a progress bar and its rate on stderr once it has run `quiet_for` seconds (a
     small folder decodes silently): rich on a terminal, else a line at every tenth and at the end."""
     total = len(items) if total is None else total  # type: ignore[arg-type]
@@ -98,11 +106,17 @@ def progress(items: Sequence[Any] | Iterable[Any], title: str, unit: str, total:
                 if bar is None:
                     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-                    bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                                   TimeRemainingColumn(), console=None)
+                    bar = Progress(
+                        TextColumn(title),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"),
+                        TimeRemainingColumn(),
+                        console=None,
+                    )
                     bar.start()
                     task = bar.add_task(title, total=total, rate=rate)
-                if i % 256 == 0 or i == total:
+                if task is not None and (i % 256 == 0 or i == total):
                     bar.update(task, completed=i, rate=rate)
             elif i % step == 0 or i == total or not shown:
                 print(f"{title}: {i:,}/{total:,} {unit} ({rate}, {seconds:.1f} s)", file=sys.stderr, flush=True)

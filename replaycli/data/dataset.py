@@ -1,7 +1,9 @@
 """`StreamDataset`: a dataset that is a tensor of ids (and task labels) into a `Pool`."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 
 import torch
 
@@ -17,7 +19,7 @@ class IntSequence(Sequence[int]):
     def __len__(self) -> int:
         return len(self.tensor)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return self.tensor[i].tolist()
         return int(self.tensor[i])
@@ -28,6 +30,8 @@ class IntSequence(Sequence[int]):
     def __eq__(self, other: object) -> bool:
         return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
 
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable as a list is
+
     def __repr__(self) -> str:
         return repr(self.tensor.tolist())
 
@@ -37,27 +41,27 @@ class IntSequence(Sequence[int]):
         """The set of values."""
         return set(torch.unique(self.tensor).tolist())
 
-    @property  # type: ignore[override]
-    def count(self) -> dict[int, int]:  # Avalanche's: a dict, where Sequence's is a method
+    @property
+    def count(self) -> dict[int, int]:  # type: ignore[override]  # Avalanche's: a dict, where Sequence's is a method
         """value -> number of samples."""
         values, counts = torch.unique(self.tensor, return_counts=True)
-        return dict(zip(values.tolist(), counts.tolist()))
+        return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
     @property
     def val_to_idx(self) -> dict[int, list[int]]:
         """value -> the indices of its samples, ascending."""
         order = torch.sort(self.tensor.cpu(), stable=True)
         values, counts = torch.unique_consecutive(order.values, return_counts=True)
-        return {v: part.tolist() for v, part in zip(values.tolist(), order.indices.split(counts.tolist()))}
+        return {v: part.tolist() for v, part in zip(values.tolist(), order.indices.split(counts.tolist()), strict=True)}
 
 
 class TaskSet(Mapping[int, "StreamDataset"]):
     """`dataset.task_set[t]`: the samples of task label t, as a dataset (Avalanche's name)."""
 
-    def __init__(self, data: "StreamDataset"):
+    def __init__(self, data: StreamDataset):
         self.data = data
 
-    def __getitem__(self, t: int) -> "StreamDataset":
+    def __getitem__(self, t: int) -> StreamDataset:
         positions = (self.data.tasks == int(t)).nonzero().flatten()
         if not len(positions):
             raise KeyError(t)
@@ -81,7 +85,7 @@ class StreamDataset:
         self, pool: Pool | None, ids: torch.Tensor, tasks: torch.Tensor | None = None, train_mode: bool = False
     ):
         ids = torch.as_tensor(ids, dtype=torch.int64)
-        self.pool = pool
+        self.pool = cast(Pool, pool)  # None only in an empty dataset, which never reads it
         self.ids = ids  # [n] int64 ids into pool
         self.tasks = torch.zeros_like(ids) if tasks is None else torch.as_tensor(tasks, dtype=torch.int64)
         assert self.tasks.shape == self.ids.shape
@@ -116,11 +120,11 @@ class StreamDataset:
     def task_set(self) -> TaskSet:
         return TaskSet(self)
 
-    def subset(self, indices: Sequence[int] | torch.Tensor) -> "StreamDataset":
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> StreamDataset:
         idx = torch.as_tensor(indices, dtype=torch.int64).to(self.ids.device)
         return StreamDataset(self.pool, self.ids[idx], self.tasks[idx], self.train_mode)
 
-    def concat(self, other: "StreamDataset") -> "StreamDataset":
+    def concat(self, other: StreamDataset) -> StreamDataset:
         if other.pool is not self.pool:
             if len(other) == 0:
                 return self
@@ -131,13 +135,13 @@ class StreamDataset:
             self.pool, torch.cat([self.ids, other.ids]), torch.cat([self.tasks, other.tasks]), self.train_mode
         )
 
-    def __add__(self, other: "StreamDataset") -> "StreamDataset":
+    def __add__(self, other: StreamDataset) -> StreamDataset:
         return self.concat(other)
 
-    def train(self) -> "StreamDataset":
+    def train(self) -> StreamDataset:
         return StreamDataset(self.pool, self.ids, self.tasks, train_mode=True)
 
-    def eval(self) -> "StreamDataset":
+    def eval(self) -> StreamDataset:
         return StreamDataset(self.pool, self.ids, self.tasks, train_mode=False)
 
     def batch(
@@ -148,7 +152,7 @@ class StreamDataset:
         x = self.pool.images(ids, train=self.train_mode, generator=generator)
         return x, self.pool.targets(ids), self.tasks[positions].to(x.device)
 
-    def to(self, device: torch.device | str) -> "StreamDataset":
+    def to(self, device: torch.device | str) -> StreamDataset:
         """The same samples with ids on `device` (the pool moves separately)."""
         return StreamDataset(self.pool, self.ids.to(device), self.tasks.to(device), self.train_mode)
 

@@ -5,6 +5,7 @@ Every regular, non-hidden file under a class folder must be an image PIL can dec
 images must have one size unless `resize=[H, W]` (or one int) resizes them; the channels are
 those of the first image (1 for greyscale, else 3, RGB).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from replaycli.errors import ConfigError
 from replaycli.data.inputs import Samples
+from replaycli.errors import ConfigError
 
 DEFAULT_CACHE = Path("~/.cache/replaycli/decoded")
 
@@ -45,14 +46,25 @@ def size_of(resize: Any) -> tuple[int, int] | None:
     """`resize`: null, one int (a square) or [H, W] of ints >= 1."""
     if resize is None:
         return None
-    values = [resize] if isinstance(resize, int) else list(resize) if isinstance(resize, (list, tuple)) or hasattr(resize, "__iter__") else None
-    if not values or len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+    values = (
+        [resize]
+        if isinstance(resize, int)
+        else list(resize)
+        if isinstance(resize, (list, tuple)) or hasattr(resize, "__iter__")
+        else None
+    )
+    if (
+        not values
+        or len(values) not in (1, 2)
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+    ):
         raise ConfigError(f"resize={resize!r} must be null, an int or [H, W] of ints >= 1")
     return (values[0], values[-1])
 
 
-def decode_files(files: list[Path], y: torch.Tensor, names: list[str] | None, what: str, resize: Any = None,
-                 cache_dir: Any = None) -> Samples:
+def decode_files(
+    files: list[Path], y: torch.Tensor, names: list[str] | None, what: str, resize: Any = None, cache_dir: Any = None
+) -> Samples:
     """Decode `files` (labels `y`) once into the cache and map it; ConfigError naming the first
     file that is not an image, is corrupt, or has another size than the first (without resize)."""
     from replaycli.data.cache import cached_images
@@ -71,15 +83,18 @@ def decode_files(files: list[Path], y: torch.Tensor, names: list[str] | None, wh
         if size is not None:
             from PIL import Image
 
-            im = im.resize((w, h), Image.BILINEAR)
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
         elif (im.height, im.width) != (h, w):
-            raise ConfigError(f"{f} is {im.height}x{im.width}; {files[0]} is {h}x{w}; allowed: images of one size, "
-                              "or benchmark.resize=[H,W]")
+            raise ConfigError(
+                f"{f} is {im.height}x{im.width}; {files[0]} is {h}x{w}; allowed: images of one size, "
+                "or benchmark.resize=[H,W]"
+            )
         a = np.asarray(im)
         return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
-    mapped = cached_images(files, decode, (channels, h, w), Path(cache_dir or DEFAULT_CACHE),
-                           {"resize": size, "mode": mode}, what)
+    mapped = cached_images(
+        files, decode, (channels, h, w), Path(cache_dir or DEFAULT_CACHE), {"resize": size, "mode": mode}, what
+    )
     return Samples(mapped.tensor, y, None, names, mapped)
 
 

@@ -7,6 +7,7 @@ progress bar). uint8 images stay uint8; numpy's channel-last images ([N, H, W, C
 1, 3, 4) become [N, C, H, W]; [N, H, W] uint8 images get one channel; other samples keep their
 shape and dtype.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class Samples:
 def tensor(value: Any, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
-    if isinstance(value, np.ndarray) or isinstance(value, (list, tuple)):
+    if isinstance(value, (np.ndarray, list, tuple)):
         a = np.asarray(value)
         if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
             raise ConfigError(f"{what} must be numbers; got an array of {a.dtype}")
@@ -90,8 +91,13 @@ def samples(obj: Any, what: str = "data", **folder_options: Any) -> Samples:
         from replaycli.data.folders import decode_files
 
         files = [Path(p) for p, _ in obj.samples]
-        return decode_files(files, torch.tensor([c for _, c in obj.samples], dtype=torch.int64),
-                            list(obj.classes), what=str(obj.root), **folder_options)
+        return decode_files(
+            files,
+            torch.tensor([c for _, c in obj.samples], dtype=torch.int64),
+            list(obj.classes),
+            what=str(obj.root),
+            **folder_options,
+        )
     if isinstance(obj, (tuple, list)) and len(obj) in (2, 3) and not _is_sample(obj):
         x = images_first(tensor(obj[0], f"{what} x"))
         y = labels(obj[1], f"{what} y", len(x))
@@ -99,8 +105,10 @@ def samples(obj: Any, what: str = "data", **folder_options: Any) -> Samples:
         return Samples(x, y, t)
     if hasattr(obj, "__len__") and hasattr(obj, "__getitem__"):
         return materialise(obj, what)
-    raise ConfigError(f"{what}: a {type(obj).__name__} is not data; allowed: (x, y[, t]) tensors or arrays, a dataset "
-                      "returning (x, y[, t]), a folder of class folders")
+    raise ConfigError(
+        f"{what}: a {type(obj).__name__} is not data; allowed: (x, y[, t]) tensors or arrays, a dataset "
+        "returning (x, y[, t]), a folder of class folders"
+    )
 
 
 def _is_sample(obj: Any) -> bool:
@@ -133,8 +141,9 @@ def materialise(ds: Any, what: str) -> Samples:
             xs = np.empty((n, *x.shape), dtype=x.dtype)
             ts = np.empty(n, dtype=np.int64) if len(item) == 3 else None
         if x.shape != xs.shape[1:]:
-            raise ConfigError(f"{what}[{i}] has shape {list(x.shape)}, {what}[0] {list(xs.shape[1:])}; allowed: "
-                              "samples of one shape")
+            raise ConfigError(
+                f"{what}[{i}] has shape {list(x.shape)}, {what}[0] {list(xs.shape[1:])}; allowed: samples of one shape"
+            )
         xs[i] = x
         for value, out, name in ((item[1], ys, "label"), (item[2] if ts is not None else 0, ts, "task label")):
             if out is None:
@@ -143,6 +152,9 @@ def materialise(ds: Any, what: str) -> Samples:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ConfigError(f"{what}[{i}] has the {name} {v!r}; allowed: integers")
             out[i] = v
-    x = torch.from_numpy(xs)
-    return Samples(images_first(x) if x.dim() != 4 else x, torch.from_numpy(ys),
-                   None if ts is None else torch.from_numpy(ts))
+    x_all = torch.from_numpy(xs)
+    return Samples(
+        images_first(x_all) if x_all.dim() != 4 else x_all,
+        torch.from_numpy(ys),
+        None if ts is None else torch.from_numpy(ts),
+    )

@@ -8,6 +8,7 @@ experience. A pool may also sit in a memory-mapped file (`replaycli.data.cache`)
 gathered from the file and moved to the device, and the pages read are handed back to the
 kernel as the run goes, so a data set larger than RAM trains with bounded memory.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,10 +18,12 @@ import torch
 from replaycli.data.transforms import Augment
 
 NORMALIZE = ("standard", "unit", "none")  # benchmark.normalize: (x/255 - mean)/std, x/255, x as stored
-FAULT_AROUND = 1 << 16  # bytes the kernel maps around each page fault (vm fault_around_bytes): what a row costs at least
+FAULT_AROUND = (
+    1 << 16
+)  # bytes the kernel maps around each page fault (vm fault_around_bytes): what a row costs at least
 
 
-def _per_channel(value: float | tuple[float, ...] | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _per_channel(value: float | tuple[float, ...] | list[float] | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """`value` as float32 [1, C, 1, ...] broadcasting over a batch of `x` (C = x.shape[1])."""
     c = x.shape[1] if x.dim() > 1 else 1
     shape = (1, c) + (1,) * max(x.dim() - 2, 0)
@@ -74,7 +77,7 @@ class Pool:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
-    def normalized(self, how: str, stats: tuple[Any, Any] | None = None) -> "Pool":
+    def normalized(self, how: str, stats: tuple[Any, Any] | None = None) -> Pool:
         """Set the normalisation (`benchmark.normalize`, in place; returns self): `standard`
         with `stats` (mean, std per channel of x/255 for images; computed on this pool when
         None), `unit` x/255 (uint8 images only), `none` the values as stored."""
@@ -83,15 +86,17 @@ class Pool:
         choice("normalize", how, NORMALIZE)
         image = self.x.dtype == torch.uint8
         if how == "unit" and not image:
-            raise ConfigError(f"normalize=unit divides uint8 images by 255; these samples are {str(self.x.dtype)[6:]}; "
-                              "allowed: standard, none")
+            raise ConfigError(
+                f"normalize=unit divides uint8 images by 255; these samples are {str(self.x.dtype)[6:]}; "
+                "allowed: standard, none"
+            )
         self.max_value = 255.0 if image and how != "none" else 1.0
         mean, std = (0.0, 1.0) if how != "standard" else stats or channel_stats(self.x, self.max_value)
         self.mean, self.std = _per_channel(mean, self.x).to(self.device), _per_channel(std, self.x).to(self.device)
         self._affine()
         return self
 
-    def to(self, device: torch.device | str) -> "Pool":
+    def to(self, device: torch.device | str) -> Pool:
         """Move labels, statistics and (unless memory-mapped) samples to `device`, in place."""
         if self.mapped is None:
             self.x = self.x.to(device)
@@ -122,7 +127,10 @@ class Pool:
             self._unread = 0
 
     def images(
-        self, ids: torch.Tensor, train: bool = False, generator: torch.Generator | None = None,
+        self,
+        ids: torch.Tensor,
+        train: bool = False,
+        generator: torch.Generator | None = None,
         stored: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised float32 samples of `ids` [B, ...], augmented when `train` (on the stored
@@ -143,7 +151,7 @@ def channel_stats(x: torch.Tensor, max_value: float, chunk: int = 4096) -> tuple
     total = torch.zeros(c, dtype=torch.float64)
     squares = torch.zeros(c, dtype=torch.float64)
     for s in range(0, len(x), chunk):
-        part = x[s:s + chunk].to(torch.float64).div_(max_value).transpose(0, 1).reshape(c, -1)
+        part = x[s : s + chunk].to(torch.float64).div_(max_value).transpose(0, 1).reshape(c, -1)
         total += part.sum(1)
         squares += part.square().sum(1)
     n = len(x) * (x[0].numel() // c)
@@ -174,7 +182,7 @@ class MappedPool(Pool):
     def __len__(self) -> int:
         return self.n_base * len(self.maps)
 
-    def to(self, device: torch.device | str) -> "MappedPool":
+    def to(self, device: torch.device | str) -> MappedPool:
         super().to(device)
         self.maps = self.maps.to(device)
         return self

@@ -1,6 +1,7 @@
 """The protocol applied to any built stream: a validation stream held out of training, an online
 stream of fixed-size pieces, and the normalisation, as the CLI's `normalize`, `validation` and
 `experience_size` keys (`with_protocol` gives a benchmark factory those keys)."""
+
 from __future__ import annotations
 
 import functools
@@ -10,8 +11,8 @@ from typing import Any
 
 import torch
 
-from replaycli.errors import ConfigError, fraction, integer
 from replaycli.data.stream import Benchmark, Experience, Stream
+from replaycli.errors import ConfigError, fraction, integer
 
 
 def held_out(y: torch.Tensor, share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +29,9 @@ def held_out(y: torch.Tensor, share: float, g: torch.Generator) -> tuple[torch.T
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(out)).values
 
 
-def benchmark_with_validation_stream(bench: Benchmark, validation_size: float = 0.1, seed: int | None = None) -> Benchmark:
+def benchmark_with_validation_stream(
+    bench: Benchmark, validation_size: float = 0.1, seed: int | None = None
+) -> Benchmark:
     """Hold `validation_size` of each class of each training experience out of training: the
     `valid_stream` (evaluation transforms, the training pool), one experience per training one.
     Never trained on; in place, returns `bench`."""
@@ -37,15 +40,21 @@ def benchmark_with_validation_stream(bench: Benchmark, validation_size: float = 
     valid = []
     for e in bench.train_stream:
         keep, out = held_out(e.dataset.y, share, g)
-        valid.append(Experience(e.dataset.subset(out).eval(), e.current_experience, e.classes_in_this_experience,
-                                e.task_label))
+        valid.append(
+            Experience(e.dataset.subset(out).eval(), e.current_experience, e.classes_in_this_experience, e.task_label)
+        )
         e.dataset = e.dataset.subset(keep)
     bench.valid_stream = Stream("valid", valid)
     return bench
 
 
-def split_online_stream(stream: Sequence[Experience], experience_size: int, shuffle: bool = True,
-                        drop_last: bool = False, seed: int | None = None) -> Stream:
+def split_online_stream(
+    stream: Sequence[Experience],
+    experience_size: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    seed: int | None = None,
+) -> Stream:
     """Each experience cut into consecutive mini-experiences of `experience_size` samples (after a
     shuffle drawn from `seed`, unless `shuffle=False`); the last one of each may be smaller
     (dropped with `drop_last`). `origin_experience` names the experience each came from."""
@@ -56,7 +65,7 @@ def split_online_stream(stream: Sequence[Experience], experience_size: int, shuf
         n = len(e.dataset)
         order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
         for s in range(0, n, experience_size):
-            part = order[s:s + experience_size].to(e.dataset.ids.device)
+            part = order[s : s + experience_size].to(e.dataset.ids.device)
             if drop_last and len(part) < experience_size:
                 break
             data = e.dataset.subset(part)
@@ -66,15 +75,23 @@ def split_online_stream(stream: Sequence[Experience], experience_size: int, shuf
     return Stream(getattr(stream, "name", "train"), out)
 
 
-def protocol(bench: Benchmark, normalize: str | None = None, validation: float | None = None,
-             experience_size: int | None = None, seed: int | None = None) -> Benchmark:
+def protocol(
+    bench: Benchmark,
+    normalize: str | None = None,
+    validation: float | None = None,
+    experience_size: int | None = None,
+    seed: int | None = None,
+) -> Benchmark:
     """The CLI's protocol keys on a built benchmark, in place: `normalize` (standard | unit |
     none; standard keeps the source's own statistics), `validation` (held out of each
     experience, drawn from `seed`), `experience_size` (an online stream of pieces that size)."""
     if normalize is not None:
         train = bench.train_pool
-        others = [p for p in {id(p): p for s in bench.streams() for e in s for p in [e.dataset.pool]}.values()
-                  if p is not train]
+        others = [
+            p
+            for p in {id(p): p for s in bench.streams() for e in s for p in [e.dataset.pool]}.values()
+            if p is not train
+        ]
         if normalize != "standard" or train.identity:  # standard of a built-in: its own statistics, as built
             train.normalized(normalize)
             stats = (train.mean.flatten().tolist(), train.std.flatten().tolist())
@@ -87,16 +104,24 @@ def protocol(bench: Benchmark, normalize: str | None = None, validation: float |
     return bench
 
 
-PROTOCOL_KEYS = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
-             for k in ("normalize", "validation", "experience_size")]
+PROTOCOL_KEYS = [
+    inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
+    for k in ("normalize", "validation", "experience_size")
+]
 
 
 def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]:
     """`factory` taking the protocol keys too (in its signature, so `replay run` checks them), and
     Avalanche's `dataset_root=` as the name of `root` (Python only: the CLI says `root`)."""
+
     @functools.wraps(factory)
-    def make(*args: Any, normalize: str | None = None, validation: float | None = None,
-             experience_size: int | None = None, **kwargs: Any) -> Benchmark:
+    def make(
+        *args: Any,
+        normalize: str | None = None,
+        validation: float | None = None,
+        experience_size: int | None = None,
+        **kwargs: Any,
+    ) -> Benchmark:
         if "dataset_root" in kwargs and "root" in inspect.signature(factory).parameters:
             if "root" in kwargs:
                 raise ConfigError("dataset_root and root are one setting (Avalanche's and replaycli's name); give one")

@@ -1,6 +1,7 @@
 """The stream types: an `Experience` (a dataset, its index, classes and task label), a `Stream`
 of them, a `Benchmark` (train, test and optionally validation streams over two pools), and the
 class-incremental split every new-classes benchmark is made by (`class_split`)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -9,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 
 from replaycli.data.dataset import StreamDataset
-from replaycli.errors import ConfigError
 from replaycli.data.pool import Pool
+from replaycli.errors import ConfigError
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Stream(Sequence[Experience]):
     def __len__(self) -> int:
         return len(self.experiences)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         return self.experiences[i]
 
     def __iter__(self) -> Iterator[Experience]:
@@ -78,9 +79,9 @@ class Benchmark:
         """Task labels 0..n_tasks-1 of the training stream (1 in class-incremental mode)."""
         return max(e.task_label for e in self.train_stream) + 1
 
-    def to(self, device: torch.device | str) -> "Benchmark":
+    def to(self, device: torch.device | str) -> Benchmark:
         """Move both pools (images, labels) and every experience's ids to `device`, in place."""
-        pools = {id(p): p for p in (self.train_pool, self.test_pool)}
+        pools: dict[int, Pool] = {id(p): p for p in (self.train_pool, self.test_pool)}
         for stream in self.streams():
             for exp in stream:
                 pools.setdefault(id(exp.dataset.pool), exp.dataset.pool)
@@ -95,8 +96,9 @@ class Benchmark:
         return [s for s in (self.train_stream, self.test_stream, self.valid_stream) if s is not None]
 
 
-def class_order(n_classes: int, seed: int | None, fixed_class_order: Sequence[int] | None,
-                key: str = "fixed_class_order") -> list[int]:
+def class_order(
+    n_classes: int, seed: int | None, fixed_class_order: Sequence[int] | None, key: str = "fixed_class_order"
+) -> list[int]:
     """`fixed_class_order` if given, else a permutation drawn from `seed`, else 0..n-1."""
     if fixed_class_order is not None:
         order = [int(c) for c in fixed_class_order]
@@ -108,13 +110,21 @@ def class_order(n_classes: int, seed: int | None, fixed_class_order: Sequence[in
     return torch.randperm(n_classes, generator=torch.Generator().manual_seed(int(seed))).tolist()
 
 
-def class_split(name: str, train_pool: Pool, test_pool: Pool, order: list[int], sizes: list[int],
-                task_labels: bool, from_zero: str | None = None, names: list[str] | None = None) -> Benchmark:
+def class_split(
+    name: str,
+    train_pool: Pool,
+    test_pool: Pool,
+    order: list[int],
+    sizes: list[int],
+    task_labels: bool,
+    from_zero: str | None = None,
+    names: list[str] | None = None,
+) -> Benchmark:
     """Experience i takes the next `sizes[i]` classes of `order` (classes 0..K-1 of both pools);
     task label i with `task_labels`. `from_zero`: relabel classes by their position in the
     order (`first_exp`) or in their experience (`each_exp`); the pools' labels change."""
     k = len(order)
-    groups = [order[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(sizes))]
+    groups = [order[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(len(sizes))]
     relabel = torch.arange(k)
     if from_zero == "first_exp":
         relabel[torch.tensor(order)] = torch.arange(k)
@@ -128,14 +138,18 @@ def class_split(name: str, train_pool: Pool, test_pool: Pool, order: list[int], 
         for i, g in enumerate(groups):
             ids = torch.isin(y, torch.tensor(g)).nonzero().flatten()  # [n_i] sorted ids of the experience's classes
             task = i if task_labels else 0
-            exps.append(Experience(StreamDataset(pool, ids, torch.full_like(ids, task)), i,
-                                   sorted(relabel[g].tolist()), task))
+            exps.append(
+                Experience(StreamDataset(pool, ids, torch.full_like(ids, task)), i, sorted(relabel[g].tolist()), task)
+            )
         streams.append(Stream(kind, exps))
     if from_zero is not None:
         for pool in (train_pool, test_pool):
             pool.y = relabel.to(pool.y.device)[pool.y]
         names = names or [str(c) for c in range(k)]
         names = ["|".join(names[c] for c in range(k) if relabel[c] == j) for j in range(int(relabel.max()) + 1)]
-        order = [int(relabel[c]) for c in order] if from_zero == "first_exp" else [j for g in groups for j in range(len(g))]
-    return Benchmark(name, streams[0], streams[1], int(relabel.max()) + 1, order, train_pool, test_pool,
-                     class_names=names)
+        order = (
+            [int(relabel[c]) for c in order] if from_zero == "first_exp" else [j for g in groups for j in range(len(g))]
+        )
+    return Benchmark(
+        name, streams[0], streams[1], int(relabel.max()) + 1, order, train_pool, test_pool, class_names=names
+    )

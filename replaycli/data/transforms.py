@@ -4,6 +4,7 @@ An augmentation receives the batch's raw images (uint8 [B, C, H, W], before norm
 the pool's device) and only moves pixels, so it works on a quarter of the bytes of a float batch
 and pads with black, as torchvision's RandomCrop(padding=...) does before Normalize.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

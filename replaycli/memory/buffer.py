@@ -12,6 +12,7 @@ leaves it empty), so the buffer holds min(max_size, samples seen). With `adaptiv
 each of `total_num_groups` groups has a fixed share, indexed by the group key (class id or
 experience index, in 0..total_num_groups-1; the remainder goes to the lowest keys), never lent.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ class Selection(Protocol):
 
     online: bool  # True: `scores` each sample once, on arrival (batch-by-batch insertion is exact);
     #               False: `rank` ranks a whole group anew whenever it takes new samples
+    strategy: Any  # Avalanche's: the strategy whose model `make_sorted_indices` reads (set by `update`)
 
     def scores(self, data: StreamDataset) -> torch.Tensor:
         """A persistent score per new sample [n], higher kept first (online selections)."""
@@ -57,8 +59,11 @@ class Buffer:
         self.max_size = integer("max_size", max_size, 0)
         needs = getattr(selection_strategy, "for_buffer", None)  # a scorer made for one policy (selection=gss)
         if needs is not None and not isinstance(self, needs):
-            raise ConfigError(f"selection={selection_strategy.name} scores samples for buffer={needs.name} only; allowed: "
-                              f"buffer={needs.name}, or selection=random|herding|closest_to_center with this buffer")
+            raise ConfigError(
+                f"selection={getattr(selection_strategy, 'name', '')} scores samples for buffer={needs.name} only; "
+                "allowed: "
+                f"buffer={needs.name}, or selection=random|herding|closest_to_center with this buffer"
+            )
         choice("groupby", groupby, GROUPBY)
         flag("adaptive_size", adaptive_size)
         if not adaptive_size:  # fixed shares, one per group key
@@ -82,6 +87,7 @@ class Buffer:
         are per-sample rows to keep with them (e.g. DER's logits [n, C])."""
         groups = self.group_of(data, experience)
         if not self.adaptive_size:  # refuse a key out of range before anything is stored
+            assert self.total_num_groups is not None  # checked by the constructor
             bad = groups[(groups < 0) | (groups >= self.total_num_groups)]
             if len(bad):
                 raise ConfigError(
@@ -128,14 +134,21 @@ class Buffer:
             return {}
         keys, dense = self.store.group_keys()
         caps = self.capacities(torch.bincount(dense).tolist())
-        return {int(k): (self.store.dataset((dense == i).nonzero().flatten()), caps[i]) for i, k in enumerate(keys.tolist())}
+        return {
+            int(k): (self.store.dataset((dense == i).nonzero().flatten()), caps[i]) for i, k in enumerate(keys.tolist())
+        }
 
-    def sample(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def sample(
+        self, n: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """`n` stored samples drawn uniformly without replacement, with training transforms:
         (x, y, t, extras), the extras (e.g. `logits` [n, C]) row-aligned with x."""
-        return self.sample_indexed(n, generator)[1:]
+        _, x, y, t, extras = self.sample_indexed(n, generator)
+        return x, y, t, extras
 
-    def sample_indexed(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+    def sample_indexed(
+        self, n: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """`sample`, led by the drawn samples' positions in the store [n] (to update their extras)."""
         store = self.store
         pos = torch.randperm(len(store), generator=generator)[:n].to(store.ids.device)
@@ -161,6 +174,7 @@ class Buffer:
         """Capacity of each present group (sorted by key) holding `sizes` candidates."""
         if self.adaptive_size:
             return fill_lengths(sizes, self.max_size)
+        assert self.total_num_groups is not None  # fixed shares: checked by the constructor
         shares = group_lengths(self.total_num_groups, self.max_size)  # fixed: indexed by the key itself
         keys, _ = self.store.group_keys()
         return [shares[k] for k in keys.tolist()]
@@ -176,10 +190,13 @@ class Buffer:
 
     def _rescore(self, touched: torch.Tensor) -> None:  # touched: the distinct keys [k]
         """Rank every touched group anew (scores of the others stand: they are only truncated)."""
+        assert self.selection_strategy is not None  # only ranked groups are rescored
         store = self.store
         for key in touched.tolist():
             pos = (store.groups == key).nonzero().flatten()
-            order = torch.as_tensor(self.selection_strategy.rank(store.dataset(pos), limit=self.max_size), dtype=torch.int64)
+            order = torch.as_tensor(
+                self.selection_strategy.rank(store.dataset(pos), limit=self.max_size), dtype=torch.int64
+            )
             scores = torch.empty(len(pos), dtype=torch.float32, device=store.scores.device)
             scores[order.to(scores.device)] = -torch.arange(len(pos), dtype=torch.float32, device=scores.device)
             store.scores[pos] = scores

@@ -6,6 +6,7 @@ do. A full memory replaces a stored sample, drawn in proportion to its score, by
 with probability `score / (score + incoming score)`, and only when the incoming batch's gradient
 conflicts with every sampled one (batch score < 1), so the memory drifts towards diverse gradients.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,6 +26,7 @@ class GradientSimilarity:
 
     online = True
     name = "gss"  # the option, in messages
+    for_buffer: type | None = None  # the one buffer class it scores for (GSSBuffer, set below)
 
     def __init__(self, model: torch.nn.Module, generator: torch.Generator | None = None):
         self.model = model
@@ -47,6 +49,7 @@ class GradientSimilarity:
             model.train(was_training)
         return torch.cat([v.flatten(1) for v in g.values()], 1)
 
+
 def max_similarity(g: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """1 + the largest cosine similarity of each row of `g` [n, P] to the rows of `memory` [m, P]: [n]."""
     return 1 + (F.normalize(g, dim=1) @ F.normalize(memory, dim=1).T).max(1).values
@@ -67,11 +70,19 @@ class GSSBuffer(Buffer):
 
     name = "gss"  # the option, in messages
 
-    def __init__(self, max_size: int, selection_strategy: Any = None, generator: torch.Generator | None = None,
-                 n_memory: int = 10, chunk: int = 10):
+    def __init__(
+        self,
+        max_size: int,
+        selection_strategy: Any = None,
+        generator: torch.Generator | None = None,
+        n_memory: int = 10,
+        chunk: int = 10,
+    ):
         if not isinstance(selection_strategy, GradientSimilarity):
-            raise ConfigError(f"buffer=gss scores samples by their gradients, not by selection={type(selection_strategy).__name__}; "
-                              "allowed: selection=gss (its default)")
+            raise ConfigError(
+                f"buffer=gss scores samples by their gradients, not by selection={type(selection_strategy).__name__}; "
+                "allowed: selection=gss (its default)"
+            )
         super().__init__(max_size, generator=generator)
         self.scorer = selection_strategy
         self.n_memory = integer("n_memory", n_memory)
@@ -89,7 +100,7 @@ class GSSBuffer(Buffer):
         g = self.scorer.grads(x, y)  # [n, P]
         memory = None
         if len(store):
-            pick = torch.randperm(len(store), generator=self.generator)[:self.n_memory].to(store.ids.device)
+            pick = torch.randperm(len(store), generator=self.generator)[: self.n_memory].to(store.ids.device)
             mx, my, _ = store.dataset(pick).eval().batch(torch.arange(len(pick), device=store.ids.device))
             memory = self.scorer.grads(mx, my)  # [m, P]
         batch_score = float(max_similarity(g.mean(0, keepdim=True), memory)[0]) if memory is not None else 0.1
@@ -112,8 +123,14 @@ class GSSBuffer(Buffer):
             chosen = rest[:k][swap.to(rest.device)]
             self.append(part.subset(chosen), experience, extras, chosen, single[:k][swap])
 
-    def append(self, part: StreamDataset, experience: int, extras: dict[str, torch.Tensor], pos: torch.Tensor,
-               similarity: torch.Tensor) -> None:
+    def append(
+        self,
+        part: StreamDataset,
+        experience: int,
+        extras: dict[str, torch.Tensor],
+        pos: torch.Tensor,
+        similarity: torch.Tensor,
+    ) -> None:
         rows = {k: v[pos.to(v.device)] for k, v in extras.items()}
         rows["similarity"] = similarity.to(part.ids.device, torch.float32)
         keys = torch.rand(len(part), generator=self.generator).to(part.ids.device)  # resize() truncates at random

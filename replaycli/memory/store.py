@@ -4,6 +4,7 @@ Every storage policy is this store plus a rule for group keys, scores and group 
 A stored sample is its int64 id into the pool, its task label, the experience it came from, its
 group key, a score (higher is kept first) and any extras (e.g. DER's logits) as rows of tensors.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,9 +34,9 @@ def fill_lengths(sizes: list[int], max_size: int) -> list[int]:
     left = max_size
     while open_groups:
         shares = group_lengths(len(open_groups), left)
-        small = [g for g, s in zip(open_groups, shares) if sizes[g] <= s]
+        small = [g for g, s in zip(open_groups, shares, strict=True) if sizes[g] <= s]
         if not small:
-            for g, s in zip(open_groups, shares):
+            for g, s in zip(open_groups, shares, strict=True):
                 caps[g] = s
             break
         for g in small:
@@ -148,7 +149,7 @@ class Store:
         """Sorted distinct group keys [G] and each sample's dense group index [n]."""
         return dense_keys(self.groups)
 
-    def to(self, device: torch.device | str) -> "Store":
+    def to(self, device: torch.device | str) -> Store:
         for f in FIELDS:
             setattr(self, f, getattr(self, f).to(device))
         self.extras = {k: v.to(device) for k, v in self.extras.items()}

@@ -1,4 +1,5 @@
 """A-GEM (Chaudhry et al., ICLR 2019): averaged gradient episodic memory."""
+
 from __future__ import annotations
 
 import torch

@@ -5,12 +5,13 @@ class attributes that say what it needs, which the loop and `run/rules.py` read.
 (`after_experience` / `every_batch`): it feeds the batches, hands the memory to the step, and
 offers samples (with their logits when `stores_logits`) to the buffer.
 """
+
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,22 +40,28 @@ class Memory:
         """(x, y, t, extras) of `batch_size` samples drawn uniformly without replacement."""
         return self.buffer.sample(self.batch_size, self.generator)
 
-    def sample_indexed(self) -> tuple[torch.Tensor, ...]:
+    def sample_indexed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(positions in the store, x, y, t, extras): `sample` with where each sample is stored."""
         return self.buffer.sample_indexed(self.batch_size, self.generator)
 
 
 @torch.no_grad()
-def logits_of(model: torch.nn.Module, data: StreamDataset, batch_size: int,
-              fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def logits_of(
+    model: torch.nn.Module,
+    data: StreamDataset,
+    batch_size: int,
+    fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """The model's logits [n, C] on `data` (evaluation mode and transforms), or `fn`'s outputs
     (e.g. features) with the model in evaluation mode; the model's mode is restored."""
     was_training = model.training
     model.eval()
     data = data.eval()
     device = data.ids.device
-    outs = [(fn or model)(data.batch(torch.arange(s, min(s + batch_size, len(data)), device=device))[0])
-            for s in range(0, len(data), batch_size)]
+    outs = [
+        (fn or model)(data.batch(torch.arange(s, min(s + batch_size, len(data)), device=device))[0])
+        for s in range(0, len(data), batch_size)
+    ]
     model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 
@@ -74,7 +81,7 @@ class Method:
     """The base of every method: plain cross-entropy on the current batch."""
 
     needs_memory = True  # refused with buffer=none
-    protocols = ("after_experience", "every_batch")  # the update protocols it is defined under
+    protocols: tuple[str, ...] = ("after_experience", "every_batch")  # the update protocols it is defined under
     joins_memory = False  # after_experience: the loader joins memory samples into each batch
     stores_logits = False  # the buffer keeps each sample's logits (extras["logits"])
     trains_on_memory = False  # the memory takes each experience first and is all it trains on

@@ -1,14 +1,13 @@
 """BiC (Wu et al., CVPR 2019): large scale incremental learning with a bias-correction layer."""
-from __future__ import annotations
 
-from typing import Any
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from replaycli.data.dataset import StreamDataset
-from replaycli.errors import fraction, integer, number
 from replaycli.data.protocols import held_out
+from replaycli.errors import fraction, integer, number
 from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method, frozen_copy
 
@@ -43,9 +42,17 @@ class BiC(Method):
     protocols = ("after_experience",)  # the paper's batches of classes: stage 2 runs between experiences
     joins_memory = True
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 temperature: float = 2.0, val_fraction: float = 0.1, val_size: int = 100,
-                 bias_lr: float = 0.001, bias_steps: int = 500):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        temperature: float = 2.0,
+        val_fraction: float = 0.1,
+        val_size: int = 100,
+        bias_lr: float = 0.001,
+        bias_steps: int = 500,
+    ):
         super().__init__(model, optimizer, mask)
         self.temperature = number("temperature", temperature)
         self.val_fraction = fraction("val_fraction", val_fraction)
@@ -78,7 +85,9 @@ class BiC(Method):
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(batch.x)  # [B, C]
         if len(self.seen) != out.shape[1] or self.seen.device != out.device:  # sized once, to the model's classes
-            self.seen, self.old, self.old_newest = (grown(m, out.shape[1], out.device) for m in (self.seen, self.old, self.old_newest))
+            self.seen, self.old, self.old_newest = (
+                grown(m, out.shape[1], out.device) for m in (self.seen, self.old, self.old_newest)
+            )
         loss = self.ce(out.masked_fill(~self.seen, float("-inf")), batch.y, batch.t)
         if self.old_model is None or not self.has_old:
             return loss, out

@@ -1,4 +1,5 @@
 """Dark Experience Replay (Buzzega et al., NeurIPS 2020): DER and DER++."""
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,13 @@ class DER(Method):
 
     stores_logits = True
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 alpha: float = 1.0):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        alpha: float = 1.0,
+    ):
         super().__init__(model, optimizer, mask)
         self.alpha = number("alpha", alpha)
 
@@ -36,8 +42,14 @@ class DER(Method):
 class DERpp(DER):
     """DER++: DER plus `beta * cross-entropy` on a second, independently drawn memory batch."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 alpha: float = 0.5, beta: float = 0.5):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+    ):
         super().__init__(model, optimizer, mask, alpha)
         self.beta = number("beta", beta)
 

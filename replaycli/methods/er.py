@@ -1,4 +1,5 @@
 """Experience replay: cross-entropy on current samples joined with memory samples."""
+
 from __future__ import annotations
 
 import torch
@@ -20,4 +21,4 @@ class Replay(Method):
             mx, my, mt, _ = memory.sample()
             x, y, t = torch.cat([x, mx]), torch.cat([y, my]), torch.cat([t, mt])
         out = self.model(x)  # [B + M, C]
-        return self.ce(out, y, t), out[:len(batch.x)]
+        return self.ce(out, y, t), out[: len(batch.x)]

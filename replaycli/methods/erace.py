@@ -1,4 +1,5 @@
 """ER-ACE (Caccia et al., ICLR 2022): experience replay with asymmetric cross-entropy."""
+
 from __future__ import annotations
 
 import torch

@@ -1,7 +1,6 @@
 """GDumb (Prabhu et al., ECCV 2020): a class-balanced memory, and a model trained on it alone."""
-from __future__ import annotations
 
-from typing import Any
+from __future__ import annotations
 
 import torch
 

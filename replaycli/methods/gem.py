@@ -1,5 +1,6 @@
 """GEM (Lopez-Paz and Ranzato, NeurIPS 2017): gradient episodic memory, one constraint per past
 experience, solved with quadprog (`pip install 'replaycli[gem]'`), as the reference code does."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,21 +39,28 @@ class GEM(Method):
     protocols = ("after_experience",)
     memory_groupby = "experience"
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 margin: float = 0.5):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        margin: float = 0.5,
+    ):
         super().__init__(model, optimizer, mask)
         self.margin = number("margin", margin)
         try:
             import quadprog  # noqa: F401  (checked before training, not at the first conflict)
         except ImportError:
-            raise ConfigError("strategy=gem solves its QP with quadprog, which is not installed; allowed: "
-                              "pip install 'replaycli[gem]'") from None
+            raise ConfigError(
+                "strategy=gem solves its QP with quadprog, which is not installed; allowed: "
+                "pip install 'replaycli[gem]'"
+            ) from None
 
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(batch.x)
         loss = self.ce(out, batch.y, batch.t)
         groups = {k: d for k, (d, _) in memory.buffer.groups().items() if k != batch.experience} if memory else {}
-        if not groups:
+        if memory is None or not groups:
             return loss, out
         g = self.flat_grad(loss, retain=True)
         past = []

@@ -1,8 +1,7 @@
 """iCaRL (Rebuffi et al., CVPR 2017): herding exemplars, sigmoid BCE with distillation on the old
 classes, and classification by the nearest mean of exemplars."""
-from __future__ import annotations
 
-from typing import Any
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -13,14 +12,17 @@ from replaycli.methods.base import Batch, Memory, Method, frozen_copy, logits_of
 
 def normalized_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's `features` of `x`, flattened and L2-normalised [B, d] (the paper's phi)."""
-    return F.normalize(model.features(x).flatten(1), dim=1)
+    features: torch.nn.Module = model.features  # type: ignore[assignment]  # every model of replaycli has one
+    return F.normalize(features(x).flatten(1), dim=1)
 
 
 def class_means(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each class's mean of `features` [n, d], normalised again [n_classes, d], and which classes
     have any sample [n_classes] (the others' rows are 0)."""
     counts = torch.bincount(y, minlength=n_classes)  # [C]
-    sums = torch.zeros(n_classes, features.shape[1], dtype=features.dtype, device=features.device).index_add_(0, y, features)
+    sums = torch.zeros(n_classes, features.shape[1], dtype=features.dtype, device=features.device).index_add_(
+        0, y, features
+    )
     return F.normalize(sums / counts.clamp(min=1).unsqueeze(1), dim=1), counts > 0
 
 

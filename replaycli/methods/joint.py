@@ -1,4 +1,5 @@
 """Joint training, the upper bound: every training sample seen so far, at every experience."""
+
 from __future__ import annotations
 
 from replaycli.methods.base import Method

@@ -1,4 +1,5 @@
 """MIR (Aljundi et al., NeurIPS 2019): maximally interfered retrieval."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,13 @@ class MIR(Method):
     are trained on with the real step. Batch norm statistics are those of the current mode.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 n_candidates: int = 50):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        n_candidates: int = 50,
+    ):
         super().__init__(model, optimizer, mask)
         self.n_candidates = integer("n_candidates", n_candidates)
 
@@ -34,8 +40,10 @@ class MIR(Method):
         lr = self.optimizer.param_groups[0]["lr"]
         with torch.no_grad():
             before = F.cross_entropy(masked(self.model(x), t, self.mask), y, reduction="none")
-            stepped = {n: p - lr * g for n, p, g in zip(names, params, grads)}
-            after = F.cross_entropy(masked(functional_call(self.model, stepped, (x,)), t, self.mask), y, reduction="none")
+            stepped = {n: p - lr * g for n, p, g in zip(names, params, grads, strict=True)}
+            after = F.cross_entropy(
+                masked(functional_call(self.model, stepped, (x,)), t, self.mask), y, reduction="none"
+            )
         return after - before
 
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,4 +53,4 @@ class MIR(Method):
             chosen = self.interference(batch, cx, cy, ct).topk(min(memory.batch_size, len(cy))).indices
             x, y, t = torch.cat([x, cx[chosen]]), torch.cat([y, cy[chosen]]), torch.cat([t, ct[chosen]])
         out = self.model(x)
-        return self.ce(out, y, t), out[:len(batch.x)]
+        return self.ce(out, y, t), out[: len(batch.x)]

@@ -1,11 +1,12 @@
 """RAR (Zhang et al., NeurIPS 2022): repeated augmented rehearsal."""
+
 from __future__ import annotations
 
 import torch
 
+from replaycli.data.transforms import CropFlip
 from replaycli.errors import ConfigError, flag, integer
 from replaycli.methods.base import Batch, Memory, Method
-from replaycli.data.transforms import CropFlip
 
 
 class RAR(Method):
@@ -20,8 +21,15 @@ class RAR(Method):
     grey for standard); the paper's reinforcement-learned iteration count is left out (`repeats` is fixed).
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 repeats: int = 3, padding: int = 2, flip: bool = False):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        repeats: int = 3,
+        padding: int = 2,
+        flip: bool = False,
+    ):
         super().__init__(model, optimizer, mask)
         self.repeats = integer("repeats", repeats)
         self.augment = CropFlip(integer("padding", padding, 0), flag("flip", flip))
@@ -29,8 +37,10 @@ class RAR(Method):
     @classmethod
     def check_input(cls, sample_shape: tuple[int, ...]) -> None:
         if len(sample_shape) != 3:
-            raise ConfigError(f"strategy=rar augments images [B, C, H, W]; this benchmark's samples have shape "
-                              f"{tuple(sample_shape)}; allowed: an image benchmark, or strategy=replay")
+            raise ConfigError(
+                f"strategy=rar augments images [B, C, H, W]; this benchmark's samples have shape "
+                f"{tuple(sample_shape)}; allowed: an image benchmark, or strategy=replay"
+            )
 
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(tuple(batch.x.shape[1:]))  # checked when the run is built; here for the Python API
@@ -45,4 +55,4 @@ class RAR(Method):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-        return loss, out[:len(batch.x)]
+        return loss, out[: len(batch.x)]

@@ -1,4 +1,5 @@
 """Weighted replay: `loss_current + alpha_t * loss_memory`, the two mini-batches kept apart."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,14 @@ class Weighted(Method):
     """`schedule`: constant (alpha_t = alpha) or linear (alpha_t = alpha * t, t = experiences
     finished before the current one: the memory weighs as many experiences as it holds)."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 alpha: float = 1.0, schedule: str = "constant"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        alpha: float = 1.0,
+        schedule: str = "constant",
+    ):
         super().__init__(model, optimizer, mask)
         choice("schedule", schedule, SCHEDULES)
         self.alpha = number("alpha", alpha)

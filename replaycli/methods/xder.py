@@ -1,19 +1,22 @@
 """X-DER (Boschini et al., TPAMI 2022): DER++ whose stored logits are updated with the future."""
+
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
 from replaycli.data.dataset import StreamDataset
+from replaycli.data.transforms import CropFlip
 from replaycli.errors import ConfigError, flag, integer, number
 from replaycli.methods.base import Batch, Memory, Method, logits_of
 from replaycli.scenario import masked
-from replaycli.data.transforms import CropFlip
 
 
-def transplant(stored: torch.Tensor, new: torch.Tensor, gt: torch.Tensor, cols: torch.Tensor, gamma: float) -> torch.Tensor:
+def transplant(
+    stored: torch.Tensor, new: torch.Tensor, gt: torch.Tensor, cols: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """X-DER's logit update: `stored` [n, C] with its columns `cols` [C] (bool) replaced by those of
     `new` [n, C], each row's transplanted part scaled by `gamma * stored[gt] / max(transplanted)`
     where its maximum exceeds the stored ground-truth logit (so that the old answer stays the top)."""
@@ -90,15 +93,32 @@ class XDER(Method):
     stores_logits = True
     memory_groupby = "class"
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None,
-                 alpha: float = 0.93, beta: float = 0.35, gamma: float = 0.85, eta: float = 1.0, m: float = 0.3,
-                 lambd: float = 0.1, simclr_temp: float = 5.0, simclr_batch_size: int = 64, simclr_num_aug: int = 2,
-                 padding: int = 2, flip: bool = False, online_update: bool = True):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mask: torch.Tensor | None = None,
+        alpha: float = 0.93,
+        beta: float = 0.35,
+        gamma: float = 0.85,
+        eta: float = 1.0,
+        m: float = 0.3,
+        lambd: float = 0.1,
+        simclr_temp: float = 5.0,
+        simclr_batch_size: int = 64,
+        simclr_num_aug: int = 2,
+        padding: int = 2,
+        flip: bool = False,
+        online_update: bool = True,
+    ):
         super().__init__(model, optimizer, mask)
         self.alpha, self.beta = number("alpha", alpha), number("beta", beta)
         self.gamma, self.eta, self.m = number("gamma", gamma), number("eta", eta), number("m", m)
         self.lambd, self.simclr_temp = number("lambd", lambd), number("simclr_temp", simclr_temp)
-        self.simclr_batch_size, self.simclr_num_aug = integer("simclr_batch_size", simclr_batch_size), integer("simclr_num_aug", simclr_num_aug)
+        self.simclr_batch_size, self.simclr_num_aug = (
+            integer("simclr_batch_size", simclr_batch_size),
+            integer("simclr_num_aug", simclr_num_aug),
+        )
         self.augment = CropFlip(integer("padding", padding, 0), flag("flip", flip))
         self.online_update = flag("online_update", online_update)
         self.exp_of = torch.zeros(0, dtype=torch.int64)  # [C] the experience a class was first seen in; -1: not yet
@@ -157,11 +177,19 @@ class XDER(Method):
             p2, mx2, my2, mt2, ex2 = memory.sample_indexed()
             out2 = self.model(mx2)
             if any_past:
-                loss = loss + self.beta * F.cross_entropy(masked(out2, mt2, self.mask).masked_fill(~past, float("-inf")), my2)
+                loss = loss + self.beta * F.cross_entropy(
+                    masked(out2, mt2, self.mask).masked_fill(~past, float("-inf")), my2
+                )
             replayed += [(out1, my1), (out2, my2)]
             if self.online_update:
-                self.update_replayed(memory, torch.cat([p1, p2]), torch.cat([out1, out2]).detach(), torch.cat([my1, my2]),
-                                     torch.cat([ex1["logits"], ex2["logits"]]), present | future)
+                self.update_replayed(
+                    memory,
+                    torch.cat([p1, p2]),
+                    torch.cat([out1, out2]).detach(),
+                    torch.cat([my1, my2]),
+                    torch.cat([ex1["logits"], ex2["logits"]]),
+                    present | future,
+                )
         if any_future and self.lambd > 0:
             loss = loss + self.lambd * self.future_preparation(batch, memory, present, future)
         if any_past:  # past constraint: softmax over the seen classes, on the current batch
@@ -175,8 +203,15 @@ class XDER(Method):
         return loss, out
 
     @torch.no_grad()
-    def update_replayed(self, memory: Memory, pos: torch.Tensor, out: torch.Tensor, y: torch.Tensor,
-                        stored: torch.Tensor, cols: torch.Tensor) -> None:
+    def update_replayed(
+        self,
+        memory: Memory,
+        pos: torch.Tensor,
+        out: torch.Tensor,
+        y: torch.Tensor,
+        stored: torch.Tensor,
+        cols: torch.Tensor,
+    ) -> None:
         """The reference's online update: each replayed exemplar of a past experience (once per
         step) takes this step's logits of `cols` with probability 1 / (times replayed so far)."""
         store = memory.buffer.store
@@ -191,20 +226,26 @@ class XDER(Method):
         if take.any():
             store.extras["logits"][pos[take]] = transplant(stored[take], out[take], y[take], cols, self.gamma)
 
-    def future_preparation(self, batch: Batch, memory: Memory | None, present: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
+    def future_preparation(
+        self, batch: Batch, memory: Memory | None, present: torch.Tensor, future: torch.Tensor
+    ) -> torch.Tensor:
         """SupCon on the future classes' logits of augmented views, per future head, averaged."""
-        x, y = batch.x[:self.simclr_batch_size], batch.y[:self.simclr_batch_size]
+        x, y = batch.x[: self.simclr_batch_size], batch.y[: self.simclr_batch_size]
         if memory is not None:
             mx, my, _, _ = memory.buffer.sample(self.simclr_batch_size, memory.generator)
             x, y = torch.cat([mx, x]), torch.cat([my, y])
         if x.dim() != 4:
-            raise ConfigError(f"strategy=xder's future preparation augments images [B, C, H, W]; these samples have shape "
-                              f"{tuple(x.shape[1:])}; allowed: an image benchmark, or strategy.lambd=0")
-        views = self.augment(x.repeat_interleave(self.simclr_num_aug, 0), memory.generator if memory is not None else None)
+            raise ConfigError(
+                f"strategy=xder's future preparation augments images [B, C, H, W]; these samples have shape "
+                f"{tuple(x.shape[1:])}; allowed: an image benchmark, or strategy.lambd=0"
+            )
+        views = self.augment(
+            x.repeat_interleave(self.simclr_num_aug, 0), memory.generator if memory is not None else None
+        )
         out = self.model(views).view(len(x), self.simclr_num_aug, -1)  # [N, V, C]
         cols = future.nonzero().flatten()
         heads = cols.split(max(int(present.sum()), 1))
-        total = sum(supcon(F.normalize(out[:, :, h], dim=2), y, self.simclr_temp) for h in heads)
+        total = cast(torch.Tensor, sum(supcon(F.normalize(out[:, :, h], dim=2), y, self.simclr_temp) for h in heads))
         return total / (len(heads) * len(x))
 
     @torch.no_grad()

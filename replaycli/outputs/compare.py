@@ -8,6 +8,7 @@ counted once, and named, unless `--keep-duplicates`. A group of one run has no s
 is shown without ±. `--ci` adds the 95% confidence interval of the mean (Student's t).
 
 Reads through `replaycli.outputs` only (no torch)."""
+
 from __future__ import annotations
 
 import difflib
@@ -17,13 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.errors import ConfigError
+from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.outputs.files import OutputError
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting", "bwt")
-LABELS = {"final_accuracy": "final accuracy", "average_incremental_accuracy": "avg incremental acc",
-          "forgetting": "forgetting", "bwt": "BWT"}
+LABELS = {
+    "final_accuracy": "final accuracy",
+    "average_incremental_accuracy": "avg incremental acc",
+    "forgetting": "forgetting",
+    "bwt": "BWT",
+}
 HIGHER_IS_BETTER = {"final_accuracy": True, "average_incremental_accuracy": True, "forgetting": False, "bwt": True}
 # keys that change nothing a run computes: left out when telling duplicate runs apart
 NOT_THE_EXPERIMENT = ("progress", "data_root", "download", "logger", "metrics", "granularity", "eval_mb_size")
@@ -59,20 +64,27 @@ def load(dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         if summary.get("average_incremental_accuracy") is None:  # a run from before the metric: from its table
             rec = rundir.read_run(d)
             summary["average_incremental_accuracy"] = formulas.average_incremental_accuracy(
-                rec.accuracy, rundir.origins(rec.metrics[:len(rec.accuracy)]))
-        runs.append({
-            "path": d, "params": sweepdir.run_params(d),
-            "override_keys": list(sweepdir.override_items(sweepdir.read_overrides(d))),
-            **{m: summary.get(m) for m in METRICS},
-        })
+                rec.accuracy, rundir.origins(rec.metrics[: len(rec.accuracy)])
+            )
+        runs.append(
+            {
+                "path": d,
+                "params": sweepdir.run_params(d),
+                "override_keys": list(sweepdir.override_items(sweepdir.read_overrides(d))),
+                **{m: summary.get(m) for m in METRICS},
+            }
+        )
     return runs, skipped
 
 
 def experiment(run: dict[str, Any]) -> str:
     """What makes two runs the same experiment: the resolved config (seed included), keys that
     change nothing computed left out."""
-    return json.dumps({k: v for k, v in run["params"].items() if k.split(".")[0] not in NOT_THE_EXPERIMENT},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in run["params"].items() if k.split(".")[0] not in NOT_THE_EXPERIMENT},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def deduplicated(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[list[str]]]:
@@ -94,6 +106,7 @@ def _ignored(key: str) -> bool:
 def differing_keys(runs: list[dict[str, Any]]) -> list[str]:
     """The keys whose values differ among the runs, seeds and the like left out: first those that
     were overridden on the command line, else any config key."""
+
     def differs(k: str) -> bool:
         return len({repr(_value(r["params"].get(k))) for r in runs}) > 1
 
@@ -146,7 +159,7 @@ def group(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
         groups.setdefault(tuple(_value(r["params"].get(k)) for k in keys), []).append(r)
     rows = []
     for values, members in sorted(groups.items(), key=lambda kv: tuple(sort_key(v) for v in kv[0])):
-        row: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in zip(keys, values)}
+        row: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in zip(keys, values, strict=True)}
         row["n"] = len(members)
         for m in METRICS:
             row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci95"] = _stats([r[m] for r in members])
@@ -167,8 +180,13 @@ def compare(paths: list[str | Path], by: list[str] | None = None, keep_duplicate
     if by:
         check_keys(by, runs)
     keys = list(by) if by else differing_keys(runs)
-    return {"by": keys, "groups": group(runs, keys), "skipped": skipped, "duplicates": duplicates,
-            "duplicates_counted": keep_duplicates}
+    return {
+        "by": keys,
+        "groups": group(runs, keys),
+        "skipped": skipped,
+        "duplicates": duplicates,
+        "duplicates_counted": keep_duplicates,
+    }
 
 
 def cell(g: dict[str, Any], m: str, ci: bool = False, digits: int = 4) -> str:
@@ -196,19 +214,27 @@ def render(d: dict[str, Any], console: Any, ci: bool = False) -> None:
     for col in (*d["by"], "n", *(LABELS[m] for m in METRICS), "seeds"):
         t.add_column(col, justify="right")
     for g in d["groups"]:
-        t.add_row(*(str(g[k]) for k in d["by"]), str(g["n"]), *(cell(g, m, ci) for m in METRICS),
-                  ",".join(map(str, g["seeds"])))
+        t.add_row(
+            *(str(g[k]) for k in d["by"]),
+            str(g["n"]),
+            *(cell(g, m, ci) for m in METRICS),
+            ",".join(map(str, g["seeds"])),
+        )
     console.print(t)
     if d["duplicates"]:
         counted = "each counted" if d["duplicates_counted"] else "counted once (--keep-duplicates counts each)"
         listed = "; ".join(" = ".join(paths) for paths in d["duplicates"][:3])
-        console.print(f"[yellow]{sum(len(p) - 1 for p in d['duplicates'])} duplicate runs (same config and seed), "
-                      f"{counted}:[/] {listed}", highlight=False)
+        console.print(
+            f"[yellow]{sum(len(p) - 1 for p in d['duplicates'])} duplicate runs (same config and seed), "
+            f"{counted}:[/] {listed}",
+            highlight=False,
+        )
     if d["skipped"]:
         listed = " ".join(f"{s['path']} ({s['status']})" for s in d["skipped"][:5])
         more = f" and {len(d['skipped']) - 5} more" if len(d["skipped"]) > 5 else ""
-        console.print(f"[yellow]left out {len(d['skipped'])} runs that are not complete:[/] {listed}{more}",
-                      highlight=False)
+        console.print(
+            f"[yellow]left out {len(d['skipped'])} runs that are not complete:[/] {listed}{more}", highlight=False
+        )
 
 
 def main(args: list[str]) -> int:
@@ -217,16 +243,31 @@ def main(args: list[str]) -> int:
 
     p = ArgParser(prog="replay compare", description="Group runs by config keys; mean, std and n over seeds.")
     p.add_argument("paths", metavar="PATH", nargs="+", help="run, sweep or outputs directories")
-    p.add_argument("--by", action="append", metavar="KEY",
-                   help="config key(s) to group by, e.g. buffer.max_size (repeat or comma-separate); "
-                        "default: the keys that differ among the runs")
+    p.add_argument(
+        "--by",
+        action="append",
+        metavar="KEY",
+        help="config key(s) to group by, e.g. buffer.max_size (repeat or comma-separate); "
+        "default: the keys that differ among the runs",
+    )
     p.add_argument("--ci", action="store_true", help="± the 95%% confidence interval of the mean, not the std")
-    p.add_argument("--keep-duplicates", action="store_true",
-                   help="count runs with the same config and seed each time (default: once)")
-    p.add_argument("--format", choices=("rich", "markdown", "latex", "csv"), default="rich",
-                   help="a table to paste: markdown or latex (best per column in bold), csv (every number)")
-    p.add_argument("--metric", choices=METRICS, default="final_accuracy",
-                   help="the metric of a markdown/latex table grouped by two keys (rows x columns)")
+    p.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="count runs with the same config and seed each time (default: once)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("rich", "markdown", "latex", "csv"),
+        default="rich",
+        help="a table to paste: markdown or latex (best per column in bold), csv (every number)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="final_accuracy",
+        help="the metric of a markdown/latex table grouped by two keys (rows x columns)",
+    )
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     a = p.parse_args(args)
     d = compare(a.paths, keys(a.by), a.keep_duplicates)  # ConfigError / OutputError: one line, exit 2 (cli.py)

@@ -1,6 +1,7 @@
 """How replaycli's figures look and are written: size, palettes safe for colour-blind readers,
 the accuracy axis, the title's description of a run, and the atomic save. matplotlib (Agg) is
 imported here only, and only when a figure is drawn."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,18 @@ from replaycli.outputs.files import OutputError
 
 FIGSIZE, DPI = (6.4, 4.0), 100
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-TOL_MUTED = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
-             "#DDDDDD")  # Paul Tol's muted scheme (and its pale grey): ten colours colour-blind readers tell apart
+TOL_MUTED = (
+    "#332288",
+    "#88CCEE",
+    "#44AA99",
+    "#117733",
+    "#999933",
+    "#DDCC77",
+    "#CC6677",
+    "#882255",
+    "#AA4499",
+    "#DDDDDD",
+)  # Paul Tol's muted scheme (and its pale grey): ten colours colour-blind readers tell apart
 
 
 @dataclass(frozen=True)
@@ -68,13 +79,16 @@ def save(fig: Any, path: Path, style: Style) -> Path:
     try:
         files.write_atomic(path, buf.getvalue())
     except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); allowed: a writable run or sweep directory") from None
+        raise OutputError(
+            f"cannot write {path} ({e.strerror or e}); allowed: a writable run or sweep directory"
+        ) from None
     return path
 
 
 def describe(params: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
-    """"benchmark · method · buffer(size)" from a run's config (the options as typed, else the
+    """ "benchmark · method · buffer(size)" from a run's config (the options as typed, else the
     classes), without the keys in `leave_out` (what a sweep varies)."""
+
     def option(group: str) -> str | None:
         if group in leave_out or f"{group}._target_" in leave_out:
             return None

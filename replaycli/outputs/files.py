@@ -3,6 +3,7 @@ directory, then a rename, so a killed process leaves the old file or the new one
 one), and read back with bounded work and one-line errors (`OutputError`). The formats themselves
 are rundir's (a run) and sweepdir's (a sweep). Only the standard library is imported here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,9 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any file
     try:
-        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        data = text if isinstance(text, bytes) else text.encode()  # str as UTF-8, newlines as written
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -71,7 +73,9 @@ def read_json(path: Path, kind: type = dict) -> Any:
     except json.JSONDecodeError as e:
         raise OutputError(f"{path} is not JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(value, kind):
-        raise OutputError(f"{path} holds a JSON {type(value).__name__}, not an {'object' if kind is dict else kind.__name__}")
+        raise OutputError(
+            f"{path} holds a JSON {type(value).__name__}, not an {'object' if kind is dict else kind.__name__}"
+        )
     return value
 
 

@@ -5,6 +5,7 @@
 the experience an online piece was cut from (`benchmark.experience_size`), so that "right after
 training experience j" is the last row of origin j.
 """
+
 from __future__ import annotations
 
 
@@ -14,7 +15,7 @@ def _last_rows(acc: list[list[float]], origins: list[int] | None) -> dict[int, i
     if not acc:
         return {}
     final, n = origins[len(acc) - 1], len(acc[-1])
-    last = {o: i for i, o in enumerate(origins[:len(acc)])}
+    last = {o: i for i, o in enumerate(origins[: len(acc)])}
     return {j: last[j] for j in sorted(last) if j < final and j < n}
 
 
@@ -41,7 +42,7 @@ def bwt(acc: list[list[float]], origins: list[int] | None = None) -> float:
 def seen(acc: list[list[float]], origins: list[int] | None = None) -> list[float]:
     """After each row, the mean accuracy on the test experiences trained so far (0..origin)."""
     origins = list(range(len(acc))) if origins is None else origins
-    return [mean(row[:min(o, len(row) - 1) + 1]) for row, o in zip(acc, origins)]
+    return [mean(row[: min(o, len(row) - 1) + 1]) for row, o in zip(acc, origins, strict=True)]
 
 
 def average_incremental_accuracy(acc: list[list[float]], origins: list[int] | None = None) -> float | None:

@@ -2,6 +2,7 @@
 
 Reads through `replaycli.outputs` only; imports neither torch nor Hydra, so it answers at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,32 +45,57 @@ def describe(path: str | Path) -> dict[str, Any]:
 
 def describe_run(path: Path) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "kind": "run", "path": str(path), "started": _when(path), "status": sweepdir.status(path),
-        "error": sweepdir.error(path), "overrides": sweepdir.read_overrides(path),
-        "experiences_done": 0, "n_experiences": None, "accuracy": [], "histograms": [],
+        "kind": "run",
+        "path": str(path),
+        "started": _when(path),
+        "status": sweepdir.status(path),
+        "error": sweepdir.error(path),
+        "overrides": sweepdir.read_overrides(path),
+        "experiences_done": 0,
+        "n_experiences": None,
+        "accuracy": [],
+        "histograms": [],
     }
     if not rundir.is_run(path):  # a sweep job refused before it wrote anything
         return d
     rec = rundir.read_run(path)
     acc = rec.accuracy
-    n = rec.metrics[-1].get("n_experiences", len(acc[0])) if rec.metrics and acc else \
-        sweepdir.run_params(path).get("benchmark.n_experiences")
-    rows = rundir.origins(rec.metrics[:len(acc)])
+    n = (
+        rec.metrics[-1].get("n_experiences", len(acc[0]))
+        if rec.metrics and acc
+        else sweepdir.run_params(path).get("benchmark.n_experiences")
+    )
+    rows = rundir.origins(rec.metrics[: len(acc)])
     d.update(experiences_done=len(acc), n_experiences=n, accuracy=acc, histograms=rec.histograms)
     d["stream_accuracy"] = [formulas.mean(row) for row in acc]  # after each experience, over the test stream
     last = {o: i for i, o in enumerate(rows if rows is not None else range(len(acc)))}  # the row right after each
     d["per_experience"] = [  # forgetting: best earlier accuracy - final; 0 for the last trained
         {
-            "experience": j, "after_training_it": acc[i][j], "final": acc[-1][j], "best": max(r[j] for r in acc),
+            "experience": j,
+            "after_training_it": acc[i][j],
+            "final": acc[-1][j],
+            "best": max(r[j] for r in acc),
             "forgetting": formulas.forgetting_of(acc, j, rows),
         }
-        for j, i in sorted(last.items()) if j < len(acc[0])
+        for j, i in sorted(last.items())
+        if j < len(acc[0])
     ]
     if rec.complete:
-        d.update({k: rec.summary.get(k) for k in ("final_accuracy", "forgetting", "bwt", "seconds",
-                                                  *(f"final_{key}" for key in rundir.SIDE_TABLES))})
+        d.update(
+            {
+                k: rec.summary.get(k)
+                for k in (
+                    "final_accuracy",
+                    "forgetting",
+                    "bwt",
+                    "seconds",
+                    *(f"final_{key}" for key in rundir.SIDE_TABLES),
+                )
+            }
+        )
     d["training"] = [  # what metrics.jsonl holds beyond the accuracy row, per experience
-        {k: m.get(k) for k in ("experience", "loss", "train_accuracy", "stream_loss", "seconds")} | {
+        {k: m.get(k) for k in ("experience", "loss", "train_accuracy", "stream_loss", "seconds")}
+        | {
             "epoch_loss": [e.get("loss") for e in m.get("epochs", [])],
             "epoch_accuracy": [e.get("accuracy") for e in m.get("epochs", [])],
         }
@@ -92,7 +118,9 @@ def describe_outputs(path: Path, runs: list[Path], sweeps: list[Path]) -> dict[s
     def run_line(p: Path) -> dict[str, Any]:
         s = rundir.read_summary(p)
         return {
-            "path": str(p), "started": _when(p), "status": sweepdir.status(p),
+            "path": str(p),
+            "started": _when(p),
+            "status": sweepdir.status(p),
             "experiences_done": len(rundir.read_run(p).accuracy),
             "final_accuracy": s.get("final_accuracy") if s.get("status") == "complete" else None,
             "overrides": sweepdir.read_overrides(p),
@@ -101,21 +129,25 @@ def describe_outputs(path: Path, runs: list[Path], sweeps: list[Path]) -> dict[s
     def sweep_line(p: Path) -> dict[str, Any]:
         rows = sweepdir.read_sweep(p)
         return {
-            "path": str(p), "started": _when(p), "jobs": len(rows),
+            "path": str(p),
+            "started": _when(p),
+            "jobs": len(rows),
             "complete": sum(r["status"] == "complete" for r in rows),
             "failed": sum(r["status"] == "failed" for r in rows),
             "swept": swept_keys(rows),
         }
 
-    return {"kind": "outputs", "path": str(path), "runs": [run_line(p) for p in runs],
-            "sweeps": [sweep_line(p) for p in sweeps]}
+    return {
+        "kind": "outputs",
+        "path": str(path),
+        "runs": [run_line(p) for p in runs],
+        "sweeps": [sweep_line(p) for p in sweeps],
+    }
 
 
 def swept_keys(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The override keys of a sweep that take more than one value, with their values."""
-    fixed = {"job", "status", "error", *sweepdir.SWEEP_METRICS}
-    keys = list(dict.fromkeys(k for r in rows for k in r if k not in fixed))
-    values = {k: list(dict.fromkeys(str(r.get(k, "")) for r in rows)) for k in keys}
+    values = {k: list(dict.fromkeys(str(r.get(k, "")) for r in rows)) for k in sweepdir.override_keys(rows)}
     return {k: v for k, v in values.items() if len(v) > 1}
 
 
@@ -150,10 +182,18 @@ def render_run(d: dict[str, Any], console: Any) -> None:
             f"final accuracy [bold]{d['final_accuracy']:.4f}[/]  forgetting {d['forgetting']:.4f}  "
             f"BWT {d['bwt']:.4f}  {d['seconds']:.1f} s"
         )
-    side = [(label, d.get(f"final_{key}")) for key, label in (("task_il_accuracy", "task-IL"), ("val_accuracy", "validation"),
-                                                               ("val_task_il_accuracy", "validation task-IL"))]
+    side = [
+        (label, d.get(f"final_{key}"))
+        for key, label in (
+            ("task_il_accuracy", "task-IL"),
+            ("val_accuracy", "validation"),
+            ("val_task_il_accuracy", "validation task-IL"),
+        )
+    ]
     if any(v is not None for _, v in side):
-        console.print("  ".join(f"final {label} accuracy {v:.4f}" for label, v in side if v is not None), highlight=False)
+        console.print(
+            "  ".join(f"final {label} accuracy {v:.4f}" for label, v in side if v is not None), highlight=False
+        )
     if not d["accuracy"]:
         return
     console.print(accuracy_table(d["accuracy"]))
@@ -161,15 +201,15 @@ def render_run(d: dict[str, Any], console: Any) -> None:
     for col in ("experience", "after training it", "final", "best", "forgetting"):
         t.add_column(col, justify="right")
     for e in d["per_experience"]:
-        t.add_row(str(e["experience"]), _num(e["after_training_it"]), _num(e["final"]), _num(e["best"]),
-                  _num(e["forgetting"]))
+        t.add_row(
+            str(e["experience"]), _num(e["after_training_it"]), _num(e["final"]), _num(e["best"]), _num(e["forgetting"])
+        )
     console.print(t)
     hists = d["histograms"]
     top = max((max(h) for h in hists if h), default=0)
     t = Table(title=f"buffer samples per class (one bar per class, 0..{len(hists[0]) - 1}; full = {top})")
-    for col, justify in (("trained", "right"), ("classes", "left"), ("min", "right"), ("max", "right"),
-                         ("total", "right")):
-        t.add_column(col, justify=justify)
+    for col in ("trained", "classes", "min", "max", "total"):
+        t.add_column(col, justify="left" if col == "classes" else "right")
     for i, h in enumerate(hists):
         t.add_row(str(i), f"[cyan]{bars(h, top)}[/]", str(min(h)), str(max(h)), str(sum(h)))
     console.print(t)
@@ -187,8 +227,15 @@ def render_training(d: dict[str, Any], console: Any) -> None:
         for col in ("experience", "loss", "train acc", "epoch loss", "epoch acc", "test loss", "seconds"):
             t.add_column(col, justify="right")
         for r in rows:
-            t.add_row(str(r["experience"]), _num(r["loss"]), _num(r["train_accuracy"]), _span(r["epoch_loss"]),
-                      _span(r["epoch_accuracy"]), _num(r["stream_loss"]), _num(r["seconds"], 2))
+            t.add_row(
+                str(r["experience"]),
+                _num(r["loss"]),
+                _num(r["train_accuracy"]),
+                _span(r["epoch_loss"]),
+                _span(r["epoch_accuracy"]),
+                _num(r["stream_loss"]),
+                _num(r["seconds"], 2),
+            )
         console.print(t)
     res = d.get("resources") or {}
     if res:
@@ -196,7 +243,8 @@ def render_training(d: dict[str, Any], console: Any) -> None:
         console.print(
             f"resources: peak RSS {res.get('peak_rss_mb', 0):.0f} MiB, CPU {res.get('cpu_seconds', 0):.1f} s, "
             f"GPU peak {'-' if gpu is None else f'{gpu:.0f} MiB'}, "
-            f"run directory {res.get('disk_bytes', 0) / 2**20:.2f} MiB", highlight=False,
+            f"run directory {res.get('disk_bytes', 0) / 2**20:.2f} MiB",
+            highlight=False,
         )
 
 
@@ -232,9 +280,7 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
 
     rows = d["jobs"]
     swept = swept_keys(rows)
-    fixed = {"job", "status", "error", *sweepdir.SWEEP_METRICS}
-    common = [f"{k}={v}" for k in dict.fromkeys(k for r in rows for k in r if k not in fixed)
-              if k not in swept for v in {str(rows[0].get(k, ""))}]
+    common = [f"{k}={rows[0].get(k, '')}" for k in sweepdir.override_keys(rows) if k not in swept]
     counts = ", ".join(f"{v} {k}" for k, v in d["status_counts"].items())
     console.print(f"[bold]sweep[/] {d['path']}  (started {d['started']}): {len(rows)} jobs, {counts}", highlight=False)
     console.print(f"common overrides: {' '.join(common) or '(none)'}", highlight=False)
@@ -243,9 +289,15 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
         t.add_column(col, justify="left" if col in ("status", "error") else "right", overflow="fold")
     for r in rows:
         t.add_row(
-            str(r["job"]), *(str(r.get(k, "")) for k in swept), _status(r["status"]), _num(r["final_accuracy"]),
-            _num(r["forgetting"]), _num(r["bwt"]), _num(r["seconds"], 1),
-            "-" if r["experiences_done"] is None else str(r["experiences_done"]), r["error"],
+            str(r["job"]),
+            *(str(r.get(k, "")) for k in swept),
+            _status(r["status"]),
+            _num(r["final_accuracy"]),
+            _num(r["forgetting"]),
+            _num(r["bwt"]),
+            _num(r["seconds"], 1),
+            "-" if r["experiences_done"] is None else str(r["experiences_done"]),
+            r["error"],
         )
     console.print(t)
 
@@ -259,8 +311,14 @@ def render_outputs(d: dict[str, Any], console: Any) -> None:
         for col in ("started", "run", "status", "experiences", "final acc", "overrides"):
             t.add_column(col)
         for r in d["runs"]:
-            t.add_row(r["started"], Path(r["path"]).name, _status(r["status"]), str(r["experiences_done"]),
-                      _num(r["final_accuracy"]), " ".join(r["overrides"]))
+            t.add_row(
+                r["started"],
+                Path(r["path"]).name,
+                _status(r["status"]),
+                str(r["experiences_done"]),
+                _num(r["final_accuracy"]),
+                " ".join(r["overrides"]),
+            )
         console.print(t)
     if d["sweeps"]:
         t = Table(title="sweeps")

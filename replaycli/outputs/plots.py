@@ -13,6 +13,7 @@ plotted `--by KEY` writes `<figure>_by_<KEY>.<format>` beside the default figure
 them. Every figure is FIGSIZE inches at `--dpi` (640 x 400 pixels at the default 100).
 matplotlib is imported by `figures`, when a figure is drawn.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,15 @@ def accuracy_curves(acc: list[list[float]], title: str, style: Style, origins: l
     palette = colours(n)
     for j in range(n):
         start = next((i for i, o in enumerate(origins) if o >= j), len(acc))  # from when it is trained on
-        ax.plot(steps[start:], [row[j] for row in acc[start:]], marker="o" if len(acc) <= 20 else None, ms=3, lw=1,
-                color=palette[j], label=f"test {j}")
+        ax.plot(
+            steps[start:],
+            [row[j] for row in acc[start:]],
+            marker="o" if len(acc) <= 20 else None,
+            ms=3,
+            lw=1,
+            color=palette[j],
+            label=f"test {j}",
+        )
     ax.plot(steps, formulas.seen(acc, origins), color="black", lw=2.5, label="seen so far (mean)")
     ax.set(xlabel="after training experience", ylabel="accuracy", title=title)
     style.accuracy_axis(ax)
@@ -71,7 +79,7 @@ def buffer_histogram(hists: list[list[int]], title: str) -> Any:
     for k in range(n):
         counts = [h[k] for h in hists]
         ax.bar(range(len(hists)), counts, bottom=bottom, color=palette[k], label=f"class {k}" if n <= 20 else None)
-        bottom = [b + c for b, c in zip(bottom, counts)]
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     ax.set(xlabel="after training experience", ylabel="samples in the buffer", title=title)
     ax.set_xticks(range(0, len(hists), max(1, math.ceil(len(hists) / 20))))
     if n <= 20:
@@ -89,8 +97,15 @@ def confusion(matrix: list[list[int]], title: str) -> Any:
         for i, row in enumerate(shares):
             for j, share in enumerate(row):
                 if matrix[i][j]:
-                    ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if share > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{share:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share > 0.6 else "black",
+                    )
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     if n <= 20:
         ax.set_xticks(range(n))
@@ -99,7 +114,8 @@ def confusion(matrix: list[list[int]], title: str) -> Any:
     return fig
 
 
-def plot_run(path: Path, style: Style = Style()) -> list[Path]:
+def plot_run(path: Path, style: Style | None = None) -> list[Path]:
+    style = style or Style()
     rec = rundir.read_run(path)
     if not rec.accuracy:
         raise OutputError(f"{path} has no finished experience to plot yet")
@@ -107,12 +123,23 @@ def plot_run(path: Path, style: Style = Style()) -> list[Path]:
     what = describe(sweepdir.run_params(path))
     what += "" if state == "complete" else f" ({state})"
     final = sum(rec.accuracy[-1]) / len(rec.accuracy[-1])
-    origins = rundir.origins(rec.metrics[:len(rec.accuracy)])
+    origins = rundir.origins(rec.metrics[: len(rec.accuracy)])
     figures = [
-        save(accuracy_matrix(rec.accuracy, f"accuracy, final {final:.3f}\n{what}"), path / style.name(RUN_FIGURES[0]), style),
-        save(accuracy_curves(rec.accuracy, f"accuracy per test experience\n{what}", style, origins),
-             path / style.name(RUN_FIGURES[1]), style),
-        save(buffer_histogram(rec.histograms, f"buffer samples per class\n{what}"), path / style.name(RUN_FIGURES[2]), style),
+        save(
+            accuracy_matrix(rec.accuracy, f"accuracy, final {final:.3f}\n{what}"),
+            path / style.name(RUN_FIGURES[0]),
+            style,
+        ),
+        save(
+            accuracy_curves(rec.accuracy, f"accuracy per test experience\n{what}", style, origins),
+            path / style.name(RUN_FIGURES[1]),
+            style,
+        ),
+        save(
+            buffer_histogram(rec.histograms, f"buffer samples per class\n{what}"),
+            path / style.name(RUN_FIGURES[2]),
+            style,
+        ),
     ]
     if rec.confusion:
         title = f"confusion on the test stream after experience {len(rec.confusion) - 1}\n{what}"
@@ -140,16 +167,23 @@ def _series(groups: list[dict[str, Any]], keys: list[str]) -> dict[str, list[dic
 
 def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
     fig, ax = figure()
-    x_key = keys[0] if keys else None
+    x_key = keys[0] if keys else ""  # "": one point, all runs
     cats = list(dict.fromkeys(str(g.get(x_key)) for g in groups)) if x_key else ["all runs"]
-    numeric = x_key is not None and all(compare.sort_key(g.get(x_key))[0] == 0 for g in groups)
+    numeric = bool(x_key) and all(compare.sort_key(g.get(x_key))[0] == 0 for g in groups)
     series = _series(groups, keys)
-    for colour, (label, gs) in zip(colours(len(series)), series.items()):
+    for colour, (label, gs) in zip(colours(len(series)), series.items(), strict=True):
         xs = [float(g[x_key]) if numeric else cats.index(str(g.get(x_key))) if x_key else 0 for g in gs]
         ys = [g["final_accuracy_mean"] for g in gs]
         errs = [g["final_accuracy_std"] or 0.0 for g in gs]
-        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", capsize=4, color=colour,
-                    label=f"{label} ({spread_label([g['n'] for g in gs])})")
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=errs if any(errs) else None,
+            marker="o",
+            capsize=4,
+            color=colour,
+            label=f"{label} ({spread_label([g['n'] for g in gs])})",
+        )
     if numeric:
         xs = sorted({float(g[x_key]) for g in groups})
         if xs[0] > 0 and xs[-1] / xs[0] >= 8:
@@ -169,20 +203,32 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, sty
     """After each experience, the accuracy on the experiences trained so far: the mean over each
     group's runs, with a band of ± one std over them (at the last experience: the final accuracy)."""
     fig, ax = figure()
-    for colour, g in zip(colours(len(groups)), groups):
+    for colour, g in zip(colours(len(groups)), groups, strict=True):
         recs = [rundir.read_run(p) for p in g["runs"]]
-        curves = [formulas.seen(r.accuracy, rundir.origins(r.metrics[:len(r.accuracy)])) for r in recs]
+        curves = [formulas.seen(r.accuracy, rundir.origins(r.metrics[: len(r.accuracy)])) for r in recs]
         steps = min(len(c) for c in curves)
         mean = [sum(c[t] for c in curves) / len(curves) for t in range(steps)]
         label = ", ".join(f"{k}={g[k]}" for k in keys) or "all runs"
-        ax.plot(range(steps), mean, marker="o" if steps <= 20 else None, ms=3, color=colour,
-                label=f"{label} ({spread_label([g['n']])})")
+        ax.plot(
+            range(steps),
+            mean,
+            marker="o" if steps <= 20 else None,
+            ms=3,
+            color=colour,
+            label=f"{label} ({spread_label([g['n']])})",
+        )
         if len(curves) > 1:
             import statistics
 
             std = [statistics.stdev(c[t] for c in curves) for t in range(steps)]
-            ax.fill_between(range(steps), [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=colour, alpha=0.2, lw=0)
+            ax.fill_between(
+                range(steps),
+                [m - s for m, s in zip(mean, std, strict=True)],
+                [m + s for m, s in zip(mean, std, strict=True)],
+                color=colour,
+                alpha=0.2,
+                lw=0,
+            )
     ax.set(xlabel="after training experience", ylabel="accuracy on the experiences seen", title=title)
     style.accuracy_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -191,30 +237,40 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, sty
     return fig
 
 
-def plot_sweep(path: Path, by: list[str] | None = None, style: Style = Style()) -> list[Path]:
+def plot_sweep(path: Path, by: list[str] | None = None, style: Style | None = None) -> list[Path]:
+    style = style or Style()
     d = compare.compare([path], by)
     keys, groups = d["by"], d["groups"]
     what = describe(sweepdir.run_params(Path(groups[0]["runs"][0])), tuple(keys))
     suffix = f"_by_{'_'.join(keys)}" if by else ""  # --by: its own files, never the default figures
     return [
-        save(final_accuracy(groups, keys, f"final accuracy\n{what}", style), path / style.name(SWEEP_FIGURES[0], suffix),
-             style),
-        save(seen_accuracy(groups, keys, f"accuracy on the experiences seen so far\n{what}", style),
-             path / style.name(SWEEP_FIGURES[1], suffix), style),
+        save(
+            final_accuracy(groups, keys, f"final accuracy\n{what}", style),
+            path / style.name(SWEEP_FIGURES[0], suffix),
+            style,
+        ),
+        save(
+            seen_accuracy(groups, keys, f"accuracy on the experiences seen so far\n{what}", style),
+            path / style.name(SWEEP_FIGURES[1], suffix),
+            style,
+        ),
     ]
 
 
-def plot(path: str | Path, by: list[str] | None = None, style: Style = Style()) -> list[Path]:
+def plot(path: str | Path, by: list[str] | None = None, style: Style | None = None) -> list[Path]:
     """Write the figures of a run or a sweep into it (or of every run and sweep of an outputs
     directory, into each); returns their paths."""
+    style = style or Style()
     path = Path(path)
     if rundir.is_run(path):
         return plot_run(path, style)
     if sweepdir.is_sweep(path):
         return plot_sweep(path, by, style)
     if sweepdir.is_job(path):
-        raise OutputError(f"{path} is a job that {sweepdir.status(path)} before it wrote a run "
-                          f"({sweepdir.error(path) or 'no config.yaml'}); nothing to plot")
+        raise OutputError(
+            f"{path} is a job that {sweepdir.status(path)} before it wrote a run "
+            f"({sweepdir.error(path) or 'no config.yaml'}); nothing to plot"
+        )
     runs, sweeps = sweepdir.find_outputs(path) if path.is_dir() else ([], [])
     if runs or sweeps:  # an outputs directory: every sweep and run in it that has something to plot
         files: list[Path] = []
@@ -225,8 +281,10 @@ def plot(path: str | Path, by: list[str] | None = None, style: Style = Style()) 
                 continue
         if files:
             return files
-    raise OutputError(f"{path} is not a run or a sweep directory; allowed: a directory with config.yaml, "
-                      "or a sweep directory (replay inspect lists them)")
+    raise OutputError(
+        f"{path} is not a run or a sweep directory; allowed: a directory with config.yaml, "
+        "or a sweep directory (replay inspect lists them)"
+    )
 
 
 def main(args: list[str]) -> int:
@@ -236,13 +294,21 @@ def main(args: list[str]) -> int:
 
     p = ArgParser(prog="replay plot", description="Write figures of a run or a sweep into its directory.")
     p.add_argument("path", metavar="PATH", help="a run directory or a sweep directory")
-    p.add_argument("--by", action="append", metavar="KEY",
-                   help="a sweep's x axis (then its lines): config keys; default: the keys that differ. "
-                        "Writes <figure>_by_<KEY> files beside the default ones")
+    p.add_argument(
+        "--by",
+        action="append",
+        metavar="KEY",
+        help="a sweep's x axis (then its lines): config keys; default: the keys that differ. "
+        "Writes <figure>_by_<KEY> files beside the default ones",
+    )
     p.add_argument("--format", choices=FORMATS, default="png", help="png (default), pdf or svg")
     p.add_argument("--dpi", type=int, default=DPI, help=f"dots per inch (default {DPI}: 640 x 400 pixels)")
-    p.add_argument("--ylim", choices=("full", "auto"), default="full",
-                   help="accuracy axes from 0 to 1 (full, default) or zoomed to the data (auto)")
+    p.add_argument(
+        "--ylim",
+        choices=("full", "auto"),
+        default="full",
+        help="accuracy axes from 0 to 1 (full, default) or zoomed to the data (auto)",
+    )
     a = p.parse_args(args)
     if not 10 <= a.dpi <= 1200:
         raise ConfigError(f"--dpi {a.dpi} is not allowed; allowed: 10 to 1200")

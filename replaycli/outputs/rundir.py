@@ -38,6 +38,7 @@ A sweep directory holds one run directory per job (`0/`, `1/`, ...) and `summary
 Every file is written atomically (replaycli.outputs.files), so a killed run never leaves a
 truncated file. Only the standard library is imported here: `replay inspect` stays instant.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,13 +53,20 @@ from replaycli.outputs import formulas
 from replaycli.outputs.files import OutputError, csv_text, fmt, read_csv_text, read_json, read_text, write_atomic
 
 CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
-    "config.yaml", "accuracy.csv", "buffer_histogram.csv", "metrics.jsonl", "summary.json",
+    "config.yaml",
+    "accuracy.csv",
+    "buffer_histogram.csv",
+    "metrics.jsonl",
+    "summary.json",
 )
 CHECKPOINT = "checkpoint.pt"
 CONFUSION, LOG, CLASS_NAMES = "confusion.csv", "run.log", "class_names.json"
 # accuracy.csv's siblings: a record's key -> its table (written when the records hold the key)
-SIDE_TABLES = {"task_il_accuracy": "task_il_accuracy.csv", "val_accuracy": "val_accuracy.csv",
-               "val_task_il_accuracy": "val_task_il_accuracy.csv"}
+SIDE_TABLES = {
+    "task_il_accuracy": "task_il_accuracy.csv",
+    "val_accuracy": "val_accuracy.csv",
+    "val_task_il_accuracy": "val_task_il_accuracy.csv",
+}
 
 
 def stale_temporaries(root: Path) -> list[Path]:
@@ -131,17 +139,22 @@ class RunWriter:
                 del self._lines[i:]
                 line = json.dumps({k: v for k, v in r.items() if k != "confusion"}, sort_keys=True) + "\n"
                 self._lines.append((r, line))
-        del self._lines[len(self.records):]
+        del self._lines[len(self.records) :]
         return [line for _, line in self._lines]
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         final = self.accuracy[-1] if self.accuracy else []
-        side = {f"final_{key}": sum(row) / len(row) for key in SIDE_TABLES
-                for row in [self.records[-1].get(key) if self.records else None] if row}
+        side = {
+            f"final_{key}": sum(row) / len(row)
+            for key in SIDE_TABLES
+            for row in [self.records[-1].get(key) if self.records else None]
+            if row
+        }
         rows = origins(self.records)
         online = {"auc": formulas.auc(self.accuracy, [r.get("samples", 0) for r in self.records], rows)} if rows else {}
         base = {
-            **side, **online,
+            **side,
+            **online,
             "final_accuracy": sum(final) / len(final) if final else None,
             "average_incremental_accuracy": formulas.average_incremental_accuracy(self.accuracy, rows),
             "forgetting": formulas.forgetting(self.accuracy, rows),
@@ -155,7 +168,11 @@ def origins(records: list[dict[str, Any]]) -> list[int] | None:
     """The test experience each row trained on (`origin_experience` of an online piece), None
     when every row is its own experience."""
     found = [r.get("origin_experience", r.get("experience")) for r in records]
-    return None if all(o == r.get("experience") for o, r in zip(found, records)) else [int(o) for o in found]
+    return (
+        None
+        if all(o == r.get("experience") for o, r in zip(found, records, strict=True))
+        else [int(o) for o in found if o is not None]
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -197,8 +214,10 @@ def read_table(path: Path, kind: type, columns: int = 2) -> list[list[Any]]:
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows or rows[0][:1] != ["trained"] or len(rows[0]) < columns:
-            raise OutputError(f"{path} is not a table replaycli wrote (its header must begin with trained and have "
-                              f"at least {columns} columns)")
+            raise OutputError(
+                f"{path} is not a table replaycli wrote (its header must begin with trained and have "
+                f"at least {columns} columns)"
+            )
         for n, row in enumerate(rows[1:], 2):
             if len(row) != len(rows[0]):
                 raise OutputError(f"{path} line {n} has {len(row)} cells; its header has {len(rows[0])}")
@@ -233,7 +252,7 @@ def read_confusion(path: str | Path) -> list[list[list[int]]]:
     n = len(rows[0]) - 1 if rows else 0
     if any(len(r) != n + 1 for r in rows) or len(rows) % max(n, 1):
         raise OutputError(f"{Path(path) / CONFUSION} is not a stack of {n} x {n} matrices")
-    return [[r[1:] for r in rows[i:i + n]] for i in range(0, len(rows), n)] if n else []
+    return [[r[1:] for r in rows[i : i + n]] for i in range(0, len(rows), n)] if n else []
 
 
 def append_log(path: str | Path, text: str) -> None:

@@ -3,9 +3,10 @@
 A sweep job that failed holds `failure.json` (written by the sweep callback: error, type,
 overrides, traceback); its dir may hold nothing else when the run was refused up front.
 `summary.csv` of a sweep: one row per job: `job`, the job's overrides (one column per key, in
-order of first appearance), `status` (see status()), SWEEP_METRICS, SIDE_METRICS that any job has, `error`. Only the standard
-library (and PyYAML, when a YAML file is read) is imported here.
+order of first appearance), `status` (see status()), SWEEP_METRICS, SIDE_METRICS that any job
+has, `error`. Only the standard library (and PyYAML, when a YAML file is read) is imported here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,6 +24,12 @@ OVERRIDES = ".hydra/overrides.yaml"
 HYDRA_CONFIG = ".hydra/hydra.yaml"
 SWEEP_METRICS = ["final_accuracy", "forgetting", "bwt", "seconds", "experiences_done"]
 SIDE_METRICS = ["final_val_accuracy", "final_task_il_accuracy"]  # columns only when a job has them
+RESULTS = {"job", "status", "error", *SWEEP_METRICS, *SIDE_METRICS}  # a row's columns that are no override
+
+
+def override_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The override keys of a sweep's rows (every column but RESULTS), in order of first appearance."""
+    return list(dict.fromkeys(k for r in rows for k in r if k not in RESULTS))
 
 
 def _yaml(path: Path) -> Any:
@@ -156,10 +163,8 @@ def sweep_rows(sweep: Path) -> list[dict[str, Any]]:
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    fixed = {"job", "status", "error", *SWEEP_METRICS, *SIDE_METRICS}
-    keys = list(dict.fromkeys(k for r in rows for k in r if k not in fixed))
     side = [k for k in SIDE_METRICS if any(k in r for r in rows)]
-    return ["job", *keys, "status", *SWEEP_METRICS, *side, "error"]
+    return ["job", *override_keys(rows), "status", *SWEEP_METRICS, *side, "error"]
 
 
 def write_sweep_summary(sweep: Path, rows: list[dict[str, Any]] | None = None) -> Path:
@@ -237,8 +242,11 @@ def write_interrupted(sweep: Path, planned: list[list[str]]) -> None:
     each planned job (its overrides) that never began."""
     rows = sweep_rows(sweep)
     have = {r["job"] for r in rows}
-    rows += [{"job": i, **override_items(o), "status": "not started", "error": ""}
-             for i, o in enumerate(planned) if i not in have]
+    rows += [
+        {"job": i, **override_items(o), "status": "not started", "error": ""}
+        for i, o in enumerate(planned)
+        if i not in have
+    ]
     write_sweep_summary(sweep, sorted(rows, key=lambda r: (not isinstance(r["job"], int), str(r["job"]).zfill(9))))
 
 

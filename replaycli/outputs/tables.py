@@ -6,6 +6,7 @@ one key (or none), a row per group and a column per metric. The best mean of eac
 bold (highest, or lowest for forgetting). A line under the table says what the ± is and n. CSV is
 for scripts: one row per group, every mean, std, 95% CI half-width and n, nothing in bold.
 Standard library only."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,18 @@ from typing import Any
 from replaycli.outputs.compare import HIGHER_IS_BETTER, LABELS, METRICS, cell, spread_words
 from replaycli.outputs.files import csv_text, fmt
 
-LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+LATEX_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def latex_text(text: Any) -> str:
@@ -35,14 +46,29 @@ def grid(d: dict[str, Any], metric: str, ci: bool) -> tuple[list[str], list[list
         at = {(str(g[keys[0]]), str(g[keys[1]])): g for g in groups}
         tops = {c: best([at[(r, c)] for r in down if (r, c) in at], metric) for c in across}
         header = [f"{keys[0]} \\ {keys[1]}", *across]
-        rows = [[(r, False), *((cell(at[(r, c)], metric, ci), at[(r, c)][f"{metric}_mean"] == tops[c])
-                               if (r, c) in at else ("-", False) for c in across)] for r in down]
+        rows = [
+            [
+                (r, False),
+                *(
+                    (cell(at[(r, c)], metric, ci), at[(r, c)][f"{metric}_mean"] == tops[c])
+                    if (r, c) in at
+                    else ("-", False)
+                    for c in across
+                ),
+            ]
+            for r in down
+        ]
         return header, rows
     tops = {m: best(groups, m) for m in METRICS}
     header = [*keys, "n", *(LABELS[m] for m in METRICS)]
-    rows = [[*((str(g[k]), False) for k in keys), (str(g["n"]), False),
-             *((cell(g, m, ci), g[f"{m}_mean"] == tops[m] and tops[m] is not None) for m in METRICS)]
-            for g in groups]
+    rows = [
+        [
+            *((str(g[k]), False) for k in keys),
+            (str(g["n"]), False),
+            *((cell(g, m, ci), g[f"{m}_mean"] == tops[m] and tops[m] is not None) for m in METRICS),
+        ]
+        for g in groups
+    ]
     return header, rows
 
 
@@ -63,11 +89,16 @@ def latex(d: dict[str, Any], metric: str, ci: bool) -> str:
 
     what = f"{LABELS[metric]}; " if len(d["by"]) == 2 else ""
     caption = latex_text(what + spread_words(d, ci)).replace("±", r"$\pm$")
-    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(latex_text(h) for h in header) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(latex_text(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(tex(t, b) for t, b in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}.}}",
-              r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}.}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -75,8 +106,10 @@ def csv_table(d: dict[str, Any]) -> str:
     keys = d["by"]
     header = [*keys, "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci95"))]
     cells = lambda v: "" if v is None else fmt(v)  # noqa: E731
-    rows = [[*(g[k] for k in keys), g["n"], *(cells(g[f"{m}_{s}"]) for m in METRICS for s in ("mean", "std", "ci95"))]
-            for g in d["groups"]]
+    rows = [
+        [*(g[k] for k in keys), g["n"], *(cells(g[f"{m}_{s}"]) for m in METRICS for s in ("mean", "std", "ci95"))]
+        for g in d["groups"]
+    ]
     return csv_text(header, rows)
 
 

@@ -1,5 +1,6 @@
 """A run's tables as a terminal shows them (rich): the accuracy matrix, each cell shaded by its
 value, and the buffer's samples per class; printed at the end of a run and by `replay inspect`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,8 +25,14 @@ def _matrix_table(title: str, rows: list[list], column: str, cells, last: str, s
 
 
 def accuracy_table(accuracy: list[list[float]], title: str = "accuracy (row: after training experience i)") -> Any:
-    return _matrix_table(title, accuracy, "test ", lambda row: [f"[{_shade(a)}]{a:.3f}[/]" for a in row], "average",
-                         lambda row: f"{sum(row) / len(row):.3f}")
+    return _matrix_table(
+        title,
+        accuracy,
+        "test ",
+        lambda row: [f"[{_shade(a)}]{a:.3f}[/]" for a in row],
+        "average",
+        lambda row: f"{sum(row) / len(row):.3f}",
+    )
 
 
 def histogram_table(histograms: list[list[int]], title: str = "buffer samples per class") -> Any:

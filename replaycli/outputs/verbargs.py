@@ -1,5 +1,6 @@
 """Argument parsing for the verbs that read outputs (inspect, compare, plot): argparse whose
 errors are one-line ConfigErrors (exit 2), not a usage dump."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,11 +1,13 @@
 """Config -> the run's objects. YAML gives each group's keys; Python passes the objects, the same
 keyword arguments to every option of a group (INJECTED), so any class with that signature plugs
 in. Everything is checked and built here, before a run writes anything."""
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -52,10 +54,13 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
         raise ConfigError(f"{name}.{e}" if key in node else str(e)) from None
     except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as e:  # `~buffer.max_size`, a model too
         # large to allocate, a value the target (torch's own, a user's) refuses in its own words
-        raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {first_line(e)}") from None
+        raise ConfigError(
+            f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {first_line(e)}"
+        ) from None
     except Exception as e:  # noqa: BLE001 (a user's own factory: a missing file, a KeyError, ...)
-        raise ConfigError(f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: "
-                          f"{type(e).__name__}: {first_line(e)}") from None
+        raise ConfigError(
+            f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {type(e).__name__}: {first_line(e)}"
+        ) from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,6 +79,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     from replaycli.run.checkpoint import run_state
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
+    from replaycli.run.updates import PROTOCOLS
     from replaycli.scenario import task_mask
 
     check(cfg)
@@ -89,13 +95,21 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     rules.check_memory(cfg, method_class, buffer, bench)
     method_class.check_input(tuple(bench.train_pool.sample_shape))  # e.g. RAR's crops need images
     mask = task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
+    method = group(cfg, "strategy", model=model, optimizer=optimizer, mask=mask)
+    memory = Memory(buffer, cfg.mem_mb_size, generator) if buffer is not None else None
     run = Run(
-        bench=bench, model=model, optimizer=optimizer, buffer=buffer,
-        method=group(cfg, "strategy", model=model, optimizer=optimizer, mask=mask),
-        memory=Memory(buffer, cfg.mem_mb_size, generator) if buffer is not None else None,
+        bench=bench,
+        model=model,
+        optimizer=optimizer,
+        buffer=buffer,
+        method=method,
+        memory=memory,
         make_loader=loader_factory(cfg, generator),
-        epochs=cfg.epochs, eval_mb_size=cfg.eval_mb_size, device=device,
-        every_batch=cfg.buffer_update == "every_batch", mask=mask,
+        epochs=cfg.epochs,
+        eval_mb_size=cfg.eval_mb_size,
+        device=device,
+        update=PROTOCOLS[cfg.buffer_update](method, buffer, memory, cfg.eval_mb_size),
+        mask=mask,
         metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )
     run_state(run, generator)  # what a checkpoint cannot keep is refused now, not at the first checkpoint
@@ -106,7 +120,7 @@ def check(cfg: DictConfig) -> None:
     """The config before anything is built: it resolves (`seed=${foo}` does not), the run's own
     keys, and every key of every group is an argument of the group's target."""
     try:
-        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]), resolve=True)
     except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
         raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
     rules.check_settings(cfg)
@@ -134,9 +148,11 @@ def benchmark(cfg: DictConfig, device: torch.device) -> Any:
 
     bench = group(cfg, "benchmark")
     if not isinstance(bench, Benchmark):
-        raise ConfigError(f"benchmark={rules.option(cfg, 'benchmark', str(cfg.benchmark._target_))} returned "
-                          f"{str(bench)[:40]} (type {type(bench).__name__}); allowed: a Benchmark "
-                          "(replaycli.generators.nc_benchmark makes one)")
+        raise ConfigError(
+            f"benchmark={rules.option(cfg, 'benchmark', str(cfg.benchmark._target_))} returned "
+            f"{str(bench)[:40]} (type {type(bench).__name__}); allowed: a Benchmark "
+            "(replaycli.generators.nc_benchmark makes one)"
+        )
     bench = bench.to(device)
     rules.check_scenario(cfg, bench)
     return bench
@@ -144,9 +160,17 @@ def benchmark(cfg: DictConfig, device: torch.device) -> Any:
 
 def loader_factory(cfg: DictConfig, generator: torch.Generator) -> Callable[..., Any]:
     """(data, buffer or None) -> the training loader of one experience."""
+
     def make(data: Any, buffer: Any) -> Any:
-        return group(cfg, "loader", data=data, buffer=buffer, batch_size=cfg.train_mb_size,
-                     batch_size_mem=cfg.mem_mb_size, generator=generator)
+        return group(
+            cfg,
+            "loader",
+            data=data,
+            buffer=buffer,
+            batch_size=cfg.train_mb_size,
+            batch_size_mem=cfg.mem_mb_size,
+            generator=generator,
+        )
 
     return make
 

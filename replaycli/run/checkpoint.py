@@ -14,9 +14,9 @@ dicts, lists and numbers only, so it loads with `torch.load(..., weights_only=Tr
 A resumed run restores all of it at an experience boundary, so it goes on with exactly the
 numbers an uninterrupted run would have produced.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -36,10 +36,21 @@ FORMAT = 3  # bump when the layout changes; older checkpoints are refused with a
 def refs(run: Run, generator: torch.Generator) -> state.Refs:
     """The objects of `run` that the captured ones may share, by name."""
     pools = {id(e.dataset.pool): e.dataset.pool for stream in streams(run) for e in stream}
-    shared = {"model": run.model, "optimizer": run.optimizer, "generator": generator, "mask": run.mask,
-              "bench": run.bench, "train_pool": run.bench.train_pool, "test_pool": run.bench.test_pool,
-              **{f"pool{i}": p for i, p in enumerate(pools.values())}, "buffer": run.buffer,
-              "selection": selection(run), "memory": run.memory, "method": run.method, "device": run.device}
+    shared = {
+        "model": run.model,
+        "optimizer": run.optimizer,
+        "generator": generator,
+        "mask": run.mask,
+        "bench": run.bench,
+        "train_pool": run.bench.train_pool,
+        "test_pool": run.bench.test_pool,
+        **{f"pool{i}": p for i, p in enumerate(pools.values())},
+        "buffer": run.buffer,
+        "selection": selection(run),
+        "memory": run.memory,
+        "method": run.method,
+        "device": run.device,
+    }
     return state.Refs(shared, run.device, run.model)
 
 
@@ -54,8 +65,11 @@ def selection(run: Run) -> Any:
 def captured(run: Run) -> dict[str, Any]:
     """The objects whose every attribute a checkpoint keeps: the method, the buffer policy and its
     selection strategy (a user's as much as ours)."""
-    return {name: obj for name, obj in (("method", run.method), ("buffer", run.buffer), ("selection", selection(run)))
-            if obj is not None}
+    return {
+        name: obj
+        for name, obj in (("method", run.method), ("buffer", run.buffer), ("selection", selection(run)))
+        if obj is not None
+    }
 
 
 def run_state(run: Run, generator: torch.Generator) -> dict[str, Any]:
@@ -90,8 +104,9 @@ def digest(config: Path) -> str:
     return hashlib.sha256(Path(config).read_bytes()).hexdigest()
 
 
-def capture(run: Run, generator: torch.Generator, writer: RunWriter, seconds: float, resumes: int,
-            config_sha256: str) -> dict[str, Any]:
+def capture(
+    run: Run, generator: torch.Generator, writer: RunWriter, seconds: float, resumes: int, config_sha256: str
+) -> dict[str, Any]:
     """The checkpoint of `run` right after its last finished experience."""
     return {
         "format": FORMAT,
@@ -145,7 +160,12 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
     acc = ckpt["writer"]["accuracy"]
     objs = captured(run)
     rows_fit = all(len(row) == writer.n_test for row in acc)
-    if not 0 <= done <= run.bench.n_experiences or len(acc) != done or not rows_fit or set(ckpt["state"]) != {"model", "optimizer", *objs}:
+    if (
+        not 0 <= done <= run.bench.n_experiences
+        or len(acc) != done
+        or not rows_fit
+        or set(ckpt["state"]) != {"model", "optimizer", *objs}
+    ):
         raise ConfigError(
             f"checkpoint {source} does not match the run's config.yaml "
             f"({done} experiences done of {run.bench.n_experiences}; state of {sorted(ckpt['state'])})"

@@ -2,6 +2,7 @@
 an unknown key or option, conflicting flags) and an unwritable output directory become one
 `ConfigError`, before any directory is made. The values are checked where they are built
 (replaycli.run.build)."""
+
 from __future__ import annotations
 
 import difflib
@@ -14,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from replaycli.errors import ConfigError, first_line
 
-
 JOB = "runner"  # Hydra's job name (hydra.job.name): Hydra's main names it after the task's module, run/runner.py
 
 
@@ -23,7 +23,9 @@ def check_writable(key: str, path: str | Path) -> None:
     probe = Path(path).expanduser().absolute()
     long = next((p for p in probe.parts if len(p.encode()) > 255), None)  # NAME_MAX on Linux and macOS
     if long is not None:
-        raise ConfigError(f"{key}={path} has a name of {len(long.encode())} bytes ({long[:20]}...); allowed: at most 255")
+        raise ConfigError(
+            f"{key}={path} has a name of {len(long.encode())} bytes ({long[:20]}...); allowed: at most 255"
+        )
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent  # the nearest existing ancestor: where the first mkdir happens
     allowed = "allowed: a writable directory" + (f" (set {key}=...)" if key.startswith("hydra.") else "")
@@ -36,14 +38,42 @@ def check_writable(key: str, path: str | Path) -> None:
 
 
 HYDRA_FLAGS = {  # what Hydra's argparse takes (replay run --help)
-    "--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p", "--run", "-r",
-    "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn",
-    "--config-dir", "-cd", "--experimental-rerun", "--info", "-i",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--package",
+    "-p",
+    "--run",
+    "-r",
+    "--multirun",
+    "-m",
+    "--shell-completion",
+    "-sc",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--info",
+    "-i",
 }
 MODES = {  # Hydra's flags that choose what it does: at most one of them
-    "--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun",
-    "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
-    "--shell-completion": "--shell-completion", "-sc": "--shell-completion",
+    "--run": "--run",
+    "-r": "--run",
+    "--multirun": "--multirun",
+    "-m": "--multirun",
+    "--cfg": "--cfg",
+    "-c": "--cfg",
+    "--info": "--info",
+    "-i": "--info",
+    "--shell-completion": "--shell-completion",
+    "-sc": "--shell-completion",
 }
 
 
@@ -67,8 +97,10 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
         if not overwrite or not ours:  # --overwrite replaces a run or a sweep, never other files
             held = f"holds {what} already" if ours else "holds files that are not a replaycli run or sweep"
             way = "or --overwrite to replace it" if ours else "--overwrite replaces only a run or a sweep"
-            raise ConfigError(f"{target} {held}; nothing was written; allowed: another directory, "
-                              f"replay resume {target} (a run), {way}")
+            raise ConfigError(
+                f"{target} {held}; nothing was written; allowed: another directory, "
+                f"replay resume {target} (a run), {way}"
+            )
         shutil.rmtree(target)
     if target is not None and cfg is None:  # pin the directory composed here (a ${now:...} default would differ
         key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"  # in Hydra's own composition)
@@ -95,7 +127,11 @@ def hydra_argv(args: list[str]) -> list[str]:
     the program named `replay` for the shell-completion script, `replay run` otherwise."""
     completion = any(a.split("=")[0] in ("-sc", "--shell-completion") for a in args)
     bare = {"-m", "--multirun", "-r", "--run", "--resolve", "-h", "--help", "--hydra-help", "--version"}
-    return ["replay" if completion else "replay run", *[a for a in args if a in bare], *[a for a in args if a not in bare]]
+    return [
+        "replay" if completion else "replay run",
+        *[a for a in args if a in bare],
+        *[a for a in args if a not in bare],
+    ]
 
 
 def launcher_failure(e: Exception, args: list[str], target: Path | None, made: Path | None) -> None:
@@ -103,18 +139,25 @@ def launcher_failure(e: Exception, args: list[str], target: Path | None, made: P
     there is no Slurm), the sweep directory it left removed; returns for any other exception."""
     import traceback
 
-    if not any("hydra_plugins" in f.filename or "submitit" in f.filename for f in traceback.extract_tb(e.__traceback__)):
+    if not any(
+        "hydra_plugins" in f.filename or "submitit" in f.filename for f in traceback.extract_tb(e.__traceback__)
+    ):
         return
-    if target is not None and target.is_dir() and not any(p.is_dir() and (p / "config.yaml").is_file()
-                                                           for p in target.iterdir()):
+    if (
+        target is not None
+        and target.is_dir()
+        and not any(p.is_dir() and (p / "config.yaml").is_file() for p in target.iterdir())
+    ):
         shutil.rmtree(target, ignore_errors=True)  # no job ran: what is there is the launcher's
     remove_if_empty(made)
     sweeper = next((a for a in args if a.startswith("hydra/sweeper=")), None)
     if sweeper is not None and any("sweeper" in f.filename for f in traceback.extract_tb(e.__traceback__)):
         raise ConfigError(f"{sweeper} stopped the sweep ({type(e).__name__}: {e}); see the jobs' lines above") from None
     launcher = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/launcher=")), "basic")
-    raise ConfigError(f"hydra/launcher={launcher} could not launch the sweep ({type(e).__name__}: {e}); "
-                      "allowed here: hydra/launcher=basic, joblib or submitit_local") from None
+    raise ConfigError(
+        f"hydra/launcher={launcher} could not launch the sweep ({type(e).__name__}: {e}); "
+        "allowed here: hydra/launcher=basic, joblib or submitit_local"
+    ) from None
 
 
 def config_dir(args: list[str]) -> tuple[list[str], str | None]:
@@ -156,14 +199,17 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     with initialize_config_module("replaycli.configs", version_base="1.3", job_name=JOB):
         for variant in variants:
             try:
-                cfg = compose("config", overrides=variant + (["hydra.mode=RUN"] if single else search),
-                              return_hydra_config=True)
+                cfg = compose(
+                    "config", overrides=variant + (["hydra.mode=RUN"] if single else search), return_hydra_config=True
+                )
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None
             except (ValueError, TypeError) as e:  # `buffer=-1`: an option that is no name; Hydra's TypeError for a
                 # list of numbers given to a group of a user's --config-dir (the shipped groups refuse lists in parse)
-                raise ConfigError(f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
-                                  "with an option's name (replay run --help lists them)") from None
+                raise ConfigError(
+                    f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
+                    "with an option's name (replay run --help lists them)"
+                ) from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
     target = Path(OmegaConf.select(cfg, key))  # as composed: relative to the working directory
@@ -179,8 +225,9 @@ def check_flags(args: list[str]) -> list[str]:
         raise ConfigError(f"{' and '.join(sorted(modes))} given together; allowed: one of {allowed}")
     unknown = [f for f in flags if f.split("=")[0] not in HYDRA_FLAGS]
     if unknown:  # argparse would print its 8-line usage
-        raise ConfigError(f"unknown flag {unknown[0]}; allowed: {', '.join(sorted(HYDRA_FLAGS))}, --overwrite "
-                          "(see replay run --help)")
+        raise ConfigError(
+            f"unknown flag {unknown[0]}; allowed: {', '.join(sorted(HYDRA_FLAGS))}, --overwrite (see replay run --help)"
+        )
     return flags
 
 
@@ -201,8 +248,10 @@ def parse(overrides: list[str]) -> list:
         if o.key_or_group in shipped and not o.is_delete() and isinstance(o.value(), list):
             # Hydra merges a list of options into one node: buffer=[reservoir,none] would run without a memory
             key = arg.partition("=")[0]
-            raise ConfigError(f"{arg} gives config group {o.key_or_group} a list of options; allowed: one option, "
-                              f"{key}=OPTION, or a sweep over options: -m {key}=A,B")
+            raise ConfigError(
+                f"{arg} gives config group {o.key_or_group} a list of options; allowed: one option, "
+                f"{key}=OPTION, or a sweep over options: -m {key}=A,B"
+            )
     return parsed
 
 
@@ -218,8 +267,10 @@ def sweep_values(overrides: list[str], parsed: list) -> list[list[str]] | None:
     """Each override's values as `key=value` (one, as typed, for an override that is no sweep);
     None when a sweep only Hydra's sweeper can enumerate (glob, interval)."""
     try:
-        return [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [a]
-                for a, o in zip(overrides, parsed)]
+        return [
+            [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [a]
+            for a, o in zip(overrides, parsed, strict=True)
+        ]
     except Exception:  # noqa: BLE001 (Hydra raises several kinds here)
         return None
 
@@ -235,7 +286,7 @@ def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
     if values is None:
         return []
     base = [vs[0] for vs in values]
-    return [base] + [base[:i] + [v] + base[i + 1:] for i, vs in enumerate(values) for v in vs[1:]]
+    return [base] + [base[:i] + [v] + base[i + 1 :] for i, vs in enumerate(values) for v in vs[1:]]
 
 
 def first_missing(path: Path) -> Path | None:

@@ -1,4 +1,5 @@
 """Loggers that see each finished experience: none (the default) or TensorBoard event files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,9 +67,15 @@ class TensorBoardLogger:
         if sum(hist) > 0:  # values are class ids, each counted as often as the buffer holds it
             present = [k for k, c in enumerate(hist) if c]
             w.add_histogram_raw(
-                "buffer/classes", min=present[0], max=present[-1], num=sum(hist),
-                sum=sum(k * c for k, c in enumerate(hist)), sum_squares=sum(k * k * c for k, c in enumerate(hist)),
-                bucket_limits=[k + 0.5 for k in range(len(hist))], bucket_counts=list(hist), global_step=step,
+                "buffer/classes",
+                min=present[0],
+                max=present[-1],
+                num=sum(hist),
+                sum=sum(k * c for k, c in enumerate(hist)),
+                sum_squares=sum(k * k * c for k, c in enumerate(hist)),
+                bucket_limits=[k + 0.5 for k in range(len(hist))],
+                bucket_counts=list(hist),
+                global_step=step,
             )
         w.flush()  # a run that dies later keeps what it logged
 

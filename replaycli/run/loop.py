@@ -1,5 +1,6 @@
 """One experience of training: the method steps over the batches, the memory takes its samples
 under the update protocol, the model is evaluated on the whole test stream."""
+
 from __future__ import annotations
 
 import time
@@ -11,9 +12,10 @@ import torch
 
 from replaycli.benchmarks import Benchmark, Experience
 from replaycli.memory.buffer import Buffer
-from replaycli.methods.base import Batch, Memory, Method, logits_of
+from replaycli.methods.base import Batch, Memory, Method
 from replaycli.run.meters import TrainMeter, evaluate_stream
 from replaycli.run.metrics import Metrics
+from replaycli.run.updates import AfterExperience
 from replaycli.scenario import task_mask
 
 
@@ -31,7 +33,7 @@ class Run:
     epochs: int
     eval_mb_size: int
     device: torch.device
-    every_batch: bool = False  # the update protocol: every_batch, else after_experience
+    update: AfterExperience  # the update protocol: when the memory takes samples (run/updates.py)
     mask: torch.Tensor | None = None  # task-IL: bool [n_tasks, n_classes]
     metrics: Metrics = field(default_factory=Metrics)
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record (the progress display)
@@ -39,20 +41,16 @@ class Run:
 
 def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
     """Train `run.epochs` passes for `exp`: the mean training loss and the records `run.metrics` asks for."""
-    method, buffer, k = run.method, run.buffer, exp.current_experience
-    if method.trains_on_memory:  # GDumb: the memory takes the experience first and is all it trains on
-        buffer.add(exp.dataset, k)
-    data = method.begin_experience(k, buffer.buffer if method.trains_on_memory else exp.dataset)
-    joined = method.joins_memory and not run.every_batch  # the loader mixes memory into each batch
-    loader = run.make_loader(data.train(), buffer if joined else None)
+    k = exp.current_experience
+    data, joined = run.update.begin(exp.dataset, k)  # GDumb: the memory; a joined buffer: replay's loader
+    data = run.method.begin_experience(k, data)  # BiC holds a part out
+    loader = run.make_loader(data.train(), joined)
     run.model.train()
     meter = TrainMeter(run.metrics, run.mask, k)
     for epoch in range(run.epochs):
-        for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.every_batch)):
-            memory = run.memory if buffer is not None and len(buffer) and not joined else None
-            loss, out = method.step(Batch(x, y, t, k), memory)  # x: [B, ...]; out: [B, n_classes]
-            if run.every_batch and buffer is not None:  # the memory takes the batch, with this step's logits
-                buffer.add(samples, k, {"logits": out.detach()} if method.stores_logits else None)
+        for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.update.per_batch)):
+            loss, out = run.method.step(Batch(x, y, t, k), run.update.step_memory())  # out: [B, n_classes]
+            run.update.after_step(samples, k, out)  # every_batch: the memory takes the batch
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
@@ -65,11 +63,8 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
 
 
 def update_memory(run: Run, exp: Experience) -> None:
-    """after_experience: the memory takes the trained experience (DER: with the trained model's logits)."""
-    if run.buffer is None or run.every_batch or run.method.trains_on_memory:
-        return
-    extras = {"logits": logits_of(run.model, exp.dataset, run.eval_mb_size)} if run.method.stores_logits else None
-    run.buffer.add(exp.dataset, exp.current_experience, extras)
+    """The trained experience's end under the update protocol (after_experience: the memory takes it)."""
+    run.update.end(run.model, exp.dataset, exp.current_experience)
 
 
 def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
@@ -82,11 +77,27 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     run.method.end_experience(exp.current_experience, run.memory)  # BiC's bias layer, iCaRL's class means, ...
     t2 = time.perf_counter()
     both = task_mask(run.bench).to(run.bench.test_pool.device) if run.mask is None and run.bench.n_tasks > 1 else None
-    test = evaluate_stream(run.model, run.bench.test_stream, run.eval_mb_size, run.mask, n_classes,
-                           loss=m.on("loss"), confusion=m.on("confusion"), task_il=both, predict=run.method.predict)
+    test = evaluate_stream(
+        run.model,
+        run.bench.test_stream,
+        run.eval_mb_size,
+        run.mask,
+        n_classes,
+        loss=m.on("loss"),
+        confusion=m.on("confusion"),
+        task_il=both,
+        predict=run.method.predict,
+    )
     if run.bench.valid_stream is not None:  # the held-out part of the training stream: for choosing hyper-parameters
-        valid = evaluate_stream(run.model, run.bench.valid_stream, run.eval_mb_size, run.mask, n_classes, task_il=both,
-                                predict=run.method.predict)
+        valid = evaluate_stream(
+            run.model,
+            run.bench.valid_stream,
+            run.eval_mb_size,
+            run.mask,
+            n_classes,
+            task_il=both,
+            predict=run.method.predict,
+        )
         test["val_accuracy"] = valid["accuracy"]
         if both is not None:
             test["val_task_il_accuracy"] = valid["task_il_accuracy"]

@@ -5,14 +5,16 @@ process's resources.
 Nothing here syncs the device per step or per epoch: a step keeps references, and the values
 reach Python once per experience, for its line in metrics.jsonl.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from itertools import accumulate
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +42,16 @@ class TrainMeter:
         self.experience = experience
         self.accuracy = metrics.on("accuracy")
         self.records = metrics.per_epoch  # epoch records in the experience's line
-        self.want = {key: metrics.at(name, level) for name, key, level in (  # what the records hold
-            ("loss", "loss", "epoch"), ("accuracy", "accuracy", "epoch"), ("timing", "seconds", "epoch"),
-            ("loss", "mb_loss", "minibatch"), ("accuracy", "mb_accuracy", "minibatch"))}
+        self.want = {
+            key: metrics.at(name, level)
+            for name, key, level in (  # what the records hold
+                ("loss", "loss", "epoch"),
+                ("accuracy", "accuracy", "epoch"),
+                ("timing", "seconds", "epoch"),
+                ("loss", "mb_loss", "minibatch"),
+                ("accuracy", "mb_accuracy", "minibatch"),
+            )
+        }
         self.losses: list[torch.Tensor] = []  # the steps not folded yet: losses (0-d), and (accuracy)
         self.outs: list[torch.Tensor] = []  # logits [B, C], labels [B], tasks [B]
         self.ys: list[torch.Tensor] = []
@@ -102,9 +111,9 @@ class TrainMeter:
             ends = torch.tensor([n - 1 for n in accumulate(self.sizes)], device=hits.device)  # each step's last sample
             parts.append(hits[ends].double())  # [S] right predictions up to each step's end
         values = torch.cat(parts).tolist()  # the experience's one sync
-        step_loss, upto = values[:self.steps], values[self.steps:]
+        step_loss, upto = values[: self.steps], values[self.steps :]
         self._check_finite(step_loss)
-        step_correct = [c - p for c, p in zip(upto, [0.0, *upto[:-1]])]
+        step_correct = [c - p for c, p in zip(upto, [0.0, *upto[:-1]], strict=False)]  # [] without accuracy
         out: dict[str, Any] = {"loss": sum(step_loss) / self.steps}
         if self.accuracy:
             out["train_accuracy"] = upto[-1] / sum(self.sizes)
@@ -124,9 +133,11 @@ class TrainMeter:
             if bad < first + e["steps"]:
                 break
             first += e["steps"]
-        raise ConfigError(f"the training loss became {step_loss[bad]} at experience {self.experience}, epoch "
-                          f"{e['epoch']}, step {bad - first}; the run stopped (status failed); allowed: settings "
-                          "that keep it finite, e.g. a smaller optimizer.lr")
+        raise ConfigError(
+            f"the training loss became {step_loss[bad]} at experience {self.experience}, epoch "
+            f"{e['epoch']}, step {bad - first}; the run stopped (status failed); allowed: settings "
+            "that keep it finite, e.g. a smaller optimizer.lr"
+        )
 
     def _epoch_records(self, step_loss: list[float], step_correct: list[float]) -> list[dict[str, Any]]:
         start = 0
@@ -155,8 +166,14 @@ class TrainMeter:
 
 @torch.no_grad()
 def evaluate_stream(
-    model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None = None,
-    n_classes: int = 0, loss: bool = False, confusion: bool = False, task_il: torch.Tensor | None = None,
+    model: torch.nn.Module,
+    stream: Stream,
+    batch_size: int,
+    mask: torch.Tensor | None = None,
+    n_classes: int = 0,
+    loss: bool = False,
+    confusion: bool = False,
+    task_il: torch.Tensor | None = None,
     predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """`accuracy` (a fraction) on each experience of `stream`; with `loss`, `test_loss` per
@@ -178,20 +195,25 @@ def evaluate_stream(
     if task_il is not None:
         columns.append((masked(out, t, task_il).max(1).indices == y).to(out.dtype))
     values = torch.stack([v.sum(0) for v in torch.stack(columns, 1).split(sizes)]).tolist()  # the evaluation's one sync
-    result: dict[str, Any] = {"accuracy": [v[0] / max(n, 1) for v, n in zip(values, sizes)]}
+    result: dict[str, Any] = {"accuracy": [v[0] / max(n, 1) for v, n in zip(values, sizes, strict=True)]}
     if task_il is not None:
-        result["task_il_accuracy"] = [v[-1] / max(n, 1) for v, n in zip(values, sizes)]
+        result["task_il_accuracy"] = [v[-1] / max(n, 1) for v, n in zip(values, sizes, strict=True)]
     if loss:
-        result["test_loss"] = [v[1] / max(n, 1) for v, n in zip(values, sizes)]
+        result["test_loss"] = [v[1] / max(n, 1) for v, n in zip(values, sizes, strict=True)]
         result["stream_loss"] = sum(v[1] for v in values) / max(sum(sizes), 1)
     if confusion:  # [true * C + predicted] counts
         flat = torch.bincount(y * n_classes + pred, minlength=n_classes * n_classes).tolist()
-        result["confusion"] = [flat[k * n_classes:(k + 1) * n_classes] for k in range(n_classes)]
+        result["confusion"] = [flat[k * n_classes : (k + 1) * n_classes] for k in range(n_classes)]
     return result
 
 
-def stream_scores(model: torch.nn.Module, stream: Stream, batch_size: int, mask: torch.Tensor | None,
-                  predict: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[Any, Any, Any, list[int]]:
+def stream_scores(
+    model: torch.nn.Module,
+    stream: Stream,
+    batch_size: int,
+    mask: torch.Tensor | None,
+    predict: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> tuple[Any, Any, Any, list[int]]:
     """The scores [N, C] of the samples of `stream`, experience after experience (masked to each
     sample's task classes by `mask`), their labels [N] and task labels [N], and each experience's
     size; (None, None, None, sizes) when the stream holds no sample."""
@@ -255,7 +277,7 @@ def run_summary(metrics: Metrics, records: list[dict[str, Any]], device: torch.d
 def disk_bytes(path: str | os.PathLike) -> int:
     """The size on disk of every file under `path` (links not followed), in bytes."""
     total = 0
-    for root, _dirs, names in os.walk(path):
+    for root, _dirs, names in os.walk(os.fspath(path)):
         for name in names:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size

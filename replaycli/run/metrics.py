@@ -13,6 +13,7 @@ Levels, finest first: minibatch, epoch (training), experience, stream (evaluatio
 stream). `granularity.NAME` is the finest training level NAME is logged at; the coarser levels
 come with it, and the evaluation levels are always measured.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping

@@ -1,6 +1,7 @@
 """What a run shows while it trains: rich bars on a terminal, plain lines otherwise, and the
 final tables (the accuracy matrix and the buffer histogram). Given a run directory (`log`), the
 plain lines and the tables also go to its run.log, without colour, whatever the mode."""
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,13 @@ class Reporter:
     run side by side (a parallel launcher) say whose they are."""
 
     def __init__(
-        self, n_experiences: int, epochs: int, mode: str = "auto", console: Console | None = None,
-        log: Path | None = None, label: str = "",
+        self,
+        n_experiences: int,
+        epochs: int,
+        mode: str = "auto",
+        console: Console | None = None,
+        log: Path | None = None,
+        label: str = "",
     ):
         self.console = console or Console()
         self.log = log  # a run directory: its run.log gets the plain lines and the tables
@@ -34,11 +40,15 @@ class Reporter:
         self.progress: Progress | None = None
         self.task: Any = None
 
-    def __enter__(self) -> "Reporter":
+    def __enter__(self) -> Reporter:
         if self.mode == "rich":
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=self.console,
             )
             self.progress.start()
         return self
@@ -76,7 +86,9 @@ class Reporter:
     def step(self, epoch: int, i: int, n_steps: int) -> None:
         if self.progress is not None:
             self.progress.update(
-                self.task, total=n_steps * self.epochs, completed=epoch * n_steps + i + 1,
+                self.task,
+                total=n_steps * self.epochs,
+                completed=epoch * n_steps + i + 1,
                 status=f"epoch {epoch + 1}/{self.epochs}",
             )
 
@@ -94,11 +106,15 @@ class Reporter:
             f"{record['average']:.4f}  ({record['seconds']:.2f} s)"
         )
         if self.progress is not None:  # seen: the experiences trained so far; stream: every test experience
-            self.progress.update(self.task, status=f"loss {record['loss']:.4f} seen acc {seen:.3f} "
-                                                   f"stream acc {record['average']:.3f}")
+            self.progress.update(
+                self.task, status=f"loss {record['loss']:.4f} seen acc {seen:.3f} stream acc {record['average']:.3f}"
+            )
         epochs = record.get("epochs", [])
-        per_epoch = [f"{k} " + " ".join(f"{e[k]:.3f}" for e in epochs)
-                     for k in ("loss", "accuracy") if len(epochs) > 1 and all(k in e for e in epochs)]
+        per_epoch = [
+            f"{k} " + " ".join(f"{e[k]:.3f}" for e in epochs)
+            for k in ("loss", "accuracy")
+            if len(epochs) > 1 and all(k in e for e in epochs)
+        ]
         if per_epoch:
             self._say("  per epoch: " + ", ".join(per_epoch))
         self._say(text)
@@ -109,10 +125,11 @@ class Reporter:
             for t in shown:
                 self.console.print(t)
         if self.log is not None:  # the same tables as plain text: a console on a string, no colour
-            plain = Console(file=io.StringIO(), width=self.console.width, color_system=None, force_terminal=False)
+            text = io.StringIO()
+            plain = Console(file=text, width=self.console.width, color_system=None, force_terminal=False)
             for t in shown:
                 plain.print(t)
-            self._log(plain.file.getvalue())
+            self._log(text.getvalue())
 
 
 def seen_accuracy(record: dict[str, Any]) -> float:

@@ -3,16 +3,22 @@ takes, and rules across groups, stated by what the classes declare (a method's `
 `protocols`, `memory_groupby`; a selection's `online`; a buffer's `groupby`), never by class
 name. A rule about one value lives in the constructor that takes it. Each rule has one message.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from replaycli.errors import ConfigError, batch, choice, first_line, flag, integer, number
 from replaycli.scenario import SCENARIOS
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    from replaycli.methods.base import Method
 
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -35,7 +41,9 @@ def options_with(group: str, text: str, present: bool = True) -> str:
     """The shipped options of `group` whose YAML contains `text` (or, `present=False`, does not),
     as `group=a, group=b`: what a message offers instead."""
     folder = resources.files("replaycli.configs") / group
-    names = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml") and (text in f.read_text()) == present)
+    names = sorted(
+        f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml") and (text in f.read_text()) == present
+    )
     return ", ".join(f"{group}={n}" for n in names)
 
 
@@ -53,8 +61,18 @@ def shipped_targets() -> set[str]:
     """Every `_target_` named by the YAML files replaycli ships (configs/)."""
     import yaml
 
-    files = resources.files("replaycli.configs").rglob("*.yaml")
-    return {t for f in files for _, t in targets(yaml.safe_load(f.read_text()))}
+    return {
+        t for f in yaml_files(resources.files("replaycli.configs")) for _, t in targets(yaml.safe_load(f.read_text()))
+    }
+
+
+def yaml_files(folder: Traversable) -> Iterator[Traversable]:
+    """Every `*.yaml` under `folder`, at any depth (a Traversable: the package may be a zip)."""
+    for f in folder.iterdir():
+        if f.is_dir():
+            yield from yaml_files(f)
+        elif f.name.endswith(".yaml"):
+            yield f
 
 
 def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) -> None:
@@ -67,8 +85,10 @@ def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) ->
     allowed = shipped_targets() | trusted
     for key, target in targets(tree):
         if target not in allowed:
-            raise ConfigError(f"{source} names {key}={target}, which replaycli does not ship; refused: "
-                              f"resume builds only replaycli's own targets and those you name ({hint} {target})")
+            raise ConfigError(
+                f"{source} names {key}={target}, which replaycli does not ship; refused: "
+                f"resume builds only replaycli's own targets and those you name ({hint} {target})"
+            )
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -101,7 +121,7 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
             continue
         try:
             params = inspect.signature(_locate(str(target))).parameters.values()
-        except Exception:  # not importable: the build says so, in one line
+        except Exception:  # noqa: BLE001 (not importable: the build says so, in one line)
             continue
         if any(p.kind == p.VAR_KEYWORD for p in params):
             continue  # takes anything: checked where the keywords land
@@ -109,21 +129,24 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
         for key in node:
             if not str(key).startswith("_") and key not in accepted:
                 allowed = ", ".join(sorted(accepted)) or "none"
-                raise ConfigError(f"{group}.{key}={node[key]!r} is not an argument of {target}; allowed: {allowed}")
+                raise ConfigError(f"{group!s}.{key!s}={node[key]!r} is not an argument of {target}; allowed: {allowed}")
 
 
-def method_class(cfg: DictConfig) -> type:
+def method_class(cfg: DictConfig) -> type[Method]:
     from hydra.utils import get_class
 
     try:
-        method = get_class(str(cfg.strategy._target_))
+        method = cast("type[Method]", get_class(str(cfg.strategy._target_)))
     except Exception as e:  # noqa: BLE001 (Hydra's ImportError / ValueError for a target it cannot load)
-        raise ConfigError(f"strategy={option(cfg, 'strategy', str(cfg.strategy._target_))} cannot be built: "
-                          f"{first_line(e)}") from None
+        raise ConfigError(
+            f"strategy={option(cfg, 'strategy', str(cfg.strategy._target_))} cannot be built: {first_line(e)}"
+        ) from None
     name = option(cfg, "strategy", method.__name__)
     if cfg.buffer_update not in method.protocols:
-        raise ConfigError(f"strategy={name} is defined under {' and '.join(method.protocols)} only; "
-                          f"buffer_update={cfg.buffer_update} is not; allowed: buffer_update={', '.join(method.protocols)}")
+        raise ConfigError(
+            f"strategy={name} is defined under {' and '.join(method.protocols)} only; "
+            f"buffer_update={cfg.buffer_update} is not; allowed: buffer_update={', '.join(method.protocols)}"
+        )
     return method
 
 
@@ -141,38 +164,53 @@ def check_optimizer(cfg: DictConfig) -> None:
         raise ConfigError("optimizer.lr=0 must be > 0")
 
 
-def check_memory(cfg: DictConfig, method: type, buffer: Any, bench: Any) -> None:
+def check_memory(cfg: DictConfig, method: type[Method], buffer: Any, bench: Any) -> None:
     """The buffer against the method, the update protocol, the top-level `groupby` and the stream."""
     name, kind = option(cfg, "strategy", method.__name__), option(cfg, "buffer", "none")
     parametric = options_with("buffer", "${groupby}")  # the options that read the top-level groupby
     if cfg.groupby is not None and (cfg.get("buffer") or {}).get("groupby") != cfg.groupby:
-        raise ConfigError(f"groupby={cfg.groupby} needs a buffer with groups; buffer={kind} has none; allowed: {parametric}")
+        raise ConfigError(
+            f"groupby={cfg.groupby} needs a buffer with groups; buffer={kind} has none; allowed: {parametric}"
+        )
     if buffer is None:
         if method.needs_memory:
-            raise ConfigError(f"strategy={name} needs a memory but buffer=none; allowed: "
-                              + options_with("buffer", "_target_: null", present=False))
+            raise ConfigError(
+                f"strategy={name} needs a memory but buffer=none; allowed: "
+                + options_with("buffer", "_target_: null", present=False)
+            )
         return
     if method.memory_groupby is not None and buffer.groupby != method.memory_groupby:
-        raise ConfigError(f"strategy={name} needs a buffer grouped by {method.memory_groupby}; buffer={kind} groups by "
-                          f"{buffer.groupby or 'nothing'}; allowed: one that does, e.g. {parametric} "
-                          f"groupby={method.memory_groupby}")
+        raise ConfigError(
+            f"strategy={name} needs a buffer grouped by {method.memory_groupby}; buffer={kind} groups by "
+            f"{buffer.groupby or 'nothing'}; allowed: one that does, e.g. {parametric} "
+            f"groupby={method.memory_groupby}"
+        )
     if method.holds_everything:
         total = sum(len(e.dataset) for e in bench.train_stream)
         if buffer.max_size < total:
-            raise ConfigError(f"strategy={name} trains on every sample seen so far; buffer.max_size={buffer.max_size} holds "
-                              f"fewer than the stream's {total} training samples; allowed: buffer.max_size >= {total}")
+            raise ConfigError(
+                f"strategy={name} trains on every sample seen so far; buffer.max_size={buffer.max_size} holds "
+                f"fewer than the stream's {total} training samples; allowed: buffer.max_size >= {total}"
+            )
     if not buffer.adaptive_size:  # fixed shares, one per group key: every key of the stream needs one
-        keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1,
-                "task": bench.n_tasks}[buffer.groupby]
+        keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1, "task": bench.n_tasks}[
+            buffer.groupby
+        ]
         if buffer.total_num_groups < keys:
             key = next((k for k in ("total_num_classes", "num_experiences", "total_num_groups") if k in cfg.buffer), "")
-            raise ConfigError(f"buffer.{key}={buffer.total_num_groups} fixes fewer shares than the stream's {keys} "
-                              f"{buffer.groupby or 'group'} keys; allowed: >= {keys}, or buffer.adaptive_size=true")
+            raise ConfigError(
+                f"buffer.{key}={buffer.total_num_groups} fixes fewer shares than the stream's {keys} "
+                f"{buffer.groupby or 'group'} keys; allowed: >= {keys}, or buffer.adaptive_size=true"
+            )
     if (cfg.get("loader") or {}).get("task_balanced_dataloader") and cfg.mem_mb_size < bench.n_tasks:
-        raise ConfigError(f"mem_mb_size={cfg.mem_mb_size} cannot give each of the stream's {bench.n_tasks} task labels a "
-                          f"memory sample per batch (loader.task_balanced_dataloader=true); allowed: mem_mb_size >= "
-                          f"{bench.n_tasks}")
+        raise ConfigError(
+            f"mem_mb_size={cfg.mem_mb_size} cannot give each of the stream's {bench.n_tasks} task labels a "
+            f"memory sample per batch (loader.task_balanced_dataloader=true); allowed: mem_mb_size >= "
+            f"{bench.n_tasks}"
+        )
     selection = buffer.selection_strategy
     if cfg.buffer_update == "every_batch" and selection is not None and not selection.online:
-        raise ConfigError(f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "
-                          "ranks whole groups; allowed: selection=random")
+        raise ConfigError(
+            f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "
+            "ranks whole groups; allowed: selection=random"
+        )

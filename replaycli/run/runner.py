@@ -1,13 +1,14 @@
 """`replay run` and `replay resume`: build the run from its config, train over the stream, write
 the run directory and a checkpoint after every experience."""
+
 from __future__ import annotations
 
 import contextlib
 import platform
 import shutil
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -18,11 +19,17 @@ from replaycli import __version__
 from replaycli.errors import ConfigError, first_line
 from replaycli.outputs.files import OutputError
 from replaycli.outputs.rundir import (
-    CHECKPOINT, CONFIG, SUMMARY, RunWriter, is_run, read_run, read_summary, stale_temporaries,
+    CHECKPOINT,
+    CONFIG,
+    SUMMARY,
+    RunWriter,
+    is_run,
+    read_run,
+    read_summary,
+    stale_temporaries,
 )
 from replaycli.run.cmdline import check_writable
 from replaycli.run.progress import Reporter
-
 
 OBJECTIVE = "final_val_accuracy"  # what hydra/sweeper=optuna maximises: never a number of the test stream
 
@@ -32,8 +39,14 @@ class Stopped(KeyboardInterrupt):
     Ctrl-C is: interrupted, resumable."""
 
 
-def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None, job: int | None = None,
-            objective: str | None = None, stop_before: int | None = None) -> dict[str, Any]:
+def execute(
+    cfg: DictConfig,
+    out_dir: Path,
+    resume: dict[str, Any] | None = None,
+    job: int | None = None,
+    objective: str | None = None,
+    stop_before: int | None = None,
+) -> dict[str, Any]:
     """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
 
     `resume` (a checkpoint read from `out_dir` by `checkpoint.load`) goes on after its last
@@ -49,8 +62,10 @@ def execute(cfg: DictConfig, out_dir: Path, resume: dict[str, Any] | None = None
     start = time.perf_counter()
     run, generator = build(cfg)
     if objective is not None and run.bench.valid_stream is None:  # tuning on the test stream: refused
-        raise ConfigError(f"hydra/sweeper=optuna maximises {objective}, the accuracy on a validation stream; allowed: "
-                          "benchmark.validation=0.1 (a share of each experience held out of training)")
+        raise ConfigError(
+            f"hydra/sweeper=optuna maximises {objective}, the accuracy on a validation stream; allowed: "
+            "benchmark.validation=0.1 (a share of each experience held out of training)"
+        )
     writer, report, log = outputs(cfg, run, out_dir, job)
     done, before, resumes = begin(cfg, run, generator, writer, report, resume)
     config = checkpoint.digest(out_dir / CONFIG)  # binds every checkpoint to this config.yaml
@@ -84,7 +99,9 @@ def outputs(cfg: DictConfig, run: Any, out_dir: Path, job: int | None) -> tuple[
     log = logger(cfg, out_dir)
     writer = RunWriter(out_dir, len(run.bench.test_stream), run.bench.n_classes)
     mode = "job" if job is not None and cfg.progress in ("auto", "none") else cfg.progress
-    report = Reporter(run.bench.n_experiences, cfg.epochs, mode, log=out_dir, label="" if job is None else f"[job {job}] ")
+    report = Reporter(
+        run.bench.n_experiences, cfg.epochs, mode, log=out_dir, label="" if job is None else f"[job {job}] "
+    )
     run.on_epoch = report.epoch_done
     return writer, report, log
 
@@ -101,12 +118,15 @@ def stopped(e: BaseException, cfg: DictConfig, writer: RunWriter, saved: int) ->
     except OSError:  # a full disk: nothing more can be written, the finished experiences stay
         pass
     if isinstance(e, OSError):
-        raise OutputError(f"cannot write into {writer.root} ({e.strerror or e}); the run stopped after experience "
-                          f"{saved}; once there is room: replay resume {writer.root}") from None
+        raise OutputError(
+            f"cannot write into {writer.root} ({e.strerror or e}); the run stopped after experience "
+            f"{saved}; once there is room: replay resume {writer.root}"
+        ) from None
 
 
-def begin(cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: Reporter,
-          resume: dict[str, Any] | None) -> tuple[int, float, int]:
+def begin(
+    cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: Reporter, resume: dict[str, Any] | None
+) -> tuple[int, float, int]:
     """A new run writes its config; a resumed one restores its checkpoint. Returns the
     experiences done, the seconds trained before and the number of resumes."""
     from replaycli.run import checkpoint
@@ -124,12 +144,18 @@ def begin(cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: 
     return done, resume["seconds"], resume["resumes"] + 1
 
 
-def finish(cfg: DictConfig, run: Any, writer: RunWriter, report: Reporter, seconds: float, resumes: int) -> dict[str, Any]:
+def finish(
+    cfg: DictConfig, run: Any, writer: RunWriter, report: Reporter, seconds: float, resumes: int
+) -> dict[str, Any]:
     from replaycli.run.meters import run_summary
 
     summary = {
-        "status": "complete", "seconds": seconds, "seed": cfg.seed, "device": str(run.device),
-        "versions": versions(), "resumes": resumes,
+        "status": "complete",
+        "seconds": seconds,
+        "seed": cfg.seed,
+        "device": str(run.device),
+        "versions": versions(),
+        "resumes": resumes,
         **run_summary(run.metrics, writer.records, run.device, writer.root),  # timing, resources
     }
     writer.write_summary(summary)
@@ -144,7 +170,9 @@ def versions() -> dict[str, str]:
     import torch
 
     return {
-        "replaycli": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "replaycli": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
         "torchvision": version("torchvision"),  # importing torchvision costs seconds; split_digits never needs it
     }
 
@@ -179,8 +207,10 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
     rules.check_targets(cfg, set(trusted), str(run_dir / CONFIG), f"replay resume {run_dir} --trust")
     ckpt = checkpoint.load(run_dir)  # read before anything is built
     if ckpt.get("config_sha256") != checkpoint.digest(run_dir / CONFIG):
-        raise ConfigError(f"{run_dir / CHECKPOINT} was not saved with this {CONFIG} (it was edited, or the checkpoint "
-                          "comes from another run); refused: start the run again with replay run")
+        raise ConfigError(
+            f"{run_dir / CHECKPOINT} was not saved with this {CONFIG} (it was edited, or the checkpoint "
+            "comes from another run); refused: start the run again with replay run"
+        )
     with locked(run_dir / CONFIG):
         for stale in stale_temporaries(run_dir):  # an atomic write of ours cut short by the kill
             stale.unlink(missing_ok=True)
@@ -198,8 +228,9 @@ def locked(config: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ConfigError(f"RUN_DIR={config.parent} is being resumed by another process; refused: "
-                              "wait for it to end") from None
+            raise ConfigError(
+                f"RUN_DIR={config.parent} is being resumed by another process; refused: wait for it to end"
+            ) from None
         yield
 
 
@@ -223,8 +254,10 @@ def job(cfg: DictConfig) -> Any:
     try:
         direction = str(sweeper.get("direction", "minimize")).rsplit(".", 1)[-1]  # an enum: Direction.minimize
         if tuning and direction != "maximize":
-            raise ConfigError(f"hydra/sweeper=optuna maximises {OBJECTIVE} but hydra.sweeper.direction={direction}; "
-                              "allowed: hydra.sweeper.direction=maximize, or hydra/sweeper=tune")
+            raise ConfigError(
+                f"hydra/sweeper=optuna maximises {OBJECTIVE} but hydra.sweeper.direction={direction}; "
+                "allowed: hydra.sweeper.direction=maximize, or hydra/sweeper=tune"
+            )
         summary = execute(cfg, out_dir, job=job, objective=OBJECTIVE if tuning else None)
         return read_summary(out_dir)[OBJECTIVE] if tuning else summary  # the Optuna sweeper maximises a float
     except (ConfigError, OutputError) as e:
@@ -254,8 +287,9 @@ def launch(cfg: DictConfig) -> None:
         callbacks = Callbacks(cfg)
         callbacks.on_run_start(config=cfg, config_name="config")
         context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=callbacks)
-        ret = run_job(task_function=job, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None,
-                      hydra_context=context)
+        ret = run_job(
+            task_function=job, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None, hydra_context=context
+        )
         callbacks.on_run_end(config=cfg, config_name="config", job_return=ret)
         ret.return_value  # noqa: B018 (a job's exception is raised here, as Hydra's main does)
 

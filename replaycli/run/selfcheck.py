@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -22,8 +21,10 @@ USAGE = "usage: replay check [--config-dir DIR] [group=option ...] [key=value ..
 def main(args: list[str]) -> int:
     """Print one line per compared file, then the verdict; exit 0 when every file is identical."""
     if args in (["-h"], ["--help"]):
-        print(f"{USAGE}\n  train the run whole, and stopped midway then resumed, in a temporary folder; "
-              "compare their tables and checkpoints")
+        print(
+            f"{USAGE}\n  train the run whole, and stopped midway then resumed, in a temporary folder; "
+            "compare their tables and checkpoints"
+        )
         return 0
     from replaycli.run.cmdline import config_dir
 
@@ -32,12 +33,17 @@ def main(args: list[str]) -> int:
     if flags:
         raise ConfigError(f"check: unknown flag {flags[0]}; {USAGE}")
     n, compared, differences = compare(compose(overrides, extra))
-    print(f"trained {n} experiences whole, and stopped before experience {n // 2 + 1} then resumed; compared "
-          f"{', '.join(compared)}")
+    print(
+        f"trained {n} experiences whole, and stopped before experience {n // 2 + 1} then resumed; compared "
+        f"{', '.join(compared)}"
+    )
     for line in differences:
         print(line)
-    print("resume: identical to the uninterrupted run" if not differences else
-          f"resume: {len(differences)} difference(s) from the uninterrupted run")
+    print(
+        "resume: identical to the uninterrupted run"
+        if not differences
+        else f"resume: {len(differences)} difference(s) from the uninterrupted run"
+    )
     return 0 if not differences else 1
 
 
@@ -74,13 +80,17 @@ def compare(cfg: DictConfig) -> tuple[int, list[str], list[str]]:
         with contextlib.redirect_stdout(io.StringIO()):  # the runs' own lines name folders about to go
             n = train(cfg, whole, stop_at=None)
             if n < 2:
-                raise ConfigError(f"the stream has {n} experience; allowed: at least 2 (a run resumes between "
-                                  "experiences)")
+                raise ConfigError(
+                    f"the stream has {n} experience; allowed: at least 2 (a run resumes between experiences)"
+                )
             train(cfg, cut, stop_at=n // 2)
             resume(cut, cfg)
         tables = sorted(p.name for p in whole.glob("*.csv"))
-        out = [f"{name}: differs" for name in tables
-               if not (cut / name).is_file() or (cut / name).read_bytes() != (whole / name).read_bytes()]
+        out = [
+            f"{name}: differs"
+            for name in tables
+            if not (cut / name).is_file() or (cut / name).read_bytes() != (whole / name).read_bytes()
+        ]
         a, b = (torch.load(d / CHECKPOINT, weights_only=True)["state"] for d in (cut, whole))
         where = first_difference(a, b, "checkpoint")
         return n, [*tables, CHECKPOINT], out + ([f"{where}: differs"] if where else [])

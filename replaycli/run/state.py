@@ -70,12 +70,20 @@ def capture(obj: Any, refs: Refs, where: str) -> Any:
         return {KIND: type(obj).__name__, "items": [capture(v, refs, f"{where}[{i}]") for i, v in enumerate(items)]}
     if isinstance(obj, dict):
         keys = list(obj)
-        return {KIND: "dict", "keys": [capture(k, refs, f"{where} key") for k in keys],
-                "values": [capture(obj[k], refs, f"{where}[{k!r}]") for k in keys]}
+        return {
+            KIND: "dict",
+            "keys": [capture(k, refs, f"{where} key") for k in keys],
+            "values": [capture(obj[k], refs, f"{where}[{k!r}]") for k in keys],
+        }
     if isinstance(obj, torch.nn.Module):
         state = {k: v.detach().cpu() for k, v in obj.state_dict().items()}
-        return {KIND: "module", "type": qualname(type(obj)), "state": state, "training": obj.training,
-                "grad": [p.requires_grad for p in obj.parameters()]}
+        return {
+            KIND: "module",
+            "type": qualname(type(obj)),
+            "state": state,
+            "training": obj.training,
+            "grad": [p.requires_grad for p in obj.parameters()],
+        }
     if isinstance(obj, torch.optim.Optimizer):
         return {KIND: "optimizer", "state": capture(obj.state_dict(), refs, where)}
     if isinstance(obj, torch.Generator):
@@ -88,10 +96,15 @@ def capture(obj: Any, refs: Refs, where: str) -> Any:
         return {KIND: "code", "name": qualname(obj)}
     if hasattr(obj, "__dict__") and not slots(type(obj)):
         attrs = vars(obj)
-        return {KIND: "object", "type": qualname(type(obj)),
-                "attrs": {k: capture(v, refs, f"{where}.{k}") for k, v in attrs.items()}}
-    raise ConfigError(f"{where} holds a {type(obj).__name__}, which a checkpoint cannot keep; allowed: tensors, "
-                      "modules, numbers, strings, containers of them, or objects made of these")
+        return {
+            KIND: "object",
+            "type": qualname(type(obj)),
+            "attrs": {k: capture(v, refs, f"{where}.{k}") for k, v in attrs.items()},
+        }
+    raise ConfigError(
+        f"{where} holds a {type(obj).__name__}, which a checkpoint cannot keep; allowed: tensors, "
+        "modules, numbers, strings, containers of them, or objects made of these"
+    )
 
 
 def restore(tree: Any, current: Any, refs: Refs, where: str) -> Any:
@@ -110,8 +123,11 @@ def restore(tree: Any, current: Any, refs: Refs, where: str) -> Any:
     if kind == "ndarray":
         return tree["value"].numpy()
     if kind in ("list", "tuple", "set", "frozenset"):
-        old = list(current) if isinstance(current, (list, tuple)) else []
-        items = [restore(v, old[i] if i < len(old) else None, refs, f"{where}[{i}]") for i, v in enumerate(tree["items"])]
+        before = list(current) if isinstance(current, (list, tuple)) else []
+        items = [
+            restore(v, before[i] if i < len(before) else None, refs, f"{where}[{i}]")
+            for i, v in enumerate(tree["items"])
+        ]
         return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
     if kind == "dict":
         old = current if isinstance(current, dict) else {}
@@ -149,7 +165,7 @@ def restore_object(tree: dict[str, Any], current: Any, refs: Refs, where: str) -
         cls = loaded_class(str(tree["type"]))
         if cls is None:
             raise ValueError(f"{where}: class {tree['type']} is not loaded; make the object in __init__")
-        current = cls.__new__(cls)
+        current = object.__new__(cls)
     elif qualname(type(current)) != tree["type"]:
         raise ValueError(f"{where} was a {tree['type']} when saved, and is a {qualname(type(current))} now")
     attrs = vars(current)
@@ -164,12 +180,16 @@ def restore_module(tree: dict[str, Any], current: Any, refs: Refs, where: str) -
     state = tree["state"]
     if isinstance(current, torch.nn.Module) and qualname(type(current)) == tree["type"]:
         module = current
-    elif refs.model is not None and qualname(type(refs.model)) == tree["type"] \
-            and state.keys() == refs.model.state_dict().keys():
+    elif (
+        refs.model is not None
+        and qualname(type(refs.model)) == tree["type"]
+        and state.keys() == refs.model.state_dict().keys()
+    ):
         module = copy.deepcopy(refs.model)
     else:
-        raise ValueError(f"{where}: a {tree['type']} made after the run was built, and not a copy of its model; "
-                         "make it in __init__")
+        raise ValueError(
+            f"{where}: a {tree['type']} made after the run was built, and not a copy of its model; make it in __init__"
+        )
     module.load_state_dict(state)
     module.train(bool(tree["training"]))
     for p, grad in zip(module.parameters(), tree["grad"], strict=True):
@@ -213,9 +233,11 @@ def first_difference(a: Any, b: Any, where: str) -> str | None:
     if isinstance(a, (list, tuple)):
         if len(a) != len(b):
             return where
-        return next((d for i, (x, y) in enumerate(zip(a, b, strict=True))
-                     if (d := first_difference(x, y, f"{where}[{i}]"))), None)
-    return None if a == b or a != a and b != b else where
+        return next(
+            (d for i, (x, y) in enumerate(zip(a, b, strict=True)) if (d := first_difference(x, y, f"{where}[{i}]"))),
+            None,
+        )
+    return None if a == b or (a != a and b != b) else where
 
 
 def slots(cls: type) -> list[str]:

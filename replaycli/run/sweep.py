@@ -1,5 +1,6 @@
 """Hydra callbacks: the sweep summary (`summary.csv` in the sweep directory), and Hydra's own
 `.hydra/*.yaml` files written atomically, as every file of a run is."""
+
 from __future__ import annotations
 
 import sys
@@ -78,12 +79,16 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value  # the public getter re-raises it
             sweepdir.write_failure(
-                Path(config.hydra.runtime.output_dir), first_line(error), type(error).__name__,
+                Path(config.hydra.runtime.output_dir),
+                first_line(error),
+                type(error).__name__,
                 [str(o) for o in job_return.overrides or []],
                 "".join(traceback.format_exception(type(error), error, error.__traceback__)),
             )
             job_return.status = JobStatus.COMPLETED  # recorded above; the other jobs go on
-            job_return._return_value = float("-inf")  # to a sweeper that reads the value (Optuna, maximising): the worst
+            job_return._return_value = float(
+                "-inf"
+            )  # to a sweeper that reads the value (Optuna, maximising): the worst
         root, job = sweep_dir(config), Path(config.hydra.runtime.output_dir)
         row = sweepdir.job_row(job)
         sweepdir.append_sweep_row(root, row)
@@ -93,8 +98,12 @@ class SweepSummary(Callback):
         root = sweep_dir(config)
         rows = sweepdir.sweep_rows(root)
         if not rows:  # e.g. -m 'seed=glob(*)': a sweep whose values matched nothing
-            print(f"error: the sweep launched no job ({' '.join(config.hydra.overrides.task) or 'no overrides'}); "
-                  "allowed: sweep values that give at least one job", file=sys.stderr, flush=True)
+            print(
+                f"error: the sweep launched no job ({' '.join(config.hydra.overrides.task) or 'no overrides'}); "
+                "allowed: sweep values that give at least one job",
+                file=sys.stderr,
+                flush=True,
+            )
             sys.exit(2)
         path = sweepdir.write_sweep_summary(root, rows)
         results_table(root)
@@ -109,7 +118,8 @@ class SweepSummary(Callback):
         why = first["error"] or first["status"]
         print(
             f"error: {len(failed)} of {len(rows)} jobs failed (job {first['job']}: {why}); see {path}",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
         kinds = [(sweepdir.read_failure(root / str(r["job"])) or {}).get("type") for r in failed]
         sys.exit(2 if all(k == "ConfigError" for k in kinds) else 1)
@@ -173,8 +183,9 @@ def best_by_validation(rows: list[dict[str, Any]]) -> str | None:
     if not scored:
         return None
     best = max(scored, key=lambda r: r["final_val_accuracy"])  # the first of equals, as Optuna's best trial
-    fixed = {"job", "status", "error", *sweepdir.SWEEP_METRICS, *sweepdir.SIDE_METRICS}
-    params = " ".join(f"{k}={v}" for k, v in best.items() if k not in fixed)
-    return (f"chosen by validation: job {best['job']} ({params}): final validation accuracy "
-            f"{best['final_val_accuracy']:.4f}, its test accuracy {best['final_accuracy']:.4f} "
-            f"({len(scored)} jobs compared on validation only)")
+    params = " ".join(f"{k}={v}" for k, v in best.items() if k not in sweepdir.RESULTS)
+    return (
+        f"chosen by validation: job {best['job']} ({params}): final validation accuracy "
+        f"{best['final_val_accuracy']:.4f}, its test accuracy {best['final_accuracy']:.4f} "
+        f"({len(scored)} jobs compared on validation only)"
+    )

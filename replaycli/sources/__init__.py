@@ -3,6 +3,7 @@
 (the embedded digits; MNIST, Fashion-MNIST, CIFAR-10/100 and SVHN in torchvision's on-disk
 layout under `root`) once into a train and a test `Pool` of uint8 images.
 """
+
 from __future__ import annotations
 
 import functools
@@ -11,16 +12,20 @@ from pathlib import Path
 
 import torch
 
-from replaycli.errors import ConfigError, first_line
 from replaycli.data.pool import Pool
 from replaycli.data.transforms import CropFlip
+from replaycli.errors import ConfigError, first_line
 
 # folder under root, the files torchvision reads there, (mean, std) per channel
 _LAYOUT = {
-    "mnist": ("MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-    "fmnist": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "mnist": (
+        "MNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+    ),
+    "fmnist": (
+        "FashionMNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+    ),
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]),
     "cifar100": ("cifar-100-python", ["train", "test"]),
 }
@@ -48,8 +53,10 @@ def load_source(source: str, root: str | Path | None, download: bool) -> tuple[P
         try:
             return _svhn(root, download)
         except Exception as e:  # noqa: BLE001 (torchvision: missing files, failed download, unreadable .mat)
-            raise ConfigError(f"svhn data cannot be read under {root / 'SVHN'} ({first_line(e)[:160]}); expected "
-                              "train_32x32.mat and test_32x32.mat there (download=true fetches them)") from None
+            raise ConfigError(
+                f"svhn data cannot be read under {root / 'SVHN'} ({first_line(e)[:160]}); expected "
+                "train_32x32.mat and test_32x32.mat there (download=true fetches them)"
+            ) from None
     if source not in _LAYOUT:
         raise ConfigError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
     root = Path(DEFAULT_ROOT if root is None else root).expanduser()
@@ -122,8 +129,8 @@ def _torchvision(source: str, root: Path, download: bool) -> tuple[Pool, Pool]:
     if source in ("mnist", "fmnist"):
         cls = tvd.MNIST if source == "mnist" else tvd.FashionMNIST
         tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
-        to_pool = lambda ds: Pool(ds.data[:, None].contiguous(), ds.targets.to(torch.int64), *_STATS[source])  # noqa: E731
-        return to_pool(tr), to_pool(te)
+        gray = [Pool(ds.data[:, None].contiguous(), ds.targets.to(torch.int64), *_STATS[source]) for ds in (tr, te)]
+        return gray[0], gray[1]
     base = tvd.CIFAR10 if source == "cifar10" else tvd.CIFAR100
 
     class Reader(base):  # type: ignore[misc, valid-type]
@@ -133,7 +140,7 @@ def _torchvision(source: str, root: Path, download: bool) -> tuple[Pool, Pool]:
             return all(os.path.isfile(p) for p in expected_files(source, self.root))
 
         def _load_meta(self) -> None:
-            self.classes = []
+            self.classes: list[str] = []
 
     tr, te = (Reader(str(root), train=t, download=download) for t in (True, False))
     augment = CropFlip(padding=4, flip=True)
@@ -159,7 +166,11 @@ def _svhn(root: Path, download: bool) -> tuple[Pool, Pool]:
 
     def to_pool(split: str) -> Pool:
         ds = Reader(str(folder), split=split, download=download)
-        return Pool(torch.from_numpy(ds.data).contiguous(), torch.from_numpy(ds.labels.astype("int64")).reshape(-1),
-                    *SVHN_STATS, augment=CropFlip(padding=4, flip=False))  # digits: no mirror
+        return Pool(
+            torch.from_numpy(ds.data).contiguous(),
+            torch.from_numpy(ds.labels.astype("int64")).reshape(-1),
+            *SVHN_STATS,
+            augment=CropFlip(padding=4, flip=False),
+        )  # digits: no mirror
 
     return to_pool("train"), to_pool("test")

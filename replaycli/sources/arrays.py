@@ -1,23 +1,30 @@
 """`benchmark=arrays`: a user's .npz of x_train, y_train, x_test, y_test (optional t_train, t_test)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from replaycli.data.inputs import Samples, images_first, labels, tensor
+from replaycli.data.protocols import with_protocol
+from replaycli.data.stream import Benchmark
 from replaycli.errors import ConfigError, choice
 from replaycli.generators import by_task, ni_benchmark, split_samples
-from replaycli.data.protocols import with_protocol
-from replaycli.data.inputs import Samples, images_first, labels, tensor
-from replaycli.data.stream import Benchmark
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @with_protocol
-def Arrays(path: str | Path, n_experiences: int | None = None, return_task_id: bool = False,
-           seed: int | None = None, class_order: Sequence[Any] | None = None,
-           per_exp_classes: Mapping[int, int] | None = None, scenario: str = "nc") -> Benchmark:
+def Arrays(
+    path: str | Path,
+    n_experiences: int | None = None,
+    return_task_id: bool = False,
+    seed: int | None = None,
+    class_order: Sequence[Any] | None = None,
+    per_exp_classes: Mapping[int, int] | None = None,
+    scenario: str = "nc",
+) -> Benchmark:
     """`benchmark=arrays path=data.npz`: `x_train, y_train, x_test, y_test` (any shape and
     dtype; integer labels, remapped to 0..K-1), optional `t_train, t_test` (task labels: one
     experience per task). Without them, `scenario=nc` splits the classes over `n_experiences`,
@@ -37,7 +44,9 @@ def Arrays(path: str | Path, n_experiences: int | None = None, return_task_id: b
         raise ConfigError(f"n_experiences=null: n_experiences is needed: {path} has no task labels (t_train, t_test)")
     if scenario == "ni":
         return ni_benchmark(split[0], split[1], n_experiences, return_task_id, seed=seed, name="Arrays")
-    return split_samples("Arrays", split[0], split[1], n_experiences, return_task_id, seed, class_order, per_exp_classes)
+    return split_samples(
+        "Arrays", split[0], split[1], n_experiences, return_task_id, seed, class_order, per_exp_classes
+    )
 
 
 def read_npz(path: Path) -> dict[str, Any]:
@@ -54,8 +63,10 @@ def read_npz(path: Path) -> dict[str, Any]:
         keys = set(npz.files)
         missing = [k for k in NPZ_KEYS if k not in keys]
         if missing:
-            raise ConfigError(f"path={path} has no {missing[0]}; allowed: an .npz with {', '.join(NPZ_KEYS)} "
-                              f"(and optional t_train, t_test); it has {', '.join(sorted(keys)) or 'nothing'}")
+            raise ConfigError(
+                f"path={path} has no {missing[0]}; allowed: an .npz with {', '.join(NPZ_KEYS)} "
+                f"(and optional t_train, t_test); it has {', '.join(sorted(keys)) or 'nothing'}"
+            )
         if ("t_train" in keys) != ("t_test" in keys):
             raise ConfigError(f"path={path} has only one of t_train, t_test; allowed: both or neither")
         try:

@@ -1,5 +1,6 @@
 """The baselines' mechanisms on tiny tensors, against computations by hand (issue 13, in part:
 ER-ACE, A-GEM, Joint)."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,7 +50,8 @@ def test_agem_step_applies_the_projected_gradient_of_the_current_batch():
     expected = g - torch.dot(g, ref) / torch.dot(ref, ref) * ref
 
     loss, out = AGEM(model, torch.optim.SGD(model.parameters(), lr=0.1)).step(
-        Batch(x, y, torch.zeros(6, dtype=torch.long), 1), FixedMemory(mx, my))
+        Batch(x, y, torch.zeros(6, dtype=torch.long), 1), FixedMemory(mx, my)
+    )
     assert loss.item() == pytest.approx(F.cross_entropy(out, y).item())  # the value: the current loss
     loss.backward()
     got = torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -77,15 +79,17 @@ def test_er_ace_current_loss_ignores_absent_classes_and_memory_counts_seen_ones(
 def test_joint_trains_on_every_sample_seen_so_far(tmp_path):
     from replaycli.run.loop import train_experience
 
-    run = build_run(["strategy=joint", "buffer=reservoir", "buffer.max_size=100000", "epochs=1", "device=cpu",
-                     "progress=none"])
+    run = build_run(
+        ["strategy=joint", "buffer=reservoir", "buffer.max_size=100000", "epochs=1", "device=cpu", "progress=none"]
+    )
     seen = 0
     for exp in run.bench.train_stream[:3]:
         train_experience(run, exp, lambda *a: None)
         seen += len(exp.dataset)
         assert len(run.buffer) == seen  # every sample kept
         assert sorted(run.buffer.buffer.ids.tolist()) == sorted(
-            torch.cat([e.dataset.ids for e in run.bench.train_stream[:exp.current_experience + 1]]).tolist())
+            torch.cat([e.dataset.ids for e in run.bench.train_stream[: exp.current_experience + 1]]).tolist()
+        )
 
 
 def test_gem_solution_satisfies_every_constraint_and_is_the_closest_such_gradient():
@@ -100,19 +104,33 @@ def test_gem_solution_satisfies_every_constraint_and_is_the_closest_such_gradien
     z = project_to_cone(g, past, margin=0.0, eps=1e-9)
     assert (past @ z >= -1e-6).all()  # every past experience's loss does not increase (first order)
     g64, past64 = g.double().numpy(), past.double().numpy()
-    primal = minimize(lambda v: 0.5 * ((v - g64) ** 2).sum(), g64, method="SLSQP",
-                      constraints=[{"type": "ineq", "fun": lambda v, r=r: r @ v} for r in past64])
+    primal = minimize(
+        lambda v: 0.5 * ((v - g64) ** 2).sum(),
+        g64,
+        method="SLSQP",
+        constraints=[{"type": "ineq", "fun": lambda v, r=r: r @ v} for r in past64],
+    )
     assert torch.allclose(z, torch.from_numpy(primal.x).float(), atol=1e-4)  # the QP's answer, by another solver
     margin = project_to_cone(g, past, margin=0.5, eps=1e-9)  # the reference's eps (1e-3) relaxes each by ~eps * v
     assert (past @ margin >= -1e-6).all()
-    assert torch.equal(project_to_cone(torch.tensor([0.0, 1.0, 1.0, 0.0]), past[:1], 0.0, 1e-9).round(decimals=5),
-                       torch.tensor([0.0, 1.0, 1.0, 0.0]))  # no conflict: unchanged (v = 0)
+    assert torch.equal(
+        project_to_cone(torch.tensor([0.0, 1.0, 1.0, 0.0]), past[:1], 0.0, 1e-9).round(decimals=5),
+        torch.tensor([0.0, 1.0, 1.0, 0.0]),
+    )  # no conflict: unchanged (v = 0)
 
 
 def test_gem_step_takes_the_projection_only_on_a_conflict(tmp_path):
     pytest.importorskip("quadprog")
-    run = build_run(["strategy=gem", "buffer=experience_balanced", "optimizer=sgd", "optimizer.momentum=0.0",
-                     "epochs=1", "device=cpu"])
+    run = build_run(
+        [
+            "strategy=gem",
+            "buffer=experience_balanced",
+            "optimizer=sgd",
+            "optimizer.momentum=0.0",
+            "epochs=1",
+            "device=cpu",
+        ]
+    )
     from replaycli.methods.base import Memory
     from replaycli.run.loop import train_experience, update_memory
 
@@ -121,7 +139,7 @@ def test_gem_step_takes_the_projection_only_on_a_conflict(tmp_path):
     update_memory(run, first)
     x, y, t = run.bench.train_stream[1].dataset.train().batch(torch.arange(32))
     memory = Memory(run.buffer, 32)
-    loss, out = run.method.step(Batch(x, y, t, 1), memory)
+    loss, _out = run.method.step(Batch(x, y, t, 1), memory)
     run.model.zero_grad()
     loss.backward()
     got = torch.cat([p.grad.flatten() for p in run.model.parameters()])
@@ -148,13 +166,13 @@ def test_mir_retrieves_the_candidates_whose_loss_a_virtual_step_raises_most():
     zeros = lambda n: torch.zeros(n, dtype=torch.long)  # noqa: E731
     # by brute force, on a copy: the loss of each candidate before and after one SGD step on the batch
     twin = copy.deepcopy(model)
-    before = [F.cross_entropy(twin(cx[i:i + 1]), cy[i:i + 1]).item() for i in range(12)]
+    before = [F.cross_entropy(twin(cx[i : i + 1]), cy[i : i + 1]).item() for i in range(12)]
     twin.zero_grad()
     F.cross_entropy(twin(x), y).backward()
     with torch.no_grad():
         for p in twin.parameters():
             p -= 0.5 * p.grad
-    after = [F.cross_entropy(twin(cx[i:i + 1]), cy[i:i + 1]).item() for i in range(12)]
+    after = [F.cross_entropy(twin(cx[i : i + 1]), cy[i : i + 1]).item() for i in range(12)]
     increase = torch.tensor(after) - torch.tensor(before)
     method = MIR(model, opt, n_candidates=12)
     weights = {k: v.clone() for k, v in model.state_dict().items()}

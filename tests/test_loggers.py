@@ -1,20 +1,19 @@
 """logger=tensorboard: event files with the per-experience scalars and the buffer histogram."""
+
 from __future__ import annotations
 
 import sys
 
 import pytest
-from conftest import run_cli
+from conftest import compose_cfg, run_cli
 
-from replaycli.outputs import rundir
 from replaycli.errors import ConfigError
-from conftest import compose_cfg
-
+from replaycli.outputs import rundir
 from replaycli.run.build import logger as build_logger
 from replaycli.run.loggers import NullLogger, TensorBoardLogger
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def events(log_dir) -> EventAccumulator:
@@ -27,7 +26,14 @@ def test_each_experience_is_one_step(tmp_path):
     logger = TensorBoardLogger(tmp_path, subdir="tb")
     assert not (tmp_path / "tb").exists()  # nothing written before the first experience
     records = [
-        {"experience": 0, "accuracy": [0.75, 0.0], "average": 0.375, "loss": 1.5, "histogram": [3, 1, 0], "seconds": 2.0},
+        {
+            "experience": 0,
+            "accuracy": [0.75, 0.0],
+            "average": 0.375,
+            "loss": 1.5,
+            "histogram": [3, 1, 0],
+            "seconds": 2.0,
+        },
         {"experience": 1, "accuracy": [0.5, 1.0], "average": 0.75, "loss": 0.5, "histogram": [1, 1, 2], "seconds": 1.0},
         {"experience": 2, "accuracy": [0.5, 1.0], "average": 0.75, "loss": 0.5, "histogram": [0, 0, 0], "seconds": 1.0},
     ]
@@ -47,8 +53,17 @@ def test_each_experience_is_one_step(tmp_path):
 
 
 def test_a_run_with_logger_tensorboard(tmp_path):
-    proc = run_cli("run", "logger=tensorboard", "epochs=1", "benchmark.n_experiences=2", "buffer.max_size=20",
-                  "progress=none", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = run_cli(
+        "run",
+        "logger=tensorboard",
+        "epochs=1",
+        "benchmark.n_experiences=2",
+        "buffer.max_size=20",
+        "progress=none",
+        "device=cpu",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     run = rundir.read_run(tmp_path / "run")
     ea = events(tmp_path / "run" / "tensorboard")

@@ -1,4 +1,5 @@
 """Tuning on validation with Hydra's Optuna sweeper, and a real submitit run (its local launcher)."""
+
 from __future__ import annotations
 
 import csv
@@ -18,15 +19,26 @@ def summary_rows(sweep):
 def test_optuna_picks_by_validation_and_reports_the_test_accuracy_of_its_choice(tmp_path, capsys, monkeypatch):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     monkeypatch.chdir(tmp_path)
-    code, out, err = cli("run", "-m", "hydra/sweeper=tune", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.seed=3",
-                         "optimizer.lr=interval(0.0001,0.01)", *SHORT, capsys=capsys)
+    code, out, err = cli(
+        "run",
+        "-m",
+        "hydra/sweeper=tune",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.seed=3",
+        "optimizer.lr=interval(0.0001,0.01)",
+        *SHORT,
+        capsys=capsys,
+    )
     assert code == 0, err
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     rows = summary_rows(sweep)
     assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
     best = max(rows, key=lambda r: float(r["final_val_accuracy"]))  # chosen on validation, never on test
-    found = re.search(r"chosen by validation: job (\d+) \(.*\): final validation accuracy (\S+), its test accuracy (\S+) "
-                      r"\(4 jobs compared on validation only\)", out)
+    found = re.search(
+        r"chosen by validation: job (\d+) \(.*\): final validation accuracy (\S+), its test accuracy (\S+) "
+        r"\(4 jobs compared on validation only\)",
+        out,
+    )
     assert found, out
     assert found.group(1) == best["job"]
     assert float(found.group(2)) == pytest.approx(float(best["final_val_accuracy"]), abs=5e-5)
@@ -39,11 +51,28 @@ def test_optuna_picks_by_validation_and_reports_the_test_accuracy_of_its_choice(
 def test_optuna_without_a_validation_stream_or_minimising_is_refused(tmp_path, capsys, monkeypatch):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli("run", "-m", "hydra/sweeper=tune", "hydra.sweeper.n_trials=1", "optimizer.lr=interval(0.001,0.01)",
-                       "epochs=1", capsys=capsys)
-    assert code == 2 and "maximises final_val_accuracy, the accuracy on a validation stream; allowed: benchmark.validation" in err
-    code, _, err = cli("run", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "optimizer.lr=interval(0.001,0.01)",
-                       *SHORT, capsys=capsys)
+    code, _, err = cli(
+        "run",
+        "-m",
+        "hydra/sweeper=tune",
+        "hydra.sweeper.n_trials=1",
+        "optimizer.lr=interval(0.001,0.01)",
+        "epochs=1",
+        capsys=capsys,
+    )
+    assert (
+        code == 2
+        and "maximises final_val_accuracy, the accuracy on a validation stream; allowed: benchmark.validation" in err
+    )
+    code, _, err = cli(
+        "run",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=1",
+        "optimizer.lr=interval(0.001,0.01)",
+        *SHORT,
+        capsys=capsys,
+    )
     assert code == 2 and "hydra.sweeper.direction=minimize; allowed: hydra.sweeper.direction=maximize" in err
 
 
@@ -53,8 +82,17 @@ def test_submitit_local_runs_a_job_in_a_process_of_its_own(tmp_path, capsys, mon
     processes, their summary rows and progress lines: the joblib sweep (test_sweep)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli("run", "-m", "hydra/launcher=submitit_local", "seed=3", "epochs=1", "benchmark.n_experiences=2",
-                       "model.hidden_size=16", "device=cpu", capsys=capsys)
+    code, _, err = cli(
+        "run",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "seed=3",
+        "epochs=1",
+        "benchmark.n_experiences=2",
+        "model.hidden_size=16",
+        "device=cpu",
+        capsys=capsys,
+    )
     assert code == 0, err[-2000:]
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     rows = summary_rows(sweep)

@@ -1,5 +1,6 @@
 """The remaining baselines' mechanisms (issue 13): iCaRL, BiC, X-DER, RAR, GSS-greedy, each against
 a computation by hand on tiny tensors or on a run's own objects."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_icarl_loss_is_bce_with_the_old_model_sigmoid_as_targets_of_old_classes(
         model[0].weight.add_(0.3)  # the model moves on; the old copy does not
     method.begin_experience(1, None)
     x, y = torch.randn(4, 3), torch.tensor([2, 3, 1, 2])
-    loss, out = method.step(Batch(x, y, torch.zeros(4, dtype=torch.long), 1), None)
+    loss, _out = method.step(Batch(x, y, torch.zeros(4, dtype=torch.long), 1), None)
     with torch.no_grad():
         target = F.one_hot(y, 5).float()
         target[:, :2] = torch.sigmoid(old(x))[:, :2]  # old classes 0, 1: distillation
@@ -92,7 +93,7 @@ def test_bic_correction_touches_only_the_newest_classes_and_is_fitted_on_held_ou
     alpha, beta = method.ab.tolist()
     assert (alpha, beta) != (1.0, 0.0)  # fitted
     data = method.val.buffer.eval()
-    x, y, t = data.batch(torch.arange(len(data)))
+    x, y, _t = data.batch(torch.arange(len(data)))
     run.model.eval()
     with torch.no_grad():
         raw = run.model(x)[:, :4]
@@ -116,8 +117,8 @@ def test_xder_transplants_logits_by_its_rule():
 
 
 def test_xder_updates_the_stored_logits_of_older_exemplars_at_the_end_of_an_experience():
-    from replaycli.methods.xder import transplant
     from replaycli.methods.base import logits_of
+    from replaycli.methods.xder import transplant
 
     run = build_run(["strategy=xder", "epochs=1", "device=cpu", "buffer.max_size=40"])
     first, second = run.bench.train_stream[:2]
@@ -160,7 +161,7 @@ def test_rar_takes_repeats_updates_each_with_a_fresh_augmented_memory_batch():
     x = torch.rand(3, 1, 4, 4)
     inputs = []
     model.register_forward_pre_hook(lambda _m, a: inputs.append(a[0].clone()))
-    loss, out = method.step(Batch(x, torch.tensor([2, 2, 1]), torch.zeros(3, dtype=torch.long), 1), Mem())
+    _loss, out = method.step(Batch(x, torch.tensor([2, 2, 1]), torch.zeros(3, dtype=torch.long), 1), Mem())
     assert len(steps) == 3 and len(seen) == 4  # repeats - 1 updates here (the loop takes the last), 4 memory batches
     assert out.shape == (3, 3) and all(len(i) == 5 for i in inputs)
     assert not torch.equal(inputs[0][:3], inputs[1][:3])  # augmented anew each repeat
@@ -176,7 +177,7 @@ def test_gss_scores_are_one_plus_the_largest_gradient_cosine():
     x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
     g = GradientSimilarity(model).grads(x, y)
     by_hand = []
-    for xi, yi in zip(x, y):
+    for xi, yi in zip(x, y, strict=True):
         model.zero_grad()
         F.cross_entropy(model(xi[None]), yi[None]).backward()
         by_hand.append(torch.cat([model.weight.grad.flatten(), model.bias.grad]))
@@ -189,8 +190,8 @@ def gss_stream(seed: int) -> list[int]:
     """A memory of 3 fed one sample at a time: a, its duplicate a', b (gradient orthogonal to a's),
     then c, whose gradient conflicts with all three. The ids kept."""
     from replaycli.data.dataset import StreamDataset
-    from replaycli.memory.gss import GradientSimilarity, GSSBuffer
     from replaycli.data.pool import Pool
+    from replaycli.memory.gss import GradientSimilarity, GSSBuffer
 
     model = torch.nn.Linear(3, 2, bias=False)
     torch.nn.init.zeros_(model.weight)  # softmax 1/2: the gradient is (p - onehot(y)) x^T
@@ -216,10 +217,16 @@ def test_gss_replaces_the_most_redundant_gradient_on_a_constructed_example():
     assert counts[0] <= 5  # a, the one whose score is lowest, is almost never replaced
 
 
-@pytest.mark.parametrize("args,message", [
-    (["buffer=reservoir", "selection=gss"], "selection=gss scores samples for buffer=gss only; allowed: buffer=gss"),
-    (["buffer=gss", "selection=herding"], "buffer=gss scores samples by their gradients, not by selection=Herding"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["buffer=reservoir", "selection=gss"],
+            "selection=gss scores samples for buffer=gss only; allowed: buffer=gss",
+        ),
+        (["buffer=gss", "selection=herding"], "buffer=gss scores samples by their gradients, not by selection=Herding"),
+    ],
+)
 def test_gss_scorer_and_buffer_refuse_other_partners_before_a_run_exists(tmp_path, args, message):
     from conftest import run_cli
 
@@ -259,7 +266,7 @@ def test_xder_online_update_takes_a_replayed_past_exemplar_logits_once_per_step(
     pos = torch.tensor([3, 5, 3])  # position 3 drawn by both memory batches: updated once
     out = torch.randn(3, run.bench.n_classes) * 5
     y = run.buffer.buffer.y[pos]
-    past, present, future = method.heads(run.bench.n_classes, out.device)
+    _past, present, future = method.heads(run.bench.n_classes, out.device)
     method.update_replayed(run.memory, pos, out, y, before[pos], present | future)
     expected = transplant(before[pos[:2]], out[:2], y[:2], present | future, method.gamma)
     assert torch.allclose(store.extras["logits"][pos[:2]], expected)  # first replay: always taken
@@ -270,8 +277,16 @@ def test_xder_online_update_takes_a_replayed_past_exemplar_logits_once_per_step(
 
 
 def test_icarl_growing_memory_keeps_m_exemplars_per_class_seen():
-    run = build_run(["strategy=icarl", "epochs=1", "device=cpu", "buffer.adaptive_size=false",
-                     "buffer.total_num_classes=10", "buffer.max_size=50"])  # m = 5 per class, the memory grows
+    run = build_run(
+        [
+            "strategy=icarl",
+            "epochs=1",
+            "device=cpu",
+            "buffer.adaptive_size=false",
+            "buffer.total_num_classes=10",
+            "buffer.max_size=50",
+        ]
+    )  # m = 5 per class, the memory grows
     for k, exp in enumerate(run.bench.train_stream[:3]):
         run_experience(run, exp, no_step)
         hist = run.buffer.class_histogram(10).tolist()
@@ -284,7 +299,15 @@ def test_rar_on_feature_vectors_is_refused_before_a_run_exists(tmp_path):
 
     x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
     np.savez(tmp_path / "f.npz", x_train=x, y_train=np.arange(40) % 4, x_test=x[:8], y_test=np.arange(8) % 4)
-    out = run_cli("run", "strategy=rar", "benchmark=arrays", f"benchmark.path={tmp_path / 'f.npz'}",
-                  "benchmark.n_experiences=2", f"hydra.run.dir={tmp_path / 'run'}", "progress=none", cwd=tmp_path)
+    out = run_cli(
+        "run",
+        "strategy=rar",
+        "benchmark=arrays",
+        f"benchmark.path={tmp_path / 'f.npz'}",
+        "benchmark.n_experiences=2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "progress=none",
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "strategy=rar augments images" in out.stderr and "shape (6,)" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

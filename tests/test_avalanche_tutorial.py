@@ -4,6 +4,7 @@ Each snippet below is the tutorial's code (its Avalanche imports in the comment 
 run as a script twice: on the embedded SplitDigits (imported under the name SplitMNIST) and on
 SplitMNIST reading torchvision's raw files from the default data folder under a fake HOME.
 """
+
 from __future__ import annotations
 
 import ast
@@ -148,7 +149,7 @@ def run(request, tmp_path, monkeypatch):
 
 
 def _printed(out: str, prefix: str) -> list[str]:
-    return [line[len(prefix):] for line in out.splitlines() if line.startswith(prefix)]
+    return [line[len(prefix) :] for line in out.splitlines() if line.startswith(prefix)]
 
 
 def test_group_balanced_over_task_streams(run, capsys):
@@ -192,7 +193,7 @@ def test_parametric_buffer_and_group_balanced_loader(run, capsys):
 
     batches = list(GroupBalancedDataLoader(storage_p.buffer_datasets, batch_size=30))
     assert len(batches) == 1
-    x, y, t = batches[0]
+    x, y, _t = batches[0]
     assert x.shape[0] == 30 and torch.equal(torch.bincount(y, minlength=10), torch.full((10,), 3))
 
 
@@ -228,7 +229,7 @@ def test_targets_print_and_join(run, capsys):
     capsys.readouterr()
     ds = ns["benchmark"].train_stream[0].dataset
     print(ds.targets)
-    print(', '.join(str(e) for e in ds.targets))
+    print(", ".join(str(e) for e in ds.targets))
     out = capsys.readouterr().out.splitlines()
     assert ast.literal_eval(out[0]) == ds.y.tolist()
     assert out[1] == ", ".join(map(str, ds.y.tolist())) and set(ds.targets) == {0, 1}

@@ -1,5 +1,6 @@
 """Replay methods and update protocols: each mechanism checked on split_digits (small MLP, tiny
 buffers), then every strategy run end to end by `replay run`."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,7 +34,7 @@ def no_step(*_: int) -> None:
 def stored(run: Run) -> dict[int, torch.Tensor]:
     """Stored logits by sample id."""
     store = run.buffer.store
-    return dict(zip(store.ids.tolist(), store.extras["logits"]))
+    return dict(zip(store.ids.tolist(), store.extras["logits"], strict=True))
 
 
 # --- DER: logits taken at insertion, never touched afterwards ------------------------------------
@@ -50,7 +51,7 @@ def test_stored_logits_are_the_models_output_at_insertion_and_never_change(metho
             now = run.model(pool.images(dataset.ids))  # the model as it is when the samples are offered
         torch.testing.assert_close(extras["logits"], now, rtol=0, atol=1e-5)
         held = set(run.buffer.store.ids.tolist())
-        expected.update({i: row for i, row in zip(dataset.ids.tolist(), now) if i not in held})
+        expected.update({i: row for i, row in zip(dataset.ids.tolist(), now, strict=True) if i not in held})
         offer(dataset, experience, extras)
 
     run.buffer.add = spy
@@ -62,7 +63,10 @@ def test_stored_logits_are_the_models_output_at_insertion_and_never_change(metho
         for i, row in logits.items():
             torch.testing.assert_close(row, expected[i], rtol=0, atol=0)  # exactly as inserted
         with torch.no_grad():
-            drifted = max(drifted, float((run.model(pool.images(run.buffer.store.ids)) - run.buffer.store.extras["logits"]).abs().max()))
+            drifted = max(
+                drifted,
+                float((run.model(pool.images(run.buffer.store.ids)) - run.buffer.store.extras["logits"]).abs().max()),
+            )
     assert drifted > 0.1  # the model moved on, the stored logits did not
     assert set(run.buffer.store.exps.tolist()) >= {0, 1, 2}
 
@@ -96,7 +100,11 @@ def test_der_loss_adds_alpha_mse_and_derpp_beta_ce_on_two_memory_batches():
     m1, _, _, e1 = run.memory.sample()
     m2, y2, _, _ = run.memory.sample()
     assert isinstance(run.method, DERpp) and not torch.equal(m1, m2) and len(m1) == 32
-    want = F.cross_entropy(run.model(x), y) + 0.3 * F.mse_loss(run.model(m1), e1["logits"]) + 0.7 * F.cross_entropy(run.model(m2), y2)
+    want = (
+        F.cross_entropy(run.model(x), y)
+        + 0.3 * F.mse_loss(run.model(m1), e1["logits"])
+        + 0.7 * F.cross_entropy(run.model(m2), y2)
+    )
     torch.testing.assert_close(loss, want)
     torch.testing.assert_close(out, run.model(x))
 
@@ -104,7 +112,13 @@ def test_der_loss_adds_alpha_mse_and_derpp_beta_ce_on_two_memory_batches():
 # --- weighted replay -----------------------------------------------------------------------------
 def test_alpha_schedule_values():
     assert [Weighted(None, None, alpha=0.5).alpha_at(t) for t in range(5)] == [0.5] * 5
-    assert [Weighted(None, None, alpha=0.5, schedule="linear").alpha_at(t) for t in range(5)] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [Weighted(None, None, alpha=0.5, schedule="linear").alpha_at(t) for t in range(5)] == [
+        0.0,
+        0.5,
+        1.0,
+        1.5,
+        2.0,
+    ]
     with pytest.raises(ConfigError, match="schedule='cosine' is not allowed; allowed: constant, linear"):
         Weighted(None, None, schedule="cosine")
 
@@ -193,27 +207,32 @@ def test_task_il_masks_training_and_evaluation_logits():
         head[1].bias.copy_(torch.arange(10.0))  # always predicts class 9 in class-IL
     assert evaluate_stream(head, run.bench.test_stream, 256)["accuracy"][0] == 0.0
     per_task = evaluate_stream(head, run.bench.test_stream, 256, mask)["accuracy"]  # the task's last class
-    for e, acc in zip(run.bench.test_stream, per_task):
+    for e, acc in zip(run.bench.test_stream, per_task, strict=True):
         share = float((e.dataset.y == max(e.classes_in_this_experience)).float().mean())
         assert acc == pytest.approx(share)
 
 
 # --- configuration ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("overrides,message", [
-    (["strategy=der", "buffer=none"], "strategy=der needs a memory but buffer=none"),
-    (["strategy=gdumb", "buffer=reservoir"],
-     "strategy=gdumb needs a buffer grouped by class; buffer=reservoir groups by nothing; "
-     "allowed: one that does, e.g. buffer=parametric groupby=class"),
-    (["strategy=gdumb", "buffer=parametric", "groupby=task"], "buffer=parametric groups by task"),
-    (["strategy=gdumb", "buffer_update=every_batch"], "allowed: buffer_update=after_experience"),
-    (["buffer_update=always"], "buffer_update='always' is not allowed; allowed: after_experience, every_batch"),
-    (["scenario=task_il"], "scenario=task_il masks logits by task label; set benchmark.return_task_id=true"),
-    (["strategy=weighted", "strategy.schedule=cosine"], "strategy.schedule='cosine' is not allowed"),
-    (["strategy=derpp", "strategy.beta=-1"], "strategy.beta=-1 must be a finite number >= 0"),
-    (["strategy=der", "strategy.alpha=nan"], "strategy.alpha=nan must be a finite number >= 0"),
-    (["strategy=der", "mem_mb_size=0"], r"mem_mb_size=0 must be an integer in \[1, 1048576\]"),
-    (["buffer_update=every_batch", "selection=herding"], "allowed: selection=random"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["strategy=der", "buffer=none"], "strategy=der needs a memory but buffer=none"),
+        (
+            ["strategy=gdumb", "buffer=reservoir"],
+            "strategy=gdumb needs a buffer grouped by class; buffer=reservoir groups by nothing; "
+            "allowed: one that does, e.g. buffer=parametric groupby=class",
+        ),
+        (["strategy=gdumb", "buffer=parametric", "groupby=task"], "buffer=parametric groups by task"),
+        (["strategy=gdumb", "buffer_update=every_batch"], "allowed: buffer_update=after_experience"),
+        (["buffer_update=always"], "buffer_update='always' is not allowed; allowed: after_experience, every_batch"),
+        (["scenario=task_il"], "scenario=task_il masks logits by task label; set benchmark.return_task_id=true"),
+        (["strategy=weighted", "strategy.schedule=cosine"], "strategy.schedule='cosine' is not allowed"),
+        (["strategy=derpp", "strategy.beta=-1"], "strategy.beta=-1 must be a finite number >= 0"),
+        (["strategy=der", "strategy.alpha=nan"], "strategy.alpha=nan must be a finite number >= 0"),
+        (["strategy=der", "mem_mb_size=0"], r"mem_mb_size=0 must be an integer in \[1, 1048576\]"),
+        (["buffer_update=every_batch", "selection=herding"], "allowed: selection=random"),
+    ],
+)
 def test_bad_strategy_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
         build(overrides)
@@ -223,11 +242,25 @@ def test_every_strategy_runs_end_to_end(tmp_path):
     """`replay run -m` over the strategies (one process), then DER++ under every_batch and task-IL
     through the same runner in this process."""
     args = QUICK + ["benchmark.n_experiences=2"]
-    sweep = run_cli("run", "-m", "strategy=replay,weighted,gdumb,der,derpp", *args, f"hydra.sweep.dir={tmp_path}/sweep",
-                    cwd=tmp_path)
+    sweep = run_cli(
+        "run",
+        "-m",
+        "strategy=replay,weighted,gdumb,der,derpp",
+        *args,
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        cwd=tmp_path,
+    )
     assert sweep.returncode == 0, sweep.stderr
-    online = compose_cfg(QUICK + ["strategy=derpp", "buffer_update=every_batch", "scenario=task_il",
-                          "benchmark.return_task_id=true", "benchmark.n_experiences=2"])
+    online = compose_cfg(
+        QUICK
+        + [
+            "strategy=derpp",
+            "buffer_update=every_batch",
+            "scenario=task_il",
+            "benchmark.return_task_id=true",
+            "benchmark.n_experiences=2",
+        ]
+    )
     execute(online, tmp_path / "online")
     runs = sorted((tmp_path / "sweep").glob("[0-9]*")) + [tmp_path / "online"]
     assert len(runs) == 6
@@ -238,5 +271,7 @@ def test_every_strategy_runs_end_to_end(tmp_path):
         assert rec.complete and len(rec.accuracy) == 2 and 0.0 < rec.summary["final_accuracy"] <= 1.0
         assert sum(rec.histograms[-1]) == 40
     targets = [read_run(p).config_text.split("strategy:")[1].split("_target_: ")[1].split()[0] for p in runs]
-    assert targets == [f"replaycli.methods.{c}" for c in ("er.Replay", "weighted.Weighted", "gdumb.GDumb", "der.DER",
-                                                          "der.DERpp", "der.DERpp")]
+    assert targets == [
+        f"replaycli.methods.{c}"
+        for c in ("er.Replay", "weighted.Weighted", "gdumb.GDumb", "der.DER", "der.DERpp", "der.DERpp")
+    ]

@@ -1,5 +1,6 @@
 """From a sweep to a paper: summary metrics, honest statistics, duplicate runs and the tables of
 `replay compare --format`, on run directories with numbers chosen here (made_outputs.write_run)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,10 +8,11 @@ import io
 import json
 import re
 import statistics
+from pathlib import Path
 
 import pytest
-from made_outputs import write_run
 from conftest import run_cli
+from made_outputs import write_run
 
 from replaycli.outputs import formulas
 from replaycli.outputs.compare import compare
@@ -23,8 +25,13 @@ def runs(root, table_of: dict[tuple, list[list[float]]]):
     """One run per (strategy, size, seed) with its accuracy matrix."""
     for (strategy, size, seed), acc in table_of.items():
         config = f"seed: {seed}\nstrategy:\n  _target_: {strategy}\nbuffer:\n  max_size: {size}\n"
-        write_run(root / f"{strategy}-{size}-{seed}", acc, HIST[:len(acc)],
-                  [f"buffer.max_size={size}", f"seed={seed}", f"strategy._target_={strategy}"], config)
+        write_run(
+            root / f"{strategy}-{size}-{seed}",
+            acc,
+            HIST[: len(acc)],
+            [f"buffer.max_size={size}", f"seed={seed}", f"strategy._target_={strategy}"],
+            config,
+        )
     return root
 
 
@@ -33,9 +40,12 @@ def final(acc):
 
 
 GRID = {
-    ("er", 100, 0): [[0.9, 0.0], [0.6, 0.8]], ("er", 100, 1): [[0.8, 0.0], [0.5, 0.9]],
-    ("er", 200, 0): [[0.9, 0.0], [0.7, 0.8]], ("er", 200, 1): [[0.9, 0.1], [0.8, 0.8]],
-    ("der", 100, 0): [[0.9, 0.0], [0.7, 0.9]], ("der", 100, 1): [[0.9, 0.0], [0.6, 0.9]],
+    ("er", 100, 0): [[0.9, 0.0], [0.6, 0.8]],
+    ("er", 100, 1): [[0.8, 0.0], [0.5, 0.9]],
+    ("er", 200, 0): [[0.9, 0.0], [0.7, 0.8]],
+    ("er", 200, 1): [[0.9, 0.1], [0.8, 0.8]],
+    ("der", 100, 0): [[0.9, 0.0], [0.7, 0.9]],
+    ("der", 100, 1): [[0.9, 0.0], [0.6, 0.9]],
     ("der", 200, 0): [[0.9, 0.0], [0.8, 0.9]],
 }
 
@@ -62,7 +72,7 @@ def test_compare_shows_n_no_spread_for_one_run_and_sample_std(tmp_path):
     assert at[("er", 100)]["final_accuracy_std"] == pytest.approx(statistics.stdev(er))  # n - 1
     from scipy.stats import t
 
-    assert at[("er", 100)]["final_accuracy_ci95"] == pytest.approx(t.ppf(0.975, 1) * statistics.stdev(er) / 2 ** 0.5)
+    assert at[("er", 100)]["final_accuracy_ci95"] == pytest.approx(t.ppf(0.975, 1) * statistics.stdev(er) / 2**0.5)
     out = run_cli("compare", str(tmp_path), "--by", "strategy._target_,buffer.max_size").stdout
     row = next(line for line in out.splitlines() if line.strip().startswith("│") and "der" in line and "200" in line)
     assert "±" not in row and f"{final(GRID[('der', 200, 0)]):.4f}" in row  # one run: the mean alone
@@ -71,8 +81,13 @@ def test_compare_shows_n_no_spread_for_one_run_and_sample_std(tmp_path):
 
 def test_duplicate_runs_are_flagged_and_counted_once(tmp_path):
     runs(tmp_path, GRID)
-    write_run(tmp_path / "er-100-0-again", GRID[("er", 100, 0)], HIST,  # the same config and seed, run again
-              ["buffer.max_size=100", "seed=0", "strategy._target_=er"], "seed: 0\nstrategy:\n  _target_: er\nbuffer:\n  max_size: 100\n")
+    write_run(
+        tmp_path / "er-100-0-again",
+        GRID[("er", 100, 0)],
+        HIST,  # the same config and seed, run again
+        ["buffer.max_size=100", "seed=0", "strategy._target_=er"],
+        "seed: 0\nstrategy:\n  _target_: er\nbuffer:\n  max_size: 100\n",
+    )
     d = compare([tmp_path], ["strategy._target_", "buffer.max_size"])
     er100 = next(g for g in d["groups"] if g["strategy._target_"] == "er" and g["buffer.max_size"] == 100)
     assert er100["n"] == 2 and len(d["duplicates"]) == 1 and len(d["duplicates"][0]) == 2
@@ -92,7 +107,10 @@ def test_markdown_table_is_method_by_size_with_the_best_of_each_column_in_bold(t
     er100 = statistics.fmean(final(GRID[("er", 100, s)]) for s in (0, 1))
     assert der100 > er100 and cells["der"][0].startswith(f"**{der100:.4f} ±") and not cells["er"][0].startswith("**")
     assert cells["der"][1] == f"**{final(GRID[('der', 200, 0)]):.4f}**"  # n = 1: no ±; the best of its column
-    assert "final accuracy; mean ± sample standard deviation (n - 1) over the runs (seeds) of each group, n = 1 to 2" in text
+    assert (
+        "final accuracy; mean ± sample standard deviation (n - 1) over the runs (seeds) of each group, n = 1 to 2"
+        in text
+    )
 
 
 def test_latex_table_structure_escapes_and_bold(tmp_path):
@@ -111,7 +129,7 @@ def test_csv_table_parses_back_to_the_numbers(tmp_path):
     d = compare([runs(tmp_path, GRID)], ["buffer.max_size"])
     rows = list(csv.DictReader(io.StringIO(table(d, "csv"))))
     assert [r["buffer.max_size"] for r in rows] == ["100", "200"] and [r["n"] for r in rows] == ["4", "3"]
-    for r, g in zip(rows, d["groups"]):
+    for r, g in zip(rows, d["groups"], strict=True):
         assert float(r["final_accuracy_mean"]) == g["final_accuracy_mean"]
         assert float(r["forgetting_std"]) == g["forgetting_std"]
     out = run_cli("compare", str(tmp_path), "--by", "buffer.max_size", "--format", "csv").stdout
@@ -131,8 +149,10 @@ def test_sweep_figures_title_axis_and_legend_say_what_they_show(tmp_path):
     fig = plots.final_accuracy(d["groups"], d["by"], "final accuracy\nsetting", plots.Style())
     ax = fig.axes[0]
     assert ax.get_title() == "final accuracy\nsetting" and ax.get_ylim() == (0.0, 1.02)
-    assert legend_texts(fig) == ["strategy._target_=der (mean ± std over 1-2 seeds)",
-                                 "strategy._target_=er (mean ± std over 2 seeds)"]
+    assert legend_texts(fig) == [
+        "strategy._target_=der (mean ± std over 1-2 seeds)",
+        "strategy._target_=er (mean ± std over 2 seeds)",
+    ]
     zoomed = plots.final_accuracy(d["groups"], d["by"], "t", plots.Style(ylim="auto"))
     assert zoomed.axes[0].get_ylim()[0] > 0.5  # --ylim auto: the data's range
     seen = plots.seen_accuracy(d["groups"], d["by"], "t", plots.Style())
@@ -153,8 +173,13 @@ def test_run_figures_describe_the_run_and_scale_to_20_experiences(tmp_path):
     assert not matrix.axes[0].texts and len(matrix.axes[0].get_xticks()) == 20  # no cell numbers at 20 x 20
     conf = plots.confusion([[8, 2], [0, 10]], "c")
     assert sorted(t.get_text() for t in conf.axes[0].texts) == ["0.20", "0.80", "1.00"]  # shares, as the colour bar
-    params = {"benchmark": "split_mnist", "strategy": "der", "buffer": "reservoir", "buffer._target_": "x",
-              "buffer.max_size": 500}
+    params = {
+        "benchmark": "split_mnist",
+        "strategy": "der",
+        "buffer": "reservoir",
+        "buffer._target_": "x",
+        "buffer.max_size": 500,
+    }
     assert plots.describe(params) == "split_mnist · der · reservoir(500)"
     assert plots.describe(params, ("buffer.max_size",)) == "split_mnist · der · reservoir"
     assert plots.describe({**params, "buffer._target_": None}) == "split_mnist · der · no buffer"
@@ -165,9 +190,9 @@ def test_plot_formats_dpi_and_by_files(tmp_path):
     one = root / "er-100-0"
     pdf = run_cli("plot", str(one), "--format", "pdf").stdout.split()
     assert pdf == [str(one / f"{n}.pdf") for n in ("accuracy_matrix", "accuracy_curves", "buffer_histogram")]
-    assert all(open(f, "rb").read(5) == b"%PDF-" for f in pdf)
+    assert all(Path(f).read_bytes()[:5] == b"%PDF-" for f in pdf)
     svg = run_cli("plot", str(one), "--format", "svg").stdout.split()
-    assert all("<svg" in open(f).read(2000) for f in svg)
+    assert all("<svg" in Path(f).read_text()[:2000] for f in svg)
     from matplotlib.image import imread
 
     png = run_cli("plot", str(one), "--dpi", "200").stdout.split()
@@ -187,8 +212,10 @@ def test_threads_key_sets_torchs_threads_and_refuses_bad_values(tmp_path):
         build_run(["threads=2", "device=cpu"])
         assert torch.get_num_threads() == 2
         proc = run_cli("run", "threads=0", "progress=none", cwd=tmp_path)
-        assert proc.returncode == 2 and proc.stderr.strip() == \
-            "error: threads=0 is not allowed; allowed: auto, or an integer in [1, 1024]"
+        assert (
+            proc.returncode == 2
+            and proc.stderr.strip() == "error: threads=0 is not allowed; allowed: auto, or an integer in [1, 1024]"
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -209,9 +236,15 @@ def test_the_latex_table_compiles_where_a_tex_engine_is_installed(tmp_path):
         pytest.skip("no pdflatex here: test_latex_table_structure_escapes_and_bold checks the structure")
     d = compare([runs(tmp_path / "runs", GRID)], ["strategy._target_", "buffer.max_size"])
     (tmp_path / "table.tex").write_text(table(d, "latex", ci=True))
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-                                      "\\input{table.tex}\n\\end{document}\n")
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
