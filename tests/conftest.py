@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-
 # Property tests draw the same examples every run (derandomized, no example database), so the suite
 # passes or fails the same way each day; HYPOTHESIS_PROFILE=explore draws new ones, for a search.
 settings.register_profile("suite", derandomize=True, database=None)

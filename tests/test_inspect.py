@@ -175,9 +175,9 @@ def test_inspect_imports_neither_torch_nor_hydra(sweep, tmp_path):
 
 def test_a_sweep_with_side_metrics_lists_only_its_overrides_as_swept(tmp_path):
     """The validation and task-IL columns are results, not swept keys (they differ job to job)."""
-    from made_outputs import write_run
-
     import json
+
+    from made_outputs import write_run
 
     from replaycli.outputs.rundir import SUMMARY
 
