@@ -86,6 +86,8 @@ class BalancedExemplarsBuffer(ExemplarsBuffer):
 class ExperienceBalancedBuffer(BalancedExemplarsBuffer):
     """One reservoir group per experience."""
 
+    shares_key = "num_experiences"
+
     def __init__(
         self,
         max_size: int,
@@ -99,6 +101,8 @@ class ExperienceBalancedBuffer(BalancedExemplarsBuffer):
 
 class ClassBalancedBuffer(BalancedExemplarsBuffer):
     """One reservoir group per class."""
+
+    shares_key = "total_num_classes"
 
     def __init__(
         self,

@@ -19,8 +19,9 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
-    """`value` if it is an int in [`minimum`, `maximum`], else a ConfigError naming `key`."""
+def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None, otherwise: str = "") -> int:
+    """`value` if it is an int in [`minimum`, `maximum`], else a ConfigError naming `key` (and
+    `otherwise`, a value allowed beside the integers: `auto`)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int)
@@ -32,7 +33,7 @@ def integer(key: str, value: Any, minimum: int = 1, maximum: int | None = None) 
             if maximum is None
             else (f"an integer in [{minimum}, {maximum}]")
         )
-        raise ConfigError(f"{key}={value!r} must be {what}")
+        raise ConfigError(f"{key}={value!r} must be {what}" + (f", or {otherwise}" if otherwise else ""))
     return value
 
 
@@ -60,10 +61,11 @@ def flag(key: str, value: Any) -> bool:
     return value
 
 
-def number(key: str, value: Any, minimum: float = 0.0) -> float:
-    """`value` as a float if it is a finite number >= `minimum`, else a ConfigError naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < math.inf:
-        raise ConfigError(f"{key}={value!r} must be a finite number >= {minimum:g}")
+def number(key: str, value: Any, minimum: float = 0.0, below: float = math.inf) -> float:
+    """`value` as a float if it is a finite number in [`minimum`, `below`), else a ConfigError naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < below:
+        what = f"a finite number >= {minimum:g}" if below == math.inf else f"a number in [{minimum:g}, {below:g})"
+        raise ConfigError(f"{key}={value!r} must be {what}")
     return float(value)
 
 

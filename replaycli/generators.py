@@ -28,7 +28,7 @@ from replaycli.data.protocols import (  # noqa: F401  (Avalanche's names, import
     split_online_stream,
     with_protocol,
 )
-from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split
+from replaycli.data.stream import Benchmark, Experience, Stream, class_order, class_split, permutation
 from replaycli.data.transforms import Augment
 from replaycli.errors import ConfigError, flag, integer
 
@@ -90,8 +90,8 @@ def experience_sizes(n_classes: int, n_experiences: Any, per_exp_classes: Mappin
     """Classes per experience: `per_exp_classes` fixes some, the rest share the remaining classes
     equally; ConfigError when they cannot."""
     divisors = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
-    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1:
-        raise ConfigError(
+    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1:  # the divisors
+        raise ConfigError(  # are what is allowed: errors.integer's "a positive integer" would say less
             f"n_experiences={n_experiences!r} does not divide the {n_classes} classes; allowed: {divisors}, "
             "or per_exp_classes"
         )
@@ -136,13 +136,7 @@ def nc_benchmark(
     (train_pool, test_pool), names = pools(train, test, normalize, augment, stats)
     k = len(torch.unique(train_pool.y))
     if fixed_class_order is not None:
-        original = torch.unique(train.y)
-        given = torch.as_tensor([int(c) for c in fixed_class_order])
-        if len(given) != k or not torch.equal(torch.sort(given).values, original):
-            raise ConfigError(
-                f"fixed_class_order={given.tolist()} must be a permutation of the {k} classes {original.tolist()}"
-            )
-        order = torch.searchsorted(original, given).tolist()
+        order = permutation("fixed_class_order", fixed_class_order, torch.unique(train.y).tolist())
     elif shuffle:
         order = class_order(k, seed, None) if seed is not None else torch.randperm(k).tolist()
     else:
@@ -346,11 +340,7 @@ def split_samples(
     (train_pool, test_pool), names = pools(train, test, None, augment, stats)
     k = len(torch.unique(train_pool.y))
     if class_order_ is not None:  # in the data's own labels (or class names), like nc_benchmark
-        original = names or [str(c) for c in range(k)]
-        given = [str(c) for c in class_order_]
-        if sorted(given) != sorted(original):
-            raise ConfigError(f"class_order={list(class_order_)} must be a permutation of the {k} classes {original}")
-        order = [original.index(c) for c in given]
+        order = permutation("class_order", class_order_, names or list(range(k)))
     else:
         order = class_order(k, seed, None)
     sizes = experience_sizes(k, n_experiences, per_exp_classes)

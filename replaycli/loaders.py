@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from replaycli.data.dataset import StreamDataset
-from replaycli.errors import ConfigError, batch
+from replaycli.errors import ConfigError, batch, flag
 from replaycli.memory.buffer import Buffer
 from replaycli.memory.store import group_lengths
 
@@ -34,7 +34,11 @@ def _options(kwargs: dict[str, Any]) -> tuple[bool, bool, torch.Generator | None
     unknown = set(kwargs) - _IGNORED - {"shuffle", "drop_last", "generator"}
     if unknown:
         raise TypeError(f"unexpected dataloader arguments: {', '.join(sorted(unknown))}")
-    return bool(kwargs.get("shuffle", False)), bool(kwargs.get("drop_last", False)), kwargs.get("generator")
+    return (
+        flag("shuffle", kwargs.get("shuffle", False)),
+        flag("drop_last", kwargs.get("drop_last", False)),
+        kwargs.get("generator"),
+    )
 
 
 def group_positions(
@@ -161,7 +165,7 @@ class GroupBalancedDataLoader(_MatrixLoader):
         self.datasets = list(datasets)
         if not self.datasets:
             raise ValueError("GroupBalancedDataLoader needs at least one dataset")
-        self.oversample = oversample_small_groups
+        self.oversample = flag("oversample_small_groups", oversample_small_groups)
         data = self.datasets[0]
         for d in self.datasets[1:]:
             data = data.concat(d)
@@ -253,7 +257,8 @@ class ReplayDataLoader(_MatrixLoader):
         self.batch_size = batch("batch_size", batch_size)
         self.batch_size_mem = batch("batch_size_mem", batch_size_mem)
         self.current = data
-        self.oversample = oversample_small_tasks
+        self.oversample = flag("oversample_small_tasks", oversample_small_tasks)
+        flag("task_balanced_dataloader", task_balanced_dataloader)
         mem = memory if memory is not None and len(memory) else None  # an empty memory joins nothing
         self.memory_groups = [] if mem is None else split_by_task(mem) if task_balanced_dataloader else [mem]
         refuse_small("batch_size_mem", self.batch_size_mem, len(self.memory_groups), "task groups of the memory")

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from replaycli.errors import ConfigError, choice, integer
+from replaycli.errors import choice, integer, number
 
 INITS = ("default", "xavier", "kaiming")
 
@@ -50,8 +50,7 @@ class SimpleMLP(nn.Module):
         super().__init__()
         integer("hidden_size", hidden_size)
         integer("hidden_layers", hidden_layers, 0)
-        if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
-            raise ConfigError(f"drop_rate={drop_rate!r} must be a number in [0, 1)")
+        number("drop_rate", drop_rate, 0.0, below=1.0)
         width = math.prod(input_shape) if input_shape is not None else input_size
         layers: list[nn.Module] = [nn.Flatten()]
         for _ in range(hidden_layers):

@@ -212,7 +212,7 @@ def test_fixed_shares_are_not_lent_and_too_many_groups_is_an_error():
     adaptive.update_from_dataset(StreamDataset(pool, torch.arange(22)))
     assert {k: len(g) for k, g in adaptive.buffer_groups.items()} == {0: 8, 1: 2}
     small = ClassBalancedBuffer(10, adaptive_size=False, total_num_classes=1)
-    with pytest.raises(ConfigError, match=r"group 1 is outside the 1 fixed groups \(total_num_groups=1\)"):
+    with pytest.raises(ConfigError, match=r"total_num_classes=1 fixes fewer shares than the 2 class keys"):
         small.update_from_dataset(StreamDataset(pool, torch.arange(22)))
     assert len(small) == 0  # refused before anything was stored
     late = ClassBalancedBuffer(5, adaptive_size=False, total_num_classes=2)  # shares [3, 2] by key

@@ -146,12 +146,12 @@ BAD = [
     (
         "too-few-fixed-classes",
         ["buffer=class_balanced", "buffer.adaptive_size=false", "buffer.total_num_classes=3"],
-        ["buffer.total_num_classes=3 fixes fewer shares than the stream's 10 class keys; allowed: >= 10"],
+        ["buffer.total_num_classes=3 fixes fewer shares than the 10 class keys; allowed: >= 10"],
     ),
     (
         "too-few-fixed-experiences",
         ["buffer=experience_balanced", "buffer.adaptive_size=false", "buffer.num_experiences=1"],
-        ["buffer.num_experiences=1 fixes fewer shares than the stream's 5 experience keys"],
+        ["buffer.num_experiences=1 fixes fewer shares than the 5 experience keys"],
     ),
     ("infinite-decay", ["optimizer.weight_decay=inf"], ["optimizer.weight_decay=inf must be a finite number >= 0"]),
     (

@@ -222,9 +222,10 @@ def test_gss_replaces_the_most_redundant_gradient_on_a_constructed_example():
     [
         (
             ["buffer=reservoir", "selection=gss"],
-            "selection=gss scores samples for buffer=gss only; allowed: buffer=gss",
+            "buffer=gss selection=gss go together (the buffer scores samples by the selection's gradients); got "
+            "ReservoirSamplingBuffer with GradientSimilarity; allowed: buffer=gss selection=gss",
         ),
-        (["buffer=gss", "selection=herding"], "buffer=gss scores samples by their gradients, not by selection=Herding"),
+        (["buffer=gss", "selection=herding"], "got GSSBuffer with HerdingSelectionStrategy; allowed: buffer=gss"),
     ],
 )
 def test_gss_scorer_and_buffer_refuse_other_partners_before_a_run_exists(tmp_path, args, message):

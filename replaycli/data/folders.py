@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from replaycli.data.inputs import Samples
-from replaycli.errors import ConfigError
+from replaycli.errors import ConfigError, integer
+
+MAX_SIDE = 2048  # pixels a resized side may have: every image is decoded at that size into memory
 
 DEFAULT_CACHE = Path("~/.cache/replaycli/decoded")
 
@@ -53,12 +55,10 @@ def size_of(resize: Any) -> tuple[int, int] | None:
         if isinstance(resize, (list, tuple)) or hasattr(resize, "__iter__")
         else None
     )
-    if (
-        not values
-        or len(values) not in (1, 2)
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
-    ):
+    if not values or len(values) not in (1, 2):
         raise ConfigError(f"resize={resize!r} must be null, an int or [H, W] of ints >= 1")
+    for v in values:
+        integer("resize", v, 1, MAX_SIDE)
     return (values[0], values[-1])
 
 

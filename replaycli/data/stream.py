@@ -4,8 +4,10 @@ class-incremental split every new-classes benchmark is made by (`class_split`)."
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -96,15 +98,33 @@ class Benchmark:
         return [s for s in (self.train_stream, self.test_stream, self.valid_stream) if s is not None]
 
 
+def permutation(key: str, given: Sequence[Any], classes: Sequence[Any]) -> list[int]:
+    """The position in `classes` (labels, or a folder's class names) of each class of `given`,
+    which must name every class once, as an integer label or a name; else a ConfigError."""
+    names = [str(c) for c in classes]
+    written = [label(c) for c in given]
+    if None in written or sorted(str(w) for w in written) != sorted(names):
+        shown = [c if isinstance(c, (int, float, str)) else str(c) for c in given]
+        raise ConfigError(f"{key}={shown} must be a permutation of the {len(names)} classes {list(classes)}")
+    return [names.index(str(w)) for w in written]
+
+
+def label(c: Any) -> str | None:
+    """A class as written in a class order: a name, or an integer label (not 9.5, not true)."""
+    if isinstance(c, str):
+        return c
+    try:
+        return None if isinstance(c, bool) else str(operator.index(c))
+    except TypeError:
+        return None
+
+
 def class_order(
     n_classes: int, seed: int | None, fixed_class_order: Sequence[int] | None, key: str = "fixed_class_order"
 ) -> list[int]:
     """`fixed_class_order` if given, else a permutation drawn from `seed`, else 0..n-1."""
     if fixed_class_order is not None:
-        order = [int(c) for c in fixed_class_order]
-        if sorted(order) != list(range(n_classes)):
-            raise ConfigError(f"{key}={order} must be a permutation of the {n_classes} classes 0..{n_classes - 1}")
-        return order
+        return permutation(key, fixed_class_order, list(range(n_classes)))
     if seed is None:
         return list(range(n_classes))
     return torch.randperm(n_classes, generator=torch.Generator().manual_seed(int(seed))).tolist()

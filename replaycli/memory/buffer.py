@@ -47,6 +47,9 @@ class Buffer:
     strategy brings its own.
     """
 
+    shares_key = "total_num_groups"  # the argument that fixes the shares (ClassBalancedBuffer: total_num_classes)
+    scored_by: type | None = None  # the one selection class this policy scores by (GSS-greedy's gradients), None: any
+
     def __init__(
         self,
         max_size: int,
@@ -57,13 +60,7 @@ class Buffer:
         generator: torch.Generator | None = None,
     ):
         self.max_size = integer("max_size", max_size, 0)
-        needs = getattr(selection_strategy, "for_buffer", None)  # a scorer made for one policy (selection=gss)
-        if needs is not None and not isinstance(self, needs):
-            raise ConfigError(
-                f"selection={getattr(selection_strategy, 'name', '')} scores samples for buffer={needs.name} only; "
-                "allowed: "
-                f"buffer={needs.name}, or selection=random|herding|closest_to_center with this buffer"
-            )
+        self.refuse_unpaired(selection_strategy)
         choice("groupby", groupby, GROUPBY)
         flag("adaptive_size", adaptive_size)
         if not adaptive_size:  # fixed shares, one per group key
@@ -86,14 +83,8 @@ class Buffer:
         """Offer every sample of `data` (from experience `experience`) to the memory; `extras`
         are per-sample rows to keep with them (e.g. DER's logits [n, C])."""
         groups = self.group_of(data, experience)
-        if not self.adaptive_size:  # refuse a key out of range before anything is stored
-            assert self.total_num_groups is not None  # checked by the constructor
-            bad = groups[(groups < 0) | (groups >= self.total_num_groups)]
-            if len(bad):
-                raise ConfigError(
-                    f"group {int(bad[0])} is outside the {self.total_num_groups} fixed groups "
-                    f"(total_num_groups={self.total_num_groups}); raise it or use adaptive_size"
-                )
+        if not self.adaptive_size and len(groups):  # refuse a key out of range before anything is stored
+            self.refuse_keys(int(groups.max()) + 1)
         self.store.append(data, experience, groups, self.new_scores(data), extras)
         self._select(touched=groups)
 
@@ -158,6 +149,30 @@ class Buffer:
     def class_histogram(self, n_classes: int) -> torch.Tensor:
         """Samples per class in the buffer: int64 [n_classes]."""
         return torch.bincount(self.buffer.y.cpu(), minlength=n_classes)
+
+    def refuse_unpaired(self, selection: Any) -> None:
+        """A policy that scores by one selection (`scorer`) and a selection made for one policy
+        (`for_buffer`) go together, both ways: the one rule of their pairing."""
+        needs = self.scored_by
+        made_for = getattr(selection, "for_buffer", None)  # a user's selection declares nothing
+        if (needs is None or isinstance(selection, needs)) and (made_for is None or isinstance(self, made_for)):
+            return
+        policy, scorer = made_for or type(self), needs or type(selection)
+        pair = f"buffer={getattr(policy, 'name', policy.__name__)} selection={getattr(scorer, 'name', scorer.__name__)}"
+        raise ConfigError(
+            f"{pair} go together (the buffer scores samples by the selection's gradients); got "
+            f"{type(self).__name__} with {type(selection).__name__}; allowed: {pair}, or another buffer with "
+            "selection=random|herding|closest_to_center"
+        )
+
+    def refuse_keys(self, n_keys: int, prefix: str = "") -> None:
+        """Fixed shares (`adaptive_size=False`): each group key 0..n_keys-1 needs a share of its own
+        (the one rule, for the stream when the run is built and for every sample added)."""
+        if not self.adaptive_size and (self.total_num_groups or 0) < n_keys:
+            raise ConfigError(
+                f"{prefix}{self.shares_key}={self.total_num_groups} fixes fewer shares than the {n_keys} "
+                f"{self.groupby or 'group'} keys; allowed: >= {n_keys}, or {prefix}adaptive_size=true"
+            )
 
     # --- the policy ------------------------------------------------------------------------
     def group_of(self, data: StreamDataset, experience: int) -> torch.Tensor:

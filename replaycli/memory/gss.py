@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from replaycli.data.dataset import StreamDataset
-from replaycli.errors import ConfigError, integer
+from replaycli.errors import integer
 from replaycli.memory.buffer import Buffer
 
 
@@ -69,6 +69,7 @@ class GSSBuffer(Buffer):
     """
 
     name = "gss"  # the option, in messages
+    scored_by = GradientSimilarity  # the one selection it scores by
 
     def __init__(
         self,
@@ -78,12 +79,8 @@ class GSSBuffer(Buffer):
         n_memory: int = 10,
         chunk: int = 10,
     ):
-        if not isinstance(selection_strategy, GradientSimilarity):
-            raise ConfigError(
-                f"buffer=gss scores samples by their gradients, not by selection={type(selection_strategy).__name__}; "
-                "allowed: selection=gss (its default)"
-            )
-        super().__init__(max_size, generator=generator)
+        super().__init__(max_size, selection_strategy=selection_strategy, generator=generator)
+        self.selection_strategy = None  # its own rule decides what is kept (`offer`), not the base's ranking
         self.scorer = selection_strategy
         self.n_memory = integer("n_memory", n_memory)
         self.chunk = integer("chunk", chunk)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from replaycli.data.dataset import StreamDataset
+from replaycli.errors import ConfigError
 from replaycli.memory.buffer import Buffer
 from replaycli.scenario import masked
 
@@ -66,6 +67,16 @@ def logits_of(
     return torch.cat(outs) if outs else torch.empty(0)
 
 
+def require_images(sample_shape: tuple[int, ...], what: str, instead: str) -> None:
+    """The one rule of the methods that augment images [C, H, W]: `what` (`strategy=rar augments`)
+    refuses other samples, offering `instead`."""
+    if len(sample_shape) != 3:
+        raise ConfigError(
+            f"{what} images [B, C, H, W]; this benchmark's samples have shape {tuple(sample_shape)}; "
+            f"allowed: an image benchmark, or {instead}"
+        )
+
+
 def frozen_copy(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """A copy of `model` in evaluation mode that takes no gradients (the previous model of the
     distillation methods), with `state` loaded when given (a checkpoint's)."""
@@ -93,9 +104,8 @@ class Method:
         self.optimizer = optimizer
         self.mask = mask  # task-IL: bool [n_tasks, n_classes]; None: class-IL
 
-    @classmethod
-    def check_input(cls, sample_shape: tuple[int, ...]) -> None:
-        """Refuse (ConfigError) samples of this shape; called when the run is built, before anything
+    def check_input(self, sample_shape: tuple[int, ...]) -> None:
+        """Refuse (ConfigError) samples of this shape; called once the run is built, before anything
         is written. Every shape is accepted by default."""
 
     def ce(self, out: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from replaycli.data.transforms import CropFlip
-from replaycli.errors import ConfigError, flag, integer
-from replaycli.methods.base import Batch, Memory, Method
+from replaycli.errors import flag, integer
+from replaycli.methods.base import Batch, Memory, Method, require_images
 
 
 class RAR(Method):
@@ -34,13 +34,8 @@ class RAR(Method):
         self.repeats = integer("repeats", repeats)
         self.augment = CropFlip(integer("padding", padding, 0), flag("flip", flip))
 
-    @classmethod
-    def check_input(cls, sample_shape: tuple[int, ...]) -> None:
-        if len(sample_shape) != 3:
-            raise ConfigError(
-                f"strategy=rar augments images [B, C, H, W]; this benchmark's samples have shape "
-                f"{tuple(sample_shape)}; allowed: an image benchmark, or strategy=replay"
-            )
+    def check_input(self, sample_shape: tuple[int, ...]) -> None:
+        require_images(sample_shape, "strategy=rar augments", "strategy=replay")
 
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(tuple(batch.x.shape[1:]))  # checked when the run is built; here for the Python API

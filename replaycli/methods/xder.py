@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from replaycli.data.dataset import StreamDataset
 from replaycli.data.transforms import CropFlip
-from replaycli.errors import ConfigError, flag, integer, number
-from replaycli.methods.base import Batch, Memory, Method, logits_of
+from replaycli.errors import flag, integer, number
+from replaycli.methods.base import Batch, Memory, Method, logits_of, require_images
 from replaycli.scenario import masked
 
 
@@ -226,6 +226,10 @@ class XDER(Method):
         if take.any():
             store.extras["logits"][pos[take]] = transplant(stored[take], out[take], y[take], cols, self.gamma)
 
+    def check_input(self, sample_shape: tuple[int, ...]) -> None:
+        if self.lambd > 0:  # the SupCon future preparation crops and flips views
+            require_images(sample_shape, "strategy=xder's future preparation augments", "strategy.lambd=0")
+
     def future_preparation(
         self, batch: Batch, memory: Memory | None, present: torch.Tensor, future: torch.Tensor
     ) -> torch.Tensor:
@@ -234,11 +238,7 @@ class XDER(Method):
         if memory is not None:
             mx, my, _, _ = memory.buffer.sample(self.simclr_batch_size, memory.generator)
             x, y = torch.cat([mx, x]), torch.cat([my, y])
-        if x.dim() != 4:
-            raise ConfigError(
-                f"strategy=xder's future preparation augments images [B, C, H, W]; these samples have shape "
-                f"{tuple(x.shape[1:])}; allowed: an image benchmark, or strategy.lambd=0"
-            )
+        self.check_input(tuple(x.shape[1:]))  # checked when the run is built; here for the Python API
         views = self.augment(
             x.repeat_interleave(self.simclr_num_aug, 0), memory.generator if memory is not None else None
         )

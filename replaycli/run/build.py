@@ -93,9 +93,9 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     selection = group(cfg, "selection", model=model, generator=generator)
     buffer = group(cfg, "buffer", selection_strategy=selection, generator=generator)
     rules.check_memory(cfg, method_class, buffer, bench)
-    method_class.check_input(tuple(bench.train_pool.sample_shape))  # e.g. RAR's crops need images
     mask = task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
     method = group(cfg, "strategy", model=model, optimizer=optimizer, mask=mask)
+    method.check_input(tuple(bench.train_pool.sample_shape))  # e.g. RAR's crops need images
     memory = Memory(buffer, cfg.mem_mb_size, generator) if buffer is not None else None
     run = Run(
         bench=bench,
@@ -112,6 +112,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
         mask=mask,
         metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )
+    run.make_loader(bench.train_stream[0].dataset, None)  # the loader's keys: refused now, not at the first experience
     run_state(run, generator)  # what a checkpoint cannot keep is refused now, not at the first checkpoint
     return run, generator
 

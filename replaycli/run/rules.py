@@ -103,8 +103,8 @@ def check_settings(cfg: DictConfig) -> None:
     choice("scenario", cfg.get("scenario"), SCENARIOS)
     flag("download", cfg.get("download"))
     threads = cfg.get("threads", 1)
-    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
-        raise ConfigError(f"threads={threads!r} is not allowed; allowed: auto, or an integer in [1, 1024]")
+    if threads != "auto":
+        integer("threads", threads, 1, 1024, otherwise="auto")
     flag("deterministic", cfg.get("deterministic"))
 
 
@@ -192,22 +192,12 @@ def check_memory(cfg: DictConfig, method: type[Method], buffer: Any, bench: Any)
                 f"strategy={name} trains on every sample seen so far; buffer.max_size={buffer.max_size} holds "
                 f"fewer than the stream's {total} training samples; allowed: buffer.max_size >= {total}"
             )
-    if not buffer.adaptive_size:  # fixed shares, one per group key: every key of the stream needs one
-        keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1, "task": bench.n_tasks}[
-            buffer.groupby
-        ]
-        if buffer.total_num_groups < keys:
-            key = next((k for k in ("total_num_classes", "num_experiences", "total_num_groups") if k in cfg.buffer), "")
-            raise ConfigError(
-                f"buffer.{key}={buffer.total_num_groups} fixes fewer shares than the stream's {keys} "
-                f"{buffer.groupby or 'group'} keys; allowed: >= {keys}, or buffer.adaptive_size=true"
-            )
-    if (cfg.get("loader") or {}).get("task_balanced_dataloader") and cfg.mem_mb_size < bench.n_tasks:
-        raise ConfigError(
-            f"mem_mb_size={cfg.mem_mb_size} cannot give each of the stream's {bench.n_tasks} task labels a "
-            f"memory sample per batch (loader.task_balanced_dataloader=true); allowed: mem_mb_size >= "
-            f"{bench.n_tasks}"
-        )
+    keys = {"class": bench.n_classes, "experience": bench.n_experiences, None: 1, "task": bench.n_tasks}
+    buffer.refuse_keys(keys.get(buffer.groupby, 0), prefix="buffer.")  # fixed shares: one per key of the stream
+    if (cfg.get("loader") or {}).get("task_balanced_dataloader"):  # the loader's own rule, for the whole stream
+        from replaycli.loaders import refuse_small
+
+        refuse_small("mem_mb_size", cfg.mem_mb_size, bench.n_tasks, "task labels of the stream (task-balanced loader)")
     selection = buffer.selection_strategy
     if cfg.buffer_update == "every_batch" and selection is not None and not selection.online:
         raise ConfigError(
