@@ -240,3 +240,14 @@ def read_stream(n: int) -> list:
     from replaycli.benchmarks import SplitDigits
 
     return list(SplitDigits(n_experiences=n).train_stream)
+
+
+def test_a_method_is_told_the_stream_it_trains_on():
+    """`Method.setting`: classes, sample shape, experiences, the run's generator and device, set
+    once the run is built, so a method asks instead of re-deriving them from its first batch."""
+    from conftest import build_run
+
+    run = build_run(["benchmark.n_experiences=2", "device=cpu"])
+    s = run.method.setting
+    assert (s.num_classes, s.input_shape, s.n_experiences) == (10, (1, 8, 8), 2)  # the 8x8 digits
+    assert s.generator is run.memory.generator and s.device == run.device

@@ -22,6 +22,18 @@ from replaycli.memory.buffer import Buffer
 from replaycli.scenario import masked
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What the run tells its method once built, before the first experience (`Method.setting`):
+    a method asks instead of re-deriving it."""
+
+    num_classes: int  # logits per sample: the stream's classes
+    input_shape: tuple[int, ...]  # one sample's shape, e.g. (1, 28, 28) or (64,)
+    n_experiences: int  # experiences in the training stream
+    generator: torch.Generator  # the run's generator: draws from it are seeded and resume exactly
+    device: torch.device  # where the model, the data and the memory live
+
+
 class Batch(NamedTuple):
     x: torch.Tensor  # [B, ...] current samples, training transforms applied
     y: torch.Tensor  # [B] class labels
@@ -98,6 +110,7 @@ class Method:
     trains_on_memory = False  # the memory takes each experience first and is all it trains on
     memory_groupby: str | None = None  # the grouping its buffer must have (None: any)
     holds_everything = False  # the buffer must keep every training sample of the stream (joint training)
+    setting: Setting | None = None  # the stream's classes, input shape, generator, device: set by the run once built
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None):
         self.model = model

@@ -75,7 +75,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     """The run's objects and its generator, built from `cfg` the same way every time (a resumed
     run rebuilds them, then loads its checkpoint over them; `replay resume` checks its targets
     with rules.check_targets first)."""
-    from replaycli.methods.base import Memory
+    from replaycli.methods.base import Memory, Setting
     from replaycli.run.checkpoint import run_state
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
@@ -95,7 +95,9 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     rules.check_memory(cfg, method_class, buffer, bench)
     mask = task_mask(bench).to(bench.train_pool.device) if cfg.scenario == "task_il" else None
     method = group(cfg, "strategy", model=model, optimizer=optimizer, mask=mask)
-    method.check_input(tuple(bench.train_pool.sample_shape))  # e.g. RAR's crops need images
+    shape = tuple(bench.train_pool.sample_shape)
+    method.setting = Setting(bench.n_classes, shape, bench.n_experiences, generator, device)  # what it may ask
+    method.check_input(shape)  # e.g. RAR's crops need images
     memory = Memory(buffer, cfg.mem_mb_size, generator) if buffer is not None else None
     run = Run(
         bench=bench,
