@@ -79,8 +79,13 @@ class BalancedExemplarsBuffer(ExemplarsBuffer):
         return [data for data, _ in self.groups().values()]
 
     def get_group_lengths(self, num_groups: int) -> list[int]:
-        """`max_size` split evenly over `num_groups`, the remainder going to the first ones."""
-        return group_lengths(num_groups, self.max_size)
+        """The capacity of groups 0..num_groups-1: adaptive, `max_size` split evenly over them (the
+        remainder to the first ones); fixed, each group's share of `total_num_groups` (the
+        remainder to the lowest keys, where Avalanche leaves it unused)."""
+        if self.adaptive_size:
+            return group_lengths(num_groups, self.max_size)
+        shares = group_lengths(self.total_num_groups or 0, self.max_size)
+        return (shares + [0] * num_groups)[:num_groups]
 
 
 class ExperienceBalancedBuffer(BalancedExemplarsBuffer):

@@ -13,7 +13,7 @@ live in `replaycli.data.protocols`, importable from here).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -355,3 +355,46 @@ def by_task(name: str, train: Samples, test: Samples) -> Benchmark:
         return [Samples(s.x[tasks == t], s.y[tasks == t], tasks[tasks == t]) for t in torch.unique(tasks).tolist()]
 
     return dataset_benchmark(parts(train), parts(test), name=name)
+
+
+def class_incremental_benchmark(
+    datasets_dict: Mapping[str, Any],
+    *,
+    class_order: Sequence[int] | None = None,
+    num_experiences: int | None = None,
+    num_classes_per_exp: Sequence[int] | None = None,
+    seed: int | None = None,
+) -> Benchmark:
+    """Avalanche 0.6's class-incremental generator: `datasets_dict` names a `train` and a `test`
+    data set; the classes, in `class_order` (else an order drawn from `seed`), are split over
+    `num_experiences`, or `num_classes_per_exp[i]` classes to experience i (`nc_benchmark`)."""
+    if class_order is not None and seed is not None:
+        raise ValueError("class_order and seed exclude each other: seed draws a class order")
+    if (num_experiences is None) == (num_classes_per_exp is None):
+        raise ValueError("give one of num_experiences and num_classes_per_exp")
+    if set(datasets_dict) != {"train", "test"}:
+        raise ValueError(f"datasets_dict has streams {sorted(datasets_dict)}; allowed: exactly train and test")
+    per_exp = None if num_classes_per_exp is None else dict(enumerate(num_classes_per_exp))
+    n = len(num_classes_per_exp) if num_classes_per_exp is not None else num_experiences or 0
+    return nc_benchmark(
+        datasets_dict["train"],
+        datasets_dict["test"],
+        n,
+        shuffle=class_order is None,
+        seed=seed,
+        fixed_class_order=class_order,
+        per_exp_classes=per_exp,
+        name="class_incremental_benchmark",
+    )
+
+
+def FixedSizeExperienceSplitter(  # Avalanche's name, a class there, for a generator of experiences
+    experience: Experience,
+    experience_size: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    seed: int | None = None,
+) -> Iterator[Experience]:
+    """Avalanche 0.6's online splitter: `experience` as mini-experiences of `experience_size`
+    samples (`split_online_stream` of that one experience)."""
+    yield from split_online_stream([experience], experience_size, shuffle, drop_last, seed)

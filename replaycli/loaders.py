@@ -25,13 +25,17 @@ _IGNORED = {
     "pin_memory",
     "persistent_workers",
     "prefetch_factor",
-    "collate_fn",
     "distributed_sampling",
 }  # one process, batches gathered by index: nothing for these to do
 
 
 def _options(kwargs: dict[str, Any]) -> tuple[bool, bool, torch.Generator | None]:
-    unknown = set(kwargs) - _IGNORED - {"shuffle", "drop_last", "generator"}
+    if kwargs.get("collate_fn") is not None:  # a list of samples never exists here: say so, never drop it quietly
+        raise TypeError(
+            "collate_fn is not used: batches are gathered as tensors (x, y, t) by index, without a list of "
+            "samples to collate; transform the batch after the loader instead"
+        )
+    unknown = set(kwargs) - _IGNORED - {"shuffle", "drop_last", "generator", "collate_fn"}
     if unknown:
         raise TypeError(f"unexpected dataloader arguments: {', '.join(sorted(unknown))}")
     return (
@@ -233,6 +237,43 @@ class TaskBalancedDataLoader(GroupBalancedDataLoader):
         if old is not None and new is not None and bool(old) != bool(new):
             raise TypeError("oversample_small_tasks and oversample_small_groups are one setting; give one")
         super().__init__(split_by_task(data), bool(old or new), **kwargs)
+
+
+class GroupBalancedInfiniteDataLoader:
+    """Avalanche's endless group-balanced loader: each step draws `batch_size` samples of every
+    group with replacement (uniformly, from `generator`), and the steps never end (`len` is
+    10**10, as Avalanche's). `collate_mbatches`, when given, receives the groups' `[x, y, t]`
+    mini-batches and returns the step's batch; by default they are concatenated."""
+
+    def __init__(
+        self,
+        datasets: Sequence[StreamDataset],
+        collate_mbatches: Any = None,
+        distributed_sampling: bool = True,
+        batch_size: int = 1,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ):
+        _options(kwargs)  # refuses what it does not know (and collate_fn)
+        self.datasets = [d for d in datasets]
+        if not self.datasets or not all(len(d) for d in self.datasets):
+            raise ValueError("GroupBalancedInfiniteDataLoader needs one or more datasets, none empty")
+        self.batch_size = batch("batch_size", batch_size)
+        self.collate_mbatches, self.generator = collate_mbatches, generator
+
+    def __len__(self) -> int:
+        return 10**10
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            parts = []
+            for d in self.datasets:
+                draw = torch.randint(len(d), (self.batch_size,), generator=self.generator)
+                parts.append(list(d.train().batch(draw.to(d.ids.device), self.generator)))
+            if self.collate_mbatches is not None:
+                yield self.collate_mbatches(parts)
+            else:
+                yield tuple(torch.cat([p[k] for p in parts]) for k in range(3))
 
 
 class ReplayDataLoader(_MatrixLoader):

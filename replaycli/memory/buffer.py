@@ -40,6 +40,27 @@ class Selection(Protocol):
         """Positions of `data`, best first; only the first `limit` need be exact."""
 
 
+class SortedIndices:
+    """A selection that only defines Avalanche's `make_sorted_indices(strategy, data)`, with no
+    base class: it ranks whole groups (`strategy` is what `update(strategy)` was given last)."""
+
+    online = False
+
+    def __init__(self, selection: Any):
+        if not callable(getattr(selection, "make_sorted_indices", None)):
+            raise ConfigError(
+                f"selection {type(selection).__name__} has neither rank(data, limit) nor make_sorted_indices(strategy, "
+                "data); allowed: a class with one of them (replaycli.selection)"
+            )
+        self.selection, self.strategy = selection, None
+
+    def rank(self, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
+        return torch.as_tensor(self.selection.make_sorted_indices(self.strategy, data), dtype=torch.int64)
+
+    def scores(self, data: StreamDataset) -> torch.Tensor:
+        raise TypeError("a ranking selection scores no sample on arrival")  # online is False: never called
+
+
 class Buffer:
     """A rehearsal memory of at most `max_size` samples; `buffer` is the dataset it holds now.
 
@@ -60,6 +81,8 @@ class Buffer:
         generator: torch.Generator | None = None,
     ):
         self.max_size = integer("max_size", max_size, 0)
+        if selection_strategy is not None and not hasattr(selection_strategy, "rank"):
+            selection_strategy = SortedIndices(selection_strategy)  # Avalanche's duck-typed selection
         self.refuse_unpaired(selection_strategy)
         choice("groupby", groupby, GROUPBY)
         flag("adaptive_size", adaptive_size)
