@@ -49,8 +49,8 @@ class SortedIndices:
     def __init__(self, selection: Any):
         if not callable(getattr(selection, "make_sorted_indices", None)):
             raise ConfigError(
-                f"selection {type(selection).__name__} has neither rank(data, limit) nor make_sorted_indices(strategy, "
-                "data); allowed: a class with one of them (replaycli.selection)"
+                f"selection {type(selection).__name__} has no rank(data, limit), no make_sorted_indices(strategy, "
+                "data) and is not online (scores(data)); allowed: a class with one of them (replaycli.selection)"
             )
         self.selection, self.strategy = selection, None
 
@@ -81,8 +81,9 @@ class Buffer:
         generator: torch.Generator | None = None,
     ):
         self.max_size = integer("max_size", max_size, 0)
-        if selection_strategy is not None and not hasattr(selection_strategy, "rank"):
-            selection_strategy = SortedIndices(selection_strategy)  # Avalanche's duck-typed selection
+        ranks = hasattr(selection_strategy, "rank") or getattr(selection_strategy, "online", False)
+        if selection_strategy is not None and not ranks:  # Avalanche's duck-typed selection
+            selection_strategy = SortedIndices(selection_strategy)
         self.refuse_unpaired(selection_strategy)
         choice("groupby", groupby, GROUPBY)
         flag("adaptive_size", adaptive_size)
