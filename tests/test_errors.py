@@ -67,6 +67,14 @@ BAD = [
         ["benchmark.n_experiences=3 does not divide the 10 classes; allowed: [1, 2, 5, 10]", "allowed: [1, 2, 5, 10]"],
     ),
     ("class-order", ["benchmark.class_order=[0,1]"], ["class_order=[0, 1] must be a permutation"]),
+    ("class-order-float", ["benchmark.class_order=[9.5,8,7,6,5,4,3,2,1,0]"], ["class_order=[9.5, 8, 7"]),
+    (  # Hydra's own log line about the import was printed before ours
+        "method-not-importable",
+        ["strategy._target_=nope.Nope"],
+        ["strategy=replay cannot be built: Error loading 'nope.Nope': ModuleNotFoundError"],
+    ),
+    ("method-not-a-class", ["strategy._target_=os.path.join"], ["names os.path.join, which is not a class"]),
+    ("loader-flag", ["loader.shuffle=maybe"], ["loader.shuffle='maybe' is not allowed; allowed: true, false"]),
     (
         "unknown-argument",
         ["+model.foo=1"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_run, compose_cfg, run_cli
+from conftest import build_run, compose_cfg, options, run_cli
 
 from replaycli.errors import ConfigError
 from replaycli.methods.base import Batch
@@ -275,3 +275,19 @@ def test_every_strategy_runs_end_to_end(tmp_path):
         f"replaycli.methods.{c}"
         for c in ("er.Replay", "weighted.Weighted", "gdumb.GDumb", "der.DER", "der.DERpp", "der.DERpp")
     ]
+
+
+@pytest.mark.parametrize("strategy", [*options("strategy"), "buffer=gss"])
+def test_every_strategy_runs_alone_with_its_papers_protocol(strategy, tmp_path, capsys):
+    """`replay run strategy=X` and nothing else about the method: its YAML brings the protocol
+    (update, buffer, optimizer) it needs; only the run's size is made small here."""
+    from replaycli.cli import main
+
+    if strategy == "gem":
+        pytest.importorskip("quadprog")  # the gem extra
+    chosen = strategy if "=" in strategy else f"strategy={strategy}"
+    small = ["epochs=1", "progress=none", "benchmark.n_experiences=2", "model.hidden_size=16", "device=cpu"]
+    code = main(["run", chosen, *small, f"hydra.run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert read_run(tmp_path / "run").complete and len(read_run(tmp_path / "run").accuracy) == 2

@@ -108,19 +108,32 @@ def check_settings(cfg: DictConfig) -> None:
     flag("deterministic", cfg.get("deterministic"))
 
 
+def locate(target: str) -> Any:
+    """The object `target` names, through Hydra's public `get_object`, without the error line it
+    logs when the target cannot be imported (the build then says so, in one line of ours)."""
+    import logging
+
+    from hydra.utils import get_object
+
+    log = logging.getLogger("hydra.utils")
+    was, log.disabled = log.disabled, True
+    try:
+        return get_object(target)
+    finally:
+        log.disabled = was
+
+
 def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> None:
     """Every key of every group's option is an argument its `_target_` takes, beside what Python
     passes (`injected`): `+model.foo=1` is refused here, not as a TypeError deep in the build."""
     import inspect
-
-    from hydra._internal.utils import _locate  # hydra.utils.get_object, without its log line on failure
 
     for group, node in cfg.items():
         target = node.get("_target_") if isinstance(node, DictConfig) else None
         if target is None:
             continue
         try:
-            params = inspect.signature(_locate(str(target))).parameters.values()
+            params = inspect.signature(locate(str(target))).parameters.values()
         except Exception:  # noqa: BLE001 (not importable: the build says so, in one line)
             continue
         if any(p.kind == p.VAR_KEYWORD for p in params):
@@ -133,14 +146,15 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
 
 
 def method_class(cfg: DictConfig) -> type[Method]:
-    from hydra.utils import get_class
-
+    target = str(cfg.strategy._target_)
     try:
-        method = cast("type[Method]", get_class(str(cfg.strategy._target_)))
+        found = locate(target)
     except Exception as e:  # noqa: BLE001 (Hydra's ImportError / ValueError for a target it cannot load)
-        raise ConfigError(
-            f"strategy={option(cfg, 'strategy', str(cfg.strategy._target_))} cannot be built: {first_line(e)}"
-        ) from None
+        why = " ".join(str(e).split())[:300]  # Hydra's message spans lines: the module that is missing is on the second
+        raise ConfigError(f"strategy={option(cfg, 'strategy', target)} cannot be built: {why}") from None
+    if not isinstance(found, type):
+        raise ConfigError(f"strategy={option(cfg, 'strategy', target)} names {target}, which is not a class")
+    method = cast("type[Method]", found)
     name = option(cfg, "strategy", method.__name__)
     if cfg.buffer_update not in method.protocols:
         raise ConfigError(
