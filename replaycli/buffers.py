@@ -9,6 +9,8 @@ optional `selection_strategy` (default: random keys, i.e. reservoir sampling per
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from replaycli.data.dataset import StreamDataset
@@ -39,10 +41,38 @@ class GroupBuffer:
 
 
 class ExemplarsBuffer(Buffer):
-    """A rehearsal memory of at most `max_size` samples, grouped or not (the Avalanche base)."""
+    """A rehearsal memory of at most `max_size` samples, grouped or not (the Avalanche base): the
+    one `Buffer` with Avalanche's ways in (`update`, `post_adapt`, `update_from_dataset`) and its
+    views of what is stored (`targets`, `targets_task_labels`, `task_set`)."""
 
     def update_from_dataset(self, dataset: StreamDataset, strategy: object = None) -> None:
         self.add(dataset)
+
+    def update(self, strategy: Any, **kwargs: Any) -> None:
+        """Avalanche's `update(strategy)`: add `strategy.experience` (its dataset and index)."""
+        exp = strategy.experience
+        if self.selection_strategy is not None:  # Avalanche's make_sorted_indices reads it
+            self.selection_strategy.strategy = strategy
+        self.add(exp.dataset, int(getattr(exp, "current_experience", 0)), **kwargs)
+
+    def post_adapt(self, agent: Any, exp: Any) -> None:
+        """Avalanche 0.6's name of `update`: add experience `exp` (the agent is what selection sees)."""
+        if self.selection_strategy is not None:
+            self.selection_strategy.strategy = agent
+        self.add(exp.dataset, int(getattr(exp, "current_experience", 0)))
+
+    @property
+    def targets(self) -> Any:
+        """The stored samples' labels (`.uniques`, `.count`, `.val_to_idx`), as on a dataset."""
+        return self.buffer.targets
+
+    @property
+    def targets_task_labels(self) -> Any:
+        return self.buffer.targets_task_labels
+
+    @property
+    def task_set(self) -> Any:
+        return self.buffer.task_set
 
 
 class ReservoirSamplingBuffer(ExemplarsBuffer):

@@ -112,32 +112,6 @@ class Buffer:
         self.store.append(data, experience, groups, self.new_scores(data), extras)
         self._select(touched=groups)
 
-    def update(self, strategy: Any, **kwargs: Any) -> None:
-        """Avalanche's `update(strategy)`: add `strategy.experience` (its dataset and index)."""
-        exp = strategy.experience
-        if self.selection_strategy is not None:  # Avalanche's make_sorted_indices reads it
-            self.selection_strategy.strategy = strategy
-        self.add(exp.dataset, int(getattr(exp, "current_experience", 0)), **kwargs)
-
-    def post_adapt(self, agent: Any, exp: Any) -> None:
-        """Avalanche 0.6's name of `update`: add experience `exp` (the agent is what selection sees)."""
-        if self.selection_strategy is not None:
-            self.selection_strategy.strategy = agent
-        self.add(exp.dataset, int(getattr(exp, "current_experience", 0)))
-
-    @property
-    def targets(self) -> Any:
-        """The stored samples' labels (`.uniques`, `.count`, `.val_to_idx`), as on a dataset."""
-        return self.buffer.targets
-
-    @property
-    def targets_task_labels(self) -> Any:
-        return self.buffer.targets_task_labels
-
-    @property
-    def task_set(self) -> Any:
-        return self.buffer.task_set
-
     def resize(self, strategy: Any, new_size: int) -> None:
         """Change `max_size`; when shrinking, each group drops its last-ranked samples."""
         self.max_size = integer("new_size", new_size, 0)
