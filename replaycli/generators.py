@@ -389,11 +389,7 @@ def class_incremental_benchmark(
 
 
 def FixedSizeExperienceSplitter(  # Avalanche's name, a class there, for a generator of experiences
-    experience: Experience,
-    experience_size: int,
-    shuffle: bool = True,
-    drop_last: bool = False,
-    seed: int | None = None,
+    experience: Experience, experience_size: int, shuffle: bool = True, drop_last: bool = False, seed: int | None = None
 ) -> Iterator[Experience]:
     """Avalanche 0.6's online splitter: `experience` as mini-experiences of `experience_size`
     samples (`split_online_stream` of that one experience)."""

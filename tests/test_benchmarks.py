@@ -7,14 +7,7 @@ import pytest
 import torch
 from rawfiles import balanced_labels, write_cifar10, write_cifar100, write_mnist
 
-from replaycli.benchmarks import (
-    PermutedMNIST,
-    SplitCIFAR10,
-    SplitCIFAR100,
-    SplitDigits,
-    SplitFMNIST,
-    SplitMNIST,
-)
+from replaycli.benchmarks import PermutedMNIST, SplitCIFAR10, SplitCIFAR100, SplitDigits, SplitFMNIST, SplitMNIST
 from replaycli.errors import ConfigError
 from replaycli.sources import expected_files
 

@@ -13,11 +13,7 @@ from replaycli.outputs.formulas import bwt, forgetting
 from replaycli.outputs.rundir import RunWriter, read_run
 
 # rows: after training experience i; columns: accuracy on test experience j
-ACC = [
-    [0.90, 0.10, 0.00],
-    [0.95, 0.80, 0.05],
-    [0.50, 0.60, 0.70],
-]
+ACC = [[0.90, 0.10, 0.00], [0.95, 0.80, 0.05], [0.50, 0.60, 0.70]]
 
 
 def test_forgetting_and_bwt_on_a_hand_made_matrix():

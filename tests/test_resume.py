@@ -166,11 +166,7 @@ def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(finished, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "target, message",
-    [
-        ("nowhere", "is not a directory"),
-        ("empty", "is not a run directory (no config.yaml)"),
-    ],
+    "target, message", [("nowhere", "is not a directory"), ("empty", "is not a run directory (no config.yaml)")]
 )
 def test_resume_of_something_that_is_not_a_run(tmp_path, capsys, target, message):
     (tmp_path / "empty").mkdir()

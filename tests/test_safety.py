@@ -430,3 +430,47 @@ def test_overwrite_never_removes_a_folder_of_runs(tmp_path):
         p = run_cli("run", *flag, *SHORT, f"hydra.{'sweep' if flag else 'run'}.dir={runs}", "--overwrite", cwd=tmp_path)
         assert p.returncode == 2 and "holds files that are not a replaycli run or sweep" in p.stderr
     assert files(runs) == before
+
+
+def test_a_file_of_the_working_directory_never_shadows_an_installed_package(tmp_path):
+    """A received folder holding `sklearn.py` (the embedded digits import scikit-learn) runs
+    nothing of it: the working directory is searched only for a target of the user's own, and
+    after every installed package (as a process of its own: sklearn is imported in this one)."""
+    from conftest import replay
+
+    (tmp_path / "sklearn.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\nraise SystemExit(0)\n")
+    p = replay("run", *SHORT, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert not (tmp_path / "ran").exists() and read_run(tmp_path / "run").complete
+
+
+def test_the_working_directory_is_searched_last_and_only_for_a_users_target(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in (str(tmp_path), "")])
+    code, _, err = cli("run", *SHORT, f"hydra.run.dir={tmp_path / 'plain'}", capsys=capsys)
+    assert code == 0 and str(tmp_path) not in sys.path, err  # shipped targets only: not searched at all
+    module = f"user_data_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(
+        "import torch\nfrom replaycli.generators import nc_benchmark\n\n"
+        "def make():\n    x, y = torch.randn(40, 6), torch.arange(40) % 4\n"
+        "    return nc_benchmark((x, y), (x, y), 2, shuffle=False)\n"
+    )
+    code, _, err = cli(
+        "run",
+        "benchmark=custom",
+        f"benchmark._target_={module}.make",
+        "epochs=1",
+        "progress=none",
+        f"hydra.run.dir={tmp_path / 'mine'}",
+        capsys=capsys,
+    )
+    assert code == 0, err
+    assert sys.path[-1] == str(tmp_path) and sys.path.index(str(tmp_path)) == len(sys.path) - 1  # last
+
+
+def test_hydras_flag_that_unpickles_a_file_is_refused(tmp_path):
+    (tmp_path / "config.pickle").write_bytes(b"not read")
+    p = run_cli("run", "--experimental-rerun", str(tmp_path / "config.pickle"), cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith("error: --experimental-rerun is refused: it unpickles FILE")

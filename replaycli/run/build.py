@@ -123,13 +123,27 @@ def check(cfg: DictConfig) -> None:
     """The config before anything is built: it resolves (`seed=${foo}` does not), the run's own
     keys, and every key of every group is an argument of the group's target."""
     try:
-        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]), resolve=True)
+        tree = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]), resolve=True)
     except Exception as e:  # noqa: BLE001 (omegaconf's interpolation errors)
         raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
     rules.check_settings(cfg)
-    if os.getcwd() not in sys.path:  # a user's own `_target_` (mydata.make, my_methods.X): the working directory
-        sys.path.insert(0, os.getcwd())
+    working_directory_last(tree)
     rules.check_arguments(cfg, INJECTED)
+
+
+def working_directory_last(tree: Any) -> None:
+    """A `_target_` of the user's own (mydata.make, my_methods.X) whose module is no installed one
+    but a file of the working directory: the working directory is searched then, and last, after
+    every installed package. A file there named like a package (sklearn.py, PIL.py in a received
+    folder) never shadows it, and a config that names only installed targets never searches it."""
+    import importlib.util
+
+    cwd = os.getcwd()
+    for _, target in rules.targets(tree):
+        top = target.split(".")[0]
+        here = os.path.isfile(os.path.join(cwd, f"{top}.py")) or os.path.isfile(os.path.join(cwd, top, "__init__.py"))
+        if here and cwd not in sys.path and importlib.util.find_spec(top) is None:
+            sys.path.append(cwd)
 
 
 def settle(cfg: DictConfig) -> torch.Generator:

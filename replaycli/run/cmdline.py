@@ -59,9 +59,11 @@ HYDRA_FLAGS = {  # what Hydra's argparse takes (replay run --help)
     "-cn",
     "--config-dir",
     "-cd",
-    "--experimental-rerun",
     "--info",
     "-i",
+}
+REFUSED_FLAGS = {  # Hydra's flags replay run does not pass on, and why
+    "--experimental-rerun": "it unpickles FILE, and a pickle can carry code; replay resume RUN_DIR goes on with a run"
 }
 MODES = {  # Hydra's flags that choose what it does: at most one of them
     "--run": "--run",
@@ -219,6 +221,9 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
 def check_flags(args: list[str]) -> list[str]:
     """The flags among `args` (Hydra's): at most one that chooses what Hydra does, none unknown."""
     flags = [a for a in args if a.startswith("-")]
+    refused = next((f.split("=")[0] for f in flags if f.split("=")[0] in REFUSED_FLAGS), None)
+    if refused is not None:
+        raise ConfigError(f"{refused} is refused: {REFUSED_FLAGS[refused]}")
     modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
     if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
         allowed = ", ".join(dict.fromkeys(MODES.values()))
