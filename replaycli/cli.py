@@ -39,7 +39,7 @@ def run(args: list[str]) -> int:
     from replaycli.run import cmdline
     from replaycli.run.runner import Refused, hydra_main, launch
 
-    args, target, made, cfg = cmdline.prepare(args)  # Hydra's own errors as one line, before any directory is made
+    args, target, made, cfg, aside = cmdline.prepare(args)  # Hydra's own errors in one line, before any directory
     sys.argv = cmdline.hydra_argv(args)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
@@ -65,6 +65,7 @@ def run(args: list[str]) -> int:
         cmdline.launcher_failure(e, args, target, made)
         raise
     finally:
+        cmdline.settle_aside(aside, target)  # --overwrite: the old run goes only once the new one has written
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

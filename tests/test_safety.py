@@ -417,7 +417,8 @@ def test_overwrite_never_removes_a_directory_that_is_not_a_run(tmp_path):
     for extra in ([], ["--overwrite"]):
         p = run_cli("run", *SHORT, f"hydra.run.dir={mine}", *extra, cwd=tmp_path)
         assert (
-            p.returncode == 2 and "holds files that are not a replaycli run or sweep; nothing was written" in p.stderr
+            p.returncode == 2
+            and "holds chapter1.tex, which is not a replaycli run or sweep; nothing was written" in p.stderr
         )
     assert [f.name for f in mine.iterdir()] == ["chapter1.tex"] and (mine / "chapter1.tex").read_text() == "precious\n"
 
@@ -428,7 +429,7 @@ def test_overwrite_never_removes_a_folder_of_runs(tmp_path):
     before = files(runs)
     for flag in ([], ["-m"]):
         p = run_cli("run", *flag, *SHORT, f"hydra.{'sweep' if flag else 'run'}.dir={runs}", "--overwrite", cwd=tmp_path)
-        assert p.returncode == 2 and "holds files that are not a replaycli run or sweep" in p.stderr
+        assert p.returncode == 2 and "holds a, which is not a replaycli run or sweep" in p.stderr
     assert files(runs) == before
 
 
@@ -474,3 +475,34 @@ def test_hydras_flag_that_unpickles_a_file_is_refused(tmp_path):
     (tmp_path / "config.pickle").write_bytes(b"not read")
     p = run_cli("run", "--experimental-rerun", str(tmp_path / "config.pickle"), cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.startswith("error: --experimental-rerun is refused: it unpickles FILE")
+
+
+def test_overwrite_loses_nothing_when_the_new_run_is_refused(tmp_path):
+    """`--overwrite` sets the old run aside until the new one has written: a value refused when
+    the run is built (after the command line was read) leaves the old run as it was, byte for byte."""
+    run = tmp_path / "A"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    before = files(run)
+    for bad in ("seed=abc", "buffer.max_size=-5", "loader.shuffle=maybe"):
+        p = run_cli("run", *SHORT, bad, f"hydra.run.dir={run}", "--overwrite", cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+        assert files(run) == before, bad
+    assert [p.name for p in tmp_path.iterdir()] == ["A"]  # no set-aside copy left behind
+    p = run_cli("run", *SHORT, "seed=4", f"hydra.run.dir={run}", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0 and read_run(run).summary["seed"] == 4, p.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["A"]
+
+
+def test_overwrite_never_removes_a_run_folder_that_holds_someone_elses_file(tmp_path):
+    run = tmp_path / "A"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    (run / "thesis.tex").write_text("precious\n")
+    before = files(run)
+    p = run_cli("run", *SHORT, f"hydra.run.dir={run}", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 2 and "holds thesis.tex, which is not a replaycli run or sweep" in p.stderr
+    assert files(run) == before
+    lone = tmp_path / "B"  # a config.yaml alone is no run
+    lone.mkdir()
+    (lone / "config.yaml").write_text("mine: 1\n")
+    p = run_cli("run", *SHORT, f"hydra.run.dir={lone}", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 2 and (lone / "config.yaml").read_text() == "mine: 1\n"

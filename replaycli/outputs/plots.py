@@ -23,11 +23,11 @@ from typing import Any
 from replaycli.outputs import compare, formulas, rundir, sweepdir
 from replaycli.outputs.figures import DPI, Style, colours, describe, figure, save
 from replaycli.outputs.files import OutputError
+from replaycli.outputs.rundir import RUN_FIGURES
+from replaycli.outputs.sweepdir import SWEEP_FIGURES
 
 FORMATS = ("png", "pdf", "svg")
-RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")
 CONFUSION_FIGURE = "confusion"  # runs with a confusion matrix only
-SWEEP_FIGURES = ("final_accuracy", "seen_accuracy")
 
 
 # --- a run ------------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "summary.json",
 )
 CHECKPOINT = "checkpoint.pt"
+RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")  # replay plot RUN_DIR: NAME[SUFFIX].FORMAT
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
 CONFUSION, LOG, CLASS_NAMES = "confusion.csv", "run.log", "class_names.json"
 # accuracy.csv's siblings: a record's key -> its table (written when the records hold the key)
 SIDE_TABLES = {
@@ -67,6 +69,22 @@ SIDE_TABLES = {
     "val_accuracy": "val_accuracy.csv",
     "val_task_il_accuracy": "val_task_il_accuracy.csv",
 }
+
+
+RUN_FILES = (  # every name a run writes into its directory (and the logger's default folder)
+    CONFIG,
+    ACCURACY,
+    HISTOGRAM,
+    METRICS,
+    SUMMARY,
+    CHECKPOINT,
+    CONFUSION,
+    LOG,
+    CLASS_NAMES,
+    *SIDE_TABLES.values(),
+    ".hydra",
+    "tensorboard",
+)
 
 
 def stale_temporaries(root: Path) -> list[Path]:

@@ -16,9 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs.files import OutputError, csv_text, fmt, read_csv_text, read_json, read_text, write_atomic
-from replaycli.outputs.rundir import ACCURACY, CONFIG, is_run, read_summary, read_table
+from replaycli.outputs.rundir import (
+    ACCURACY,
+    CONFIG,
+    FIGURE_FORMATS,
+    RUN_FIGURES,
+    RUN_FILES,
+    is_run,
+    read_summary,
+    read_table,
+)
 
 SWEEP_SUMMARY = "summary.csv"
+PLAN, DONE = ".sweep.json", ".sweep.done"  # the sweep's plan (jobs, start) and one byte per finished job
+MULTIRUN = "multirun.yaml"  # Hydra's record of the sweep
+SWEEP_FIGURES = ("final_accuracy", "seen_accuracy")  # replay plot SWEEP_DIR: NAME[SUFFIX].FORMAT
 FAILURE = "failure.json"
 OVERRIDES = ".hydra/overrides.yaml"
 HYDRA_CONFIG = ".hydra/hydra.yaml"
@@ -268,3 +280,30 @@ def find_outputs(root: Path) -> tuple[list[Path], list[Path]]:
     runs = sorted((c for c in children if is_run(c)), key=started, reverse=True)
     sweeps = sorted((c for c in children if is_sweep(c)), key=started, reverse=True)
     return runs, sweeps
+
+
+def foreign(path: Path, sweep: bool) -> str | None:
+    """What in `path` replaycli did not write: None when it is a run (`sweep=False`: Hydra's
+    record of its overrides, or a sweep job's record of its failure, then nothing but a run's
+    files and figures) or a sweep (Hydra's multirun.yaml or our summary, then nothing but the
+    sweep's files, figures and such runs); else the first name that is not ours. `--overwrite`
+    removes only what this says is ours: never a folder for one file name (a config.yaml)."""
+    path = Path(path)
+    figures: tuple[str, ...]
+    if sweep:
+        names, figures = {MULTIRUN, SWEEP_SUMMARY, PLAN, DONE, ".hydra"}, SWEEP_FIGURES
+        marked = (path / MULTIRUN).is_file() or (path / SWEEP_SUMMARY).is_file()
+    else:
+        names, figures = {*RUN_FILES, FAILURE}, RUN_FIGURES
+        marked = (path / OVERRIDES).is_file() or (path / FAILURE).is_file()
+    entries = sorted(path.iterdir())
+    if not marked:
+        return entries[0].name if entries else "."
+    for entry in entries:
+        name = entry.name
+        figure = entry.suffix in FIGURE_FORMATS and name.startswith(figures)
+        run = sweep and entry.is_dir() and not entry.is_symlink() and foreign(entry, False) is None
+        temporary = name.startswith(".") and name.endswith(".tmp")  # an atomic write cut short
+        if not (name in names or figure or run or temporary):
+            return name
+    return None

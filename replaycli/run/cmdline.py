@@ -79,35 +79,56 @@ MODES = {  # Hydra's flags that choose what it does: at most one of them
 }
 
 
-def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictConfig | None]:
+def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictConfig | None, Path | None]:
     """`replay run ARGS` checked before anything runs: (ARGS without `--overwrite`, the run or sweep
     directory, the outermost directory above it that this run will create, and, for a plain single
-    run, its config as composed, Hydra's section included, for `runner.launch`). A directory that
-    holds a run or a sweep already is refused, unless `--overwrite` (then it is removed first)."""
+    run, its config as composed, Hydra's section included, for `runner.launch`; and where
+    `--overwrite` set the old run or sweep aside). A directory that holds a run or a sweep already
+    is refused, unless `--overwrite` (it is set aside, then removed once the new one has written)."""
     overwrite = "--overwrite" in args
     args = [a for a in args if a != "--overwrite"]
     target, made, cfg = check_command_line(args)
+    aside = None
     if target is not None and target.is_dir() and any(target.iterdir()):
-        from replaycli.outputs import rundir, sweepdir
+        from replaycli.outputs import sweepdir
 
         sweep = is_multirun(args)
         what = "a sweep" if sweep else "a run"
-        # what --overwrite may remove: a run (or a sweep's job), or a sweep (multirun.yaml, summary.csv),
-        # never a folder that merely holds runs (outputs/runs) or anything else
-        marks = ("multirun.yaml", sweepdir.SWEEP_SUMMARY)
-        ours = any((target / m).is_file() for m in marks) if sweep else rundir.is_run(target) or sweepdir.is_job(target)
-        if not overwrite or not ours:  # --overwrite replaces a run or a sweep, never other files
-            held = f"holds {what} already" if ours else "holds files that are not a replaycli run or sweep"
-            way = "or --overwrite to replace it" if ours else "--overwrite replaces only a run or a sweep"
+        # what --overwrite may remove: a run (or a sweep's job), or a sweep, each holding nothing but what replaycli
+        # writes; never a folder that merely holds runs (outputs/runs), nor one with a file of someone else's
+        other = sweepdir.foreign(target, sweep)
+        if not overwrite or other is not None:  # --overwrite replaces a run or a sweep, never other files
+            held = f"holds {what} already" if other is None else f"holds {other}, which is not a replaycli run or sweep"
+            way = "or --overwrite to replace it" if other is None else "--overwrite replaces only a run or a sweep"
             raise ConfigError(
                 f"{target} {held}; nothing was written; allowed: another directory, "
                 f"replay resume {target} (a run), {way}"
             )
-        shutil.rmtree(target)
+        aside = set_aside(target)  # removed once the new run has written, put back if it is refused
     if target is not None and cfg is None:  # pin the directory composed here (a ${now:...} default would differ
         key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"  # in Hydra's own composition)
         args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]
-    return args, target, made, cfg
+    return args, target, made, cfg, aside
+
+
+def set_aside(target: Path) -> Path:
+    """`--overwrite`: the old run or sweep renamed to a hidden sibling, until the new one has
+    written (`settle_aside`): a new run refused after the command line was read loses nothing."""
+    aside = target.parent / f".{target.name}.replaced-{os.getpid()}"
+    os.rename(target, aside)
+    return aside
+
+
+def settle_aside(aside: Path | None, target: Path | None) -> None:
+    """The old run set aside by `--overwrite`: removed when the new one wrote into `target`, put
+    back when it wrote nothing (refused, or stopped before its first file)."""
+    if aside is None or target is None or not aside.exists():
+        return
+    if target.is_dir() and any(p.is_file() for p in target.rglob("*") if not p.is_relative_to(target / ".hydra")):
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(aside, target)
 
 
 def is_multirun(args: list[str]) -> bool:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from replaycli.errors import first_line
 from replaycli.outputs import files, sweepdir
+from replaycli.outputs.sweepdir import DONE, PLAN
 
 
 def sweep_dir(config: DictConfig) -> Path:
@@ -39,9 +40,6 @@ class AtomicHydraFiles(Callback):
         import hydra.core.utils
 
         hydra.core.utils._save_config = _save_config_atomically
-
-
-PLAN, DONE = ".sweep.json", ".sweep.done"  # the sweep's plan (jobs, start) and one byte per finished job
 
 
 class SweepSummary(Callback):
