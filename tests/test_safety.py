@@ -152,17 +152,28 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_summary_matches_the_check
     assert read_run(run).complete
 
 
-def test_two_resumes_of_one_directory_the_second_is_refused(tmp_path, capsys):
+def test_a_run_directory_in_use_is_neither_resumed_nor_overwritten(tmp_path, capsys):
     import fcntl
+    import os
 
-    run = stopped_run(tmp_path / "run")
-    with open(run / CONFIG, "rb") as f:  # a resume in progress holds this lock
-        fcntl.flock(f, fcntl.LOCK_EX)
+    run = tmp_path / "run"
+    with stopping_at(1):  # through replay run: Hydra's record is there, as in any run of the command line
+        assert cli("run", *SHORT, f"hydra.run.dir={run}", capsys=capsys)[0] == 130
+    before = files(run)
+    fd = os.open(run, os.O_RDONLY)  # a run or a resume training there holds this lock (another open file)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         code, _, err = cli("resume", str(run), capsys=capsys)
-    assert (
-        code == 2 and err == f"error: RUN_DIR={run} is being resumed by another process; refused: wait for it to end\n"
-    )
-    assert not read_run(run).complete
+        assert code == 2 and err == (
+            f"error: {run} is in use: a replay process is training in it now; refused: wait for it to end, "
+            "or use another directory\n"
+        )
+        p = run_cli("run", *SHORT, f"hydra.run.dir={run}", "--overwrite", cwd=tmp_path)  # nor replaced under it
+        assert p.returncode == 2 and "is in use: a replay process is training in it now" in p.stderr, p.stderr
+    finally:
+        os.close(fd)  # the kernel releases the lock with it (as when the process dies)
+    assert not read_run(run).complete and files(run) == before
+    assert cli("resume", str(run), capsys=capsys)[0] == 0 and read_run(run).complete
 
 
 def test_resume_deletes_only_its_own_temporary_files(tmp_path, capsys):

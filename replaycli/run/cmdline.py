@@ -104,7 +104,10 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
                 f"{target} {held}; nothing was written; allowed: another directory, "
                 f"replay resume {target} (a run), {way}"
             )
-        aside = set_aside(target)  # removed once the new run has written, put back if it is refused
+        from replaycli.run.runner import held as holding
+
+        with holding(target):  # a run training there now is refused, not replaced under it
+            aside = set_aside(target)  # removed once the new run has written, put back if it is refused
     if target is not None and cfg is None:  # pin the directory composed here (a ${now:...} default would differ
         key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"  # in Hydra's own composition)
         args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]

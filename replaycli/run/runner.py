@@ -4,6 +4,7 @@ the run directory and a checkpoint after every experience."""
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import shutil
 import time
@@ -55,9 +56,7 @@ def execute(
     are labelled; with progress=auto or none it prints none: the sweep prints one line per job).
     `stop_before`: raise `Stopped` at the start of that experience (`replay check`).
     """
-    from replaycli.run import checkpoint
     from replaycli.run.build import build
-    from replaycli.run.loop import run_experience
 
     start = time.perf_counter()
     run, generator = build(cfg)
@@ -66,6 +65,26 @@ def execute(
             f"hydra/sweeper=optuna maximises {objective}, the accuracy on a validation stream; allowed: "
             "benchmark.validation=0.1 (a share of each experience held out of training)"
         )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with held(out_dir):  # one trainer per directory, from its first write to its end
+        return train(cfg, run, generator, out_dir, resume, job, stop_before, start)
+
+
+def train(
+    cfg: DictConfig,
+    run: Any,
+    generator: Any,
+    out_dir: Path,
+    resume: dict[str, Any] | None,
+    job: int | None,
+    stop_before: int | None,
+    start: float,
+) -> dict[str, Any]:
+    """`execute`'s experiences, their checkpoints and tables, once the run is built and its
+    directory held."""
+    from replaycli.run import checkpoint
+    from replaycli.run.loop import run_experience
+
     writer, report, log = outputs(cfg, run, out_dir, job)
     done, before, resumes = begin(cfg, run, generator, writer, report, resume)
     config = checkpoint.digest(out_dir / CONFIG)  # binds every checkpoint to this config.yaml
@@ -211,27 +230,48 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
             f"{run_dir / CHECKPOINT} was not saved with this {CONFIG} (it was edited, or the checkpoint "
             "comes from another run); refused: start the run again with replay run"
         )
-    with locked(run_dir / CONFIG):
+    with held(run_dir):
         for stale in stale_temporaries(run_dir):  # an atomic write of ours cut short by the kill
             stale.unlink(missing_ok=True)
         execute(cfg, run_dir, resume=ckpt)
     return 0
 
 
+_HELD: set[str] = set()  # the run directories this process holds
+
+
+class InUse(ConfigError):
+    """The run directory is held by another process: refused, and nothing of it is touched."""
+
+
 @contextlib.contextmanager
-def locked(config: Path) -> Iterator[None]:
-    """An exclusive lock on a run's config.yaml (never rewritten by a resume) while the resume
-    runs: a second resume of the same directory is refused in one line, not run beside it."""
+def held(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the run directory for the one process that trains in it (a run, a
+    resume, a sweep's job), released by the kernel when that process ends, however it ends (no
+    stale lock after a SIGKILL): a resume or an --overwrite of a live run is refused in one line.
+    Taken again by the same process (resume, then its run), it is already held."""
     import fcntl
 
-    with open(config, "rb") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ConfigError(
-                f"RUN_DIR={config.parent} is being resumed by another process; refused: wait for it to end"
-            ) from None
+    key = str(Path(run_dir).resolve())
+    if key in _HELD:
         yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InUse(
+                f"{run_dir} is in use: a replay process is training in it now; refused: wait for it to end, "
+                "or use another directory"
+            ) from None
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+    finally:
+        os.close(fd)
 
 
 def _discard_if_empty(out_dir: Path) -> None:
@@ -261,7 +301,8 @@ def job(cfg: DictConfig) -> Any:
         summary = execute(cfg, out_dir, job=job, objective=OBJECTIVE if tuning else None)
         return read_summary(out_dir)[OBJECTIVE] if tuning else summary  # the Optuna sweeper maximises a float
     except (ConfigError, OutputError) as e:
-        _discard_if_empty(out_dir)
+        if not isinstance(e, InUse):  # another process's directory is never ours to tidy
+            _discard_if_empty(out_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         raise Refused(e) from None  # past Hydra's job runner, which would print a line of its own
