@@ -48,6 +48,9 @@ def pools(
         raise ConfigError(
             f"train samples are {list(train.x.shape[1:])} but test samples {list(test.x.shape[1:])}; allowed: one shape"
         )
+    for what, s in (("train", train), ("test", test), *(("validation", s) for s in extra)):
+        check_values(what, s)
+
     classes = torch.unique(train.y)  # sorted
     unseen = torch.unique(test.y[~torch.isin(test.y, classes)])
     if len(unseen):
@@ -80,6 +83,26 @@ def pools(
             how, (made[0].mean.flatten().tolist(), made[0].std.flatten().tolist()) if how == "standard" else None
         )
     return made, names
+
+
+def check_values(what: str, s: Samples) -> None:
+    """Samples a model can read: real numbers, at least one feature each, all finite (NaN or inf in
+    the data fail a run midway, blaming the optimizer, or evaluate to nonsense). Checked in chunks
+    of rows, so that a memory-mapped pool is read, not copied."""
+    if s.x.dtype.is_complex:
+        raise ConfigError(f"the {what} samples are complex ({str(s.x.dtype)[6:]}); allowed: real numbers")
+    if len(s.x) and s.x[0].numel() == 0:
+        raise ConfigError(f"the {what} samples have shape {list(s.x.shape[1:])}: no feature; allowed: at least one")
+    if not s.x.dtype.is_floating_point:
+        return
+    for start in range(0, len(s.x), 4096):
+        rows = s.x[start : start + 4096]
+        bad = (~torch.isfinite(rows)).flatten(1).any(1).nonzero()
+        if len(bad):
+            row = start + int(bad[0])
+            raise ConfigError(
+                f"the {what} samples hold a non-finite value (NaN or inf), e.g. sample {row}; allowed: finite numbers"
+            )
 
 
 def _name(s: Samples, label: int) -> str:
@@ -264,6 +287,9 @@ def dataset_benchmark(
             raise ConfigError(f"task_labels has {len(task_labels)} labels for {len(train_ids)} experiences")
         train_tasks = [int(t) for t in task_labels]
         test_tasks = train_tasks[: len(test_ids)] + [0] * max(0, len(test_ids) - len(train_ids))
+    unseen = sorted(set(test_tasks) - set(train_tasks))
+    if unseen:  # task-IL masks and task-balanced loaders know only the trained ones
+        raise ConfigError(f"task label {unseen[0]} has test samples but no training samples; allowed: trained ones")
     valid = other_streams.pop("valid", None)
     if other_streams:
         raise ConfigError(f"{next(iter(other_streams))}=: unknown stream; allowed: train, test, valid")

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from replaycli.errors import choice, integer, number
+from replaycli.errors import ConfigError, choice, integer, number
 
 INITS = ("default", "xavier", "kaiming")
 
@@ -64,6 +64,17 @@ class SimpleMLP(nn.Module):
         return self.classifier(self.features(x))  # [B, num_classes]
 
 
+def image_channels(model: str, input_shape: tuple[int, ...]) -> int:
+    """The channels of images [C, H, W], which the convolutional models read; other samples are
+    refused when the model is built, not mid-run."""
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"model={model} convolves images [C, H, W]; these samples have shape {tuple(input_shape)}; "
+            "allowed: an image benchmark, or model=mlp"
+        )
+    return int(input_shape[0])
+
+
 class SmallCNN(nn.Module):
     """Two conv blocks (conv, ReLU, max-pool) and a global average pool, then a linear head."""
 
@@ -71,7 +82,7 @@ class SmallCNN(nn.Module):
         self, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 28, 28), width: int = 32, init: str = "default"
     ):
         super().__init__()
-        in_channels = input_shape[0]
+        in_channels = image_channels("cnn", input_shape)
         integer("width", width)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
@@ -113,7 +124,7 @@ class SlimResNet18(nn.Module):
         self, num_classes: int = 10, input_shape: tuple[int, ...] = (3, 32, 32), nf: int = 20, init: str = "default"
     ):
         super().__init__()
-        in_channels = input_shape[0]
+        in_channels = image_channels("resnet18", input_shape)
         integer("nf", nf)
         stages, cin = [], nf
         for i, stride in enumerate((1, 2, 2, 2)):

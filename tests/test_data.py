@@ -128,8 +128,8 @@ def test_dataset_and_tensors_benchmarks_take_one_dataset_per_experience():
     assert len(same.test_stream) == 3 and len(same.valid_stream) == 2
     with pytest.raises(ConfigError, match="class 2 has no test samples"):
         benchmark_from_datasets(train=parts, test=parts[:1])
-    from_tasks = dataset_benchmark([(*parts[0], torch.full((20,), 4))], [parts[0]])
-    assert from_tasks.train_stream[0].task_label == 4
+    from_tasks = dataset_benchmark([(*parts[0], torch.full((20,), 4))], [(*parts[0], torch.full((20,), 4))])
+    assert from_tasks.train_stream[0].task_label == 4 and from_tasks.test_stream[0].task_label == 4
     with pytest.raises(ConfigError, match=r"train\[1\] holds float32 \[4\] samples, train\[0\] float32 \[3\]"):
         dataset_benchmark([parts[0], xy(5, 2, shape=(4,))], [parts[0]])
 
@@ -716,3 +716,60 @@ def test_avalanche_names_of_the_classic_splits(tmp_path):
     assert torch.equal(first.train_pool.y, 9 - SplitMNIST(5, root=tmp_path, download=False).train_pool.y)
     with pytest.raises(ConfigError, match="dataset_root and root are one setting"):
         SplitMNIST(5, root=tmp_path, dataset_root=tmp_path, download=False)
+
+
+def finite_data(n: int = 40, features: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, features, generator=g), torch.arange(n) % 4
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("nan-train", "the train samples hold a non-finite value (NaN or inf), e.g. sample 7"),
+        ("inf-test", "the test samples hold a non-finite value (NaN or inf), e.g. sample 3"),
+        ("complex", "the train samples are complex (complex64); allowed: real numbers"),
+        ("no-feature", "the train samples have shape [0]: no feature; allowed: at least one"),
+    ],
+)
+def test_data_a_model_cannot_read_is_refused_before_any_run(damage, message):
+    """NaN or inf in the data failed a run midway (blaming the optimizer) or evaluated to
+    nonsense; complex numbers and zero-width samples ran to completion."""
+    (x, y), (xt, yt) = finite_data(), finite_data(seed=1)
+    if damage == "nan-train":
+        x[7, 2] = float("nan")
+    elif damage == "inf-test":
+        xt[3, 0] = float("inf")
+    elif damage == "complex":
+        x = x.to(torch.complex64)
+    else:
+        x, xt = x[:, :0], xt[:, :0]
+    with pytest.raises(ConfigError) as err:
+        nc_benchmark((x, y), (xt, yt), 2, shuffle=False)
+    assert str(err.value).startswith(message), err.value
+
+
+def test_test_task_labels_must_be_trained_on():
+    (x, y), (xt, yt) = finite_data(), finite_data(seed=1)
+    train = [(x, y, torch.zeros(40, dtype=torch.int64))]
+    test = [(xt, yt, torch.full((40,), 2))]
+    with pytest.raises(ConfigError, match="task label 2 has test samples but no training samples"):
+        dataset_benchmark(train, test)
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet18"])
+def test_a_convolutional_model_on_feature_vectors_is_refused_when_built(model, tmp_path, capsys):
+    x, y = finite_data(60, 6)
+    np.savez(tmp_path / "features.npz", x_train=x.numpy(), y_train=y.numpy(), x_test=x.numpy(), y_test=y.numpy())
+    code, _, err = cli(
+        "run",
+        "benchmark=arrays",
+        f"benchmark.path={tmp_path / 'features.npz'}",
+        "benchmark.n_experiences=2",
+        f"model={model}",
+        "epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        capsys=capsys,
+    )
+    assert code == 2 and f"error: model={model} convolves images [C, H, W]; these samples have shape (6,)" in err
+    assert not (tmp_path / "run").exists()
