@@ -192,3 +192,24 @@ def test_a_sweep_with_side_metrics_lists_only_its_overrides_as_swept(tmp_path):
     proc = run_cli("inspect", str(sweep), cwd=tmp_path)
     assert proc.returncode == 0 and "common overrides: epochs=1" in proc.stdout, proc.stdout
     assert "final_val_accuracy=" not in proc.stdout and "final_task_il_accuracy=" not in proc.stdout
+
+
+def test_text_from_a_run_directory_is_shown_as_text(tmp_path):
+    """Rich markup in an error, an override or a path ([/x] crashed inspect) is shown as written;
+    escape sequences and control characters from a received run never reach the terminal."""
+    import json
+
+    from replaycli.outputs.rundir import SUMMARY
+
+    overrides = ["seed=[/bold]1", '"note=\\e[2J\\ahi"']  # YAML's escapes: ESC and BEL in the override
+    run = write_run(tmp_path / "run[/x]", [[0.5, 0.25]], [[1, 1]], overrides=overrides)
+    summary = json.loads((run / SUMMARY).read_text())
+    summary.update(status="failed", error="ValueError: bad [/red] \x1b]0;x\x07")
+    (run / SUMMARY).write_text(json.dumps(summary))
+    for target in (run, tmp_path):
+        proc = run_cli("inspect", str(target), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    proc = run_cli("inspect", str(run), cwd=tmp_path)
+    assert "run[/x]" in proc.stdout and "seed=[/bold]1" in proc.stdout and "bad [/red]" in proc.stdout
+    assert inspect_json(run, tmp_path)["overrides"] == ["seed=[/bold]1", "note=\x1b[2J\x07hi"]  # --json: as written

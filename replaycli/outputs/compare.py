@@ -21,6 +21,7 @@ from typing import Any
 from replaycli.errors import ConfigError
 from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.outputs.files import OutputError
+from replaycli.outputs.terminal import shown
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting", "bwt")
 LABELS = {
@@ -281,5 +282,5 @@ def main(args: list[str]) -> int:
         return 0
     from rich.console import Console
 
-    render(d, Console(width=None if sys.stdout.isatty() else 160), a.ci)
+    render(shown(d), Console(width=None if sys.stdout.isatty() else 160), a.ci)
     return 0

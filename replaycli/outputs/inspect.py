@@ -13,6 +13,7 @@ from typing import Any
 
 from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.outputs.files import OutputError
+from replaycli.outputs.terminal import shown
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 RESOURCES = ("peak_rss_mb", "cpu_seconds", "gpu_peak_memory_mb", "disk_bytes")
@@ -345,5 +346,5 @@ def main(args: list[str]) -> int:
     from rich.console import Console
 
     console = Console(width=None if sys.stdout.isatty() else 160)  # a pipe or a file: no wrapping at 80
-    {"run": render_run, "sweep": render_sweep, "outputs": render_outputs}[d["kind"]](d, console)
+    {"run": render_run, "sweep": render_sweep, "outputs": render_outputs}[d["kind"]](shown(d), console)
     return 0

@@ -3,7 +3,26 @@ value, and the buffer's samples per class; printed at the end of a run and by `r
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # escape sequences, control bytes
+
+
+def shown(tree: Any) -> Any:
+    """`tree` (what a reader made of a run directory) with every string fit for a terminal: rich's
+    markup escaped (`[/x]` in an error, an override or a path is text, not a tag) and escape
+    sequences and control characters replaced by `?` (a received run cannot move the cursor,
+    retitle the terminal or hide text)."""
+    from rich.markup import escape
+
+    if isinstance(tree, str):
+        return escape(CONTROL.sub("?", tree.replace("\n", " ")))
+    if isinstance(tree, dict):
+        return {shown(k) if isinstance(k, str) else k: shown(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(shown(v) for v in tree)
+    return tree
 
 
 def _shade(a: float) -> str:
