@@ -517,3 +517,16 @@ def test_overwrite_never_removes_a_run_folder_that_holds_someone_elses_file(tmp_
     (lone / "config.yaml").write_text("mine: 1\n")
     p = run_cli("run", *SHORT, f"hydra.run.dir={lone}", "--overwrite", cwd=tmp_path)
     assert p.returncode == 2 and (lone / "config.yaml").read_text() == "mine: 1\n"
+
+
+@pytest.mark.parametrize("name", ["summary.json", "metrics.jsonl", "accuracy.csv", ".accuracy.csv.1a2b3c4d.tmp"])
+def test_a_directory_in_place_of_a_runs_file_is_one_line_on_resume(tmp_path, capsys, name):
+    run = stopped_run(tmp_path / "run")
+    (run / name).unlink(missing_ok=True)
+    (run / name).mkdir()
+    before = files(run)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and err == (
+        f"error: {run / name} is a directory, where a run keeps a file of its own; refused: move it away first\n"
+    )
+    assert files(run) == before and (run / name).is_dir()

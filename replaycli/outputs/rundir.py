@@ -94,6 +94,17 @@ def stale_temporaries(root: Path) -> list[Path]:
     return [p for p in Path(root).glob(".*.tmp") if p.name[1:].rsplit(".", 2)[0] in names]
 
 
+def check_files(root: Path) -> None:
+    """Every file of a run that `root` holds, and every temporary an atomic write of ours left, is
+    a regular file: a directory, a link or a FIFO in its place is an OutputError, not a traceback
+    when the run writes or removes it."""
+    named = [Path(root) / n for n in RUN_FILES if n not in (".hydra", "tensorboard")]
+    for path in [*named, *stale_temporaries(root)]:
+        if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+            kind = "a link" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file"
+            raise OutputError(f"{path} is {kind}, where a run keeps a file of its own; refused: move it away first")
+
+
 def accuracy_text(rows: list[list[float]], n: int) -> str:
     """accuracy.csv's layout: `trained`, `test_j` for each of the `n` evaluated experiences, `average`."""
     header = ["trained", *(f"test_{j}" for j in range(n)), "average"]

@@ -24,6 +24,7 @@ from replaycli.outputs.rundir import (
     CONFIG,
     SUMMARY,
     RunWriter,
+    check_files,
     is_run,
     read_run,
     read_summary,
@@ -231,6 +232,7 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
             "comes from another run); refused: start the run again with replay run"
         )
     with held(run_dir):
+        check_files(run_dir)  # a directory where summary.json goes: one line, not a traceback mid-resume
         for stale in stale_temporaries(run_dir):  # an atomic write of ours cut short by the kill
             stale.unlink(missing_ok=True)
         execute(cfg, run_dir, resume=ckpt)
