@@ -75,6 +75,13 @@ BAD = [
     ),
     ("method-not-a-class", ["strategy._target_=os.path.join"], ["names os.path.join, which is not a class"]),
     ("loader-flag", ["loader.shuffle=maybe"], ["loader.shuffle='maybe' is not allowed; allowed: true, false"]),
+    ("optimizer-flag", ["optimizer.fused=maybe"], ["optimizer.fused='maybe' is not allowed; allowed: true, false"]),
+    ("granularity-scalar", ["granularity=x"], ["granularity='x' is not allowed; allowed: keys of it"]),
+    ("no-model", ["~model"], ["model is required (~model removed it); allowed: model=cnn, model=mlp"]),
+    ("no-loader", ["~loader"], ["loader is required (~loader removed it); allowed: loader=group_balanced"]),
+    ("no-optimizer-target", ["~optimizer._target_"], ["optimizer is required (optimizer._target_ is null)"]),
+    ("no-strategy", ["~strategy"], ["strategy is required (~strategy removed it); allowed: strategy=agem"]),
+    ("empty-sweep", ["-m", "seed=range(0,0)"], ["seed=range(0,0) sweeps no value; allowed: a sweep of one value"]),
     (
         "unknown-argument",
         ["+model.foo=1"],

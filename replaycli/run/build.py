@@ -16,6 +16,7 @@ from replaycli.errors import ConfigError, first_line
 from replaycli.run import rules
 
 # what Python passes to every option of each group, beside the option's own YAML keys
+OPTIONAL = ("buffer", "selection", "logger")  # groups a run may go without (buffer=none); the others it needs
 INJECTED = {
     "benchmark": (),
     "model": ("num_classes", "input_shape"),
@@ -40,7 +41,10 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
         for key in sorted(OmegaConf.missing_keys(node)):  # `path: ???` in the option's YAML (keys from the root)
             raise ConfigError(f"{key} is required; allowed: {name}={rules.option(cfg, name, '')} {key}=VALUE")
     if not isinstance(node, DictConfig) or node.get("_target_") is None:
-        return None
+        if name in OPTIONAL:
+            return None
+        how = f"{name}._target_ is null" if isinstance(node, DictConfig) else f"~{name} removed it"
+        raise ConfigError(f"{name} is required ({how}); allowed: {rules.options_with(name, '_target_')}")
     try:
         factory = instantiate(node)  # every option is `_partial_`: the objects are passed below
     except InstantiationException as e:

@@ -314,6 +314,9 @@ def command_lines(overrides: list[str], multirun: bool) -> list[list[str]]:
     values = sweep_values(overrides, parsed)
     if values is None:
         return []
+    empty = next((a for a, vs in zip(overrides, values, strict=True) if not vs), None)
+    if empty is not None:  # range(0,0), an empty choice(): a sweep of no job
+        raise ConfigError(f"{empty} sweeps no value; allowed: a sweep of one value or more")
     base = [vs[0] for vs in values]
     return [base] + [base[:i] + [v] + base[i + 1 :] for i, vs in enumerate(values) for v in vs[1:]]
 

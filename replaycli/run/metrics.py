@@ -77,6 +77,11 @@ def from_config(metrics: Any, granularity: Any = None) -> Metrics:
     """The `Metrics` of the config's `metrics` list and `granularity` map; ConfigError when a name
     or a level is not allowed. A config without them (a run from before metrics) measures none."""
     chosen = dict(DEFAULT_GRANULARITY)
+    if granularity is not None and not isinstance(granularity, Mapping):
+        raise ConfigError(
+            f"granularity={granularity!r} is not allowed; allowed: keys of it, e.g. granularity.loss=minibatch "
+            f"({', '.join(GRANULARITY)})"
+        )
     for key, level in dict(granularity or {}).items():
         if key not in GRANULARITY:
             raise ConfigError(f"granularity.{key}: {key} has no granularity; allowed keys: {', '.join(GRANULARITY)}")

@@ -146,7 +146,12 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
 
 
 def method_class(cfg: DictConfig) -> type[Method]:
-    target = str(cfg.strategy._target_)
+    node = cfg.get("strategy")
+    if not isinstance(node, DictConfig) or node.get("_target_") is None:
+        raise ConfigError(
+            f"strategy is required (~strategy removed it); allowed: {options_with('strategy', '_target_')}"
+        )
+    target = str(node._target_)
     try:
         found = locate(target)
     except Exception as e:  # noqa: BLE001 (Hydra's ImportError / ValueError for a target it cannot load)
@@ -174,6 +179,9 @@ def check_optimizer(cfg: DictConfig) -> None:
     for key in ("lr", "weight_decay", "momentum", "dampening"):
         if key in cfg.optimizer:
             number(f"optimizer.{key}", cfg.optimizer[key])
+    for key in ("fused", "nesterov", "amsgrad", "foreach", "maximize", "capturable", "differentiable"):
+        if cfg.optimizer.get(key) is not None:  # torch takes any truthy value for these
+            flag(f"optimizer.{key}", cfg.optimizer[key])
     if cfg.optimizer.get("lr") == 0:
         raise ConfigError("optimizer.lr=0 must be > 0")
 
