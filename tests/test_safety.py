@@ -530,3 +530,16 @@ def test_a_directory_in_place_of_a_runs_file_is_one_line_on_resume(tmp_path, cap
         f"error: {run / name} is a directory, where a run keeps a file of its own; refused: move it away first\n"
     )
     assert files(run) == before and (run / name).is_dir()
+
+
+def test_a_run_stopped_before_it_began_is_started_again_not_sent_in_a_circle(tmp_path, capsys):
+    """Killed in its start-up, a run leaves Hydra's record alone: resume says there is nothing to
+    resume and how to start again, and run starts again there (it called it "a run already")."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- epochs=1\n")
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and "holds only Hydra's record of a run stopped before it began" in err
+    assert f"start it again with replay run ... hydra.run.dir={run}" in err
+    code, _, err = cli("run", *SHORT, f"hydra.run.dir={run}", capsys=capsys)
+    assert code == 0 and read_run(run).complete, err

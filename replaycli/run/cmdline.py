@@ -89,6 +89,8 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
     args = [a for a in args if a != "--overwrite"]
     target, made, cfg = check_command_line(args)
     aside = None
+    if target is not None and target.is_dir() and {p.name for p in target.iterdir()} == {".hydra"}:
+        shutil.rmtree(target / ".hydra")  # Hydra's record of a run stopped before it began: nothing of it to keep
     if target is not None and target.is_dir() and any(target.iterdir()):
         from replaycli.outputs import sweepdir
 

@@ -204,6 +204,11 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"RUN_DIR={run_dir} is not a directory; allowed: a run directory written by replay run")
+    if not is_run(run_dir) and {p.name for p in run_dir.iterdir()} == {".hydra"}:
+        raise ConfigError(
+            f"RUN_DIR={run_dir} holds only Hydra's record of a run stopped before it began (no {CONFIG}); there is "
+            f"nothing to resume: start it again with replay run ... hydra.run.dir={run_dir}"
+        )
     if not is_run(run_dir):
         raise ConfigError(
             f"RUN_DIR={run_dir} is not a run directory (no {CONFIG}); allowed: a directory written by replay run"
