@@ -192,7 +192,7 @@ def test_run_log_is_never_appended_through_a_link(tmp_path, capsys):
     (run / "run.log").unlink()
     (run / "run.log").symlink_to(elsewhere)
     code, _, err = cli("resume", str(run), capsys=capsys)
-    assert code == 2 and "run.log cannot be appended to" in err and "it must be a plain file" in err
+    assert code == 2 and f"{run / 'run.log'} is a link, where a run keeps a file of its own" in err
     assert elsewhere.read_text() == "not the run's\n"
 
 
@@ -543,3 +543,52 @@ def test_a_run_stopped_before_it_began_is_started_again_not_sent_in_a_circle(tmp
     assert f"start it again with replay run ... hydra.run.dir={run}" in err
     code, _, err = cli("run", *SHORT, f"hydra.run.dir={run}", capsys=capsys)
     assert code == 0 and read_run(run).complete, err
+
+
+def test_a_factory_that_exits_is_refused_not_a_silent_success(tmp_path, capsys, monkeypatch):
+    module = f"user_exit_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text("import sys\n\ndef make():\n    sys.exit(0)\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(
+        "run",
+        "benchmark=custom",
+        f"benchmark._target_={module}.make",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        capsys=capsys,
+    )
+    assert code == 2 and "cannot be built: it called sys.exit(0)" in err and not (tmp_path / "run").exists()
+
+
+def test_a_fifo_as_the_data_file_is_refused_not_waited_on(tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "data.npz")  # np.load would block on it for ever
+    code, _, err = cli(
+        "run",
+        "benchmark=arrays",
+        f"benchmark.path={tmp_path / 'data.npz'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        capsys=capsys,
+    )
+    assert code == 2 and "is not a regular file; allowed: an .npz file" in err
+
+
+@pytest.mark.parametrize("subdir", ["../escaped", "/tmp/elsewhere"])
+def test_the_logger_writes_inside_its_run_only(subdir):
+    pytest.importorskip("tensorboard")
+    from replaycli.run.loggers import TensorBoardLogger
+
+    with pytest.raises(ConfigError, match="leaves the run directory; allowed: a folder inside it"):
+        TensorBoardLogger(Path("run"), subdir)
+
+
+def test_plot_of_an_outputs_tree_never_writes_through_a_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={elsewhere}", cwd=tmp_path).returncode == 0
+    tree = tmp_path / "outputs" / "runs"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={tree / 'mine'}", cwd=tmp_path).returncode == 0
+    (tree / "linked").symlink_to(elsewhere, target_is_directory=True)
+    before = files(elsewhere)
+    p = run_cli("plot", str(tmp_path / "outputs"), cwd=tmp_path)
+    assert p.returncode == 0 and str(tree / "mine") in p.stdout, p.stderr
+    assert files(elsewhere) == before  # no figure written outside the tree

@@ -271,7 +271,7 @@ def plot(path: str | Path, by: list[str] | None = None, style: Style | None = No
             f"{path} is a job that {sweepdir.status(path)} before it wrote a run "
             f"({sweepdir.error(path) or 'no config.yaml'}); nothing to plot"
         )
-    runs, sweeps = sweepdir.find_outputs(path) if path.is_dir() else ([], [])
+    runs, sweeps = sweepdir.find_outputs(path, links=False) if path.is_dir() else ([], [])  # writes stay in the tree
     if runs or sweeps:  # an outputs directory: every sweep and run in it that has something to plot
         files: list[Path] = []
         for child in sweeps + runs:

@@ -271,12 +271,13 @@ def started(path: Path) -> float:
     return path.stat().st_mtime
 
 
-def find_outputs(root: Path) -> tuple[list[Path], list[Path]]:
+def find_outputs(root: Path, links: bool = True) -> tuple[list[Path], list[Path]]:
     """The runs and the sweeps under an outputs directory (in its runs/ and sweeps/, or directly
-    in it), newest first."""
+    in it), newest first; `links=False` leaves out those reached through a symbolic link (what
+    writes into them must not leave the tree)."""
     root = Path(root)
     parents = [p for p in (root / "runs", root / "sweeps") if p.is_dir()] or [root]
-    children = [c for p in parents for c in p.iterdir() if c.is_dir()]
+    children = [c for p in parents for c in p.iterdir() if c.is_dir() and (links or not c.is_symlink())]
     runs = sorted((c for c in children if is_run(c)), key=started, reverse=True)
     sweeps = sorted((c for c in children if is_sweep(c)), key=started, reverse=True)
     return runs, sweeps

@@ -65,6 +65,10 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
         raise ConfigError(
             f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: {type(e).__name__}: {first_line(e)}"
         ) from None
+    except SystemExit as e:  # a user's factory that exits: exit code 0 and no run said nothing of it
+        raise ConfigError(
+            f"{name}={rules.option(cfg, name, str(node._target_))} cannot be built: it called sys.exit({e.code!r})"
+        ) from None
 
 
 def resolve_device(name: str) -> torch.device:

@@ -40,6 +40,10 @@ class TensorBoardLogger:
                 "logger=tensorboard needs the tensorboard package: pip install 'replaycli[tensorboard]'; "
                 "allowed without it: logger=none"
             ) from e
+        if Path(subdir).is_absolute() or ".." in Path(subdir).parts:  # a received config writes into its run only
+            raise ConfigError(
+                f"subdir={subdir!r} leaves the run directory; allowed: a folder inside it, e.g. tensorboard"
+            )
         self.log_dir = Path(run_dir) / subdir
         self._make = SummaryWriter
         self._writer: Any = None

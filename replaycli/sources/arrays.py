@@ -53,6 +53,8 @@ def read_npz(path: Path) -> dict[str, Any]:
     """The arrays of the .npz at `path` this source reads; ConfigError when it has not the four."""
     import numpy as np
 
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO would block the read for ever; a device, worse
+        raise ConfigError(f"path={path} is not a regular file; allowed: an .npz file with {', '.join(NPZ_KEYS)}")
     try:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
