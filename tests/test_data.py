@@ -773,3 +773,45 @@ def test_a_convolutional_model_on_feature_vectors_is_refused_when_built(model, t
     )
     assert code == 2 and f"error: model={model} convolves images [C, H, W]; these samples have shape (6,)" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_cache_entry_is_decoded_again_and_an_orphan_temporary_removed(tmp_path):
+    """A cache file is trusted only when it is an .npy of uint8 of the expected shape (a truncated
+    or foreign one was mapped as it was); a killed decode's temporary (its process gone) is removed."""
+    import subprocess
+    import sys
+
+    from replaycli.data.folders import class_folder
+
+    write_image_folder(tmp_path / "d" / "x", ["p", "q"], 2, size=(4, 4))
+    cache = tmp_path / "cache"
+    expected = class_folder(tmp_path / "d" / "x", cache_dir=cache).x.clone()  # a copy: the map is of the file
+    (entry,) = cache.glob("*.npy")
+    good = entry.read_bytes()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = cache / f".{entry.name}.{int(dead.stdout)}.tmp"  # the pid of a process that has ended
+    orphan.write_bytes(b"\0" * 1000)
+    for damage in (good[: len(good) // 2], good.replace(b"'|u1'", b"'<f4'", 1), b"not an npy at all"):
+        entry.unlink()  # a new file (rewriting the mapped one in place would pull its pages from under the map)
+        entry.write_bytes(damage)
+        again = class_folder(tmp_path / "d" / "x", cache_dir=cache)
+        assert torch.equal(again.x, expected) and entry.read_bytes() == good  # decoded anew, the same bytes
+    assert not orphan.exists() and sorted(p.name for p in cache.iterdir()) == [entry.name]
+
+
+def test_a_full_disk_while_decoding_is_one_error_not_a_sigbus(tmp_path, monkeypatch):
+    """The decode reserves its file's blocks first: no room is an error there, where a sparse
+    file's pages written through the map killed the process with SIGBUS (exit 135)."""
+    import errno
+    import os
+
+    from replaycli.data.folders import class_folder
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    write_image_folder(tmp_path / "d" / "x", ["p", "q"], 2, size=(4, 4))
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(ConfigError, match=r"cache_dir=.* has no room for the decoded images .*No space left on device"):
+        class_folder(tmp_path / "d" / "x", cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())  # its temporary removed

@@ -6,6 +6,7 @@ so a data set larger than RAM trains with bounded memory (`replaycli.data.pool.P
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
@@ -68,11 +69,22 @@ def cached_images(
     a temporary name and renamed when whole: a killed decode leaves no cache to trust."""
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / f"{content_key(files, options)}.npy"
+    expected = (len(files), *shape)
+    if path.is_file():
+        try:
+            mapped = MappedArray(path)
+            if mapped.tensor.dtype == torch.uint8 and tuple(mapped.tensor.shape) == expected:
+                return mapped
+        except (ValueError, OSError, AssertionError):  # truncated, or not an .npy of ours: decoded again
+            pass
+        path.unlink(missing_ok=True)
     if not path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_orphans(cache_dir)
         tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
         try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), *shape))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=expected)
+            reserve(tmp, cache_dir)
             for i, f in enumerate(progress(files, f"decoding {what}", "images")):
                 out[i] = decode(f)
                 if i % 4096 == 4095:  # written pages leave the resident set as they are flushed
@@ -84,6 +96,40 @@ def cached_images(
         finally:
             tmp.unlink(missing_ok=True)
     return MappedArray(path)
+
+
+def remove_orphans(cache_dir: Path) -> None:
+    """The temporaries of decodes whose process is gone (killed mid-decode): `.KEY.npy.PID.tmp`."""
+    for tmp in cache_dir.glob(".*.npy.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # another user's process, alive
+            pass
+
+
+def reserve(tmp: Path, cache_dir: Path) -> None:
+    """Give the decode's file all its blocks now: a full disk is then one error here, where a
+    sparse file's pages, written through the map, would kill the process with SIGBUS."""
+    from replaycli.errors import ConfigError
+
+    size = tmp.stat().st_size
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a file system that cannot reserve: sparse
+            return
+        raise ConfigError(
+            f"cache_dir={cache_dir} has no room for the decoded images ({size / 1e9:.2f} GB: {e.strerror}); "
+            "allowed: a cache_dir with room"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def progress(
