@@ -592,3 +592,19 @@ def test_plot_of_an_outputs_tree_never_writes_through_a_link(tmp_path):
     p = run_cli("plot", str(tmp_path / "outputs"), cwd=tmp_path)
     assert p.returncode == 0 and str(tree / "mine") in p.stdout, p.stderr
     assert files(elsewhere) == before  # no figure written outside the tree
+
+
+def test_a_huge_config_is_refused_before_it_is_parsed(tmp_path, capsys):
+    run = stopped_run(tmp_path / "run")
+    with open(run / CONFIG, "a") as f:  # some 5 MB of a comment: what a YAML parser would spend minutes on
+        f.write(("# " + "x" * 998 + "\n") * 5000)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {run / CONFIG} is 5.0 MB; allowed: at most 4 MB"), err
+
+
+def test_a_run_of_more_than_ten_thousand_classes_reads_back(tmp_path):
+    from made_outputs import write_run
+
+    n = 10_001  # the readers stopped at 10,000 columns: iNaturalist-sized runs could not be inspected or resumed
+    run = write_run(tmp_path / "run", [[0.5]], [[1] * n])
+    assert len(read_run(run).histograms[0]) == n

@@ -53,7 +53,7 @@ def fmt(x: float) -> str:
     return repr(float(x))  # shortest exact float text: bit-for-bit reproducible files
 
 
-MAX_COLUMNS = 10_000  # a table replaycli writes has one column per test experience or class
+MAX_COLUMNS = 1_000_001  # a table replaycli writes has one column per test experience or class (a million classes)
 
 
 def read_text(path: Path) -> str:

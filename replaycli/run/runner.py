@@ -33,6 +33,7 @@ from replaycli.outputs.rundir import (
 from replaycli.run.cmdline import check_writable
 from replaycli.run.progress import Reporter
 
+MAX_CONFIG = 4 * 10**6  # bytes of a config.yaml resume reads (a run's is a few KB; a long class_order, some 100s)
 OBJECTIVE = "final_val_accuracy"  # what hydra/sweeper=optuna maximises: never a number of the test stream
 
 
@@ -221,6 +222,9 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
         print(f"{run_dir}: the run is already complete ({len(record.accuracy)} experiences); nothing to resume")
         return 0
     check_writable("RUN_DIR", run_dir)
+    size = (run_dir / CONFIG).stat().st_size
+    if size > MAX_CONFIG:  # a YAML parser takes minutes on tens of MB: bounded work on a received directory
+        raise ConfigError(f"{run_dir / CONFIG} is {size / 1e6:.1f} MB; allowed: at most {MAX_CONFIG // 10**6} MB")
     try:
         cfg = OmegaConf.load(run_dir / CONFIG)
     except Exception as e:  # YAML syntax
