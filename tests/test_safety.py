@@ -608,3 +608,59 @@ def test_a_run_of_more_than_ten_thousand_classes_reads_back(tmp_path):
     n = 10_001  # the readers stopped at 10,000 columns: iNaturalist-sized runs could not be inspected or resumed
     run = write_run(tmp_path / "run", [[0.5]], [[1] * n])
     assert len(read_run(run).histograms[0]) == n
+
+
+def doctor(ckpt: dict, field: str) -> None:
+    """One field of a checkpoint changed as a received file might have it."""
+    store = ckpt["state"]["buffer"]["store"]["attrs"]
+    if field == "id-out-of-range":
+        store["ids"]["value"][0] = 10**6
+    elif field == "id-negative":
+        store["ids"]["value"][0] = -3
+    elif field == "ids-float":
+        store["ids"]["value"] = store["ids"]["value"].double()
+    elif field == "huge-max-size":
+        ckpt["state"]["buffer"]["max_size"] = 10**9
+    elif field == "done-string":
+        ckpt["experiences_done"] = "1"
+    elif field == "count-string":
+        ckpt["writer"]["histograms"][0][0] = "3"
+    elif field == "short-histogram":
+        ckpt["writer"]["histograms"][0] = ckpt["writer"]["histograms"][0][:-1]
+    elif field == "accuracy-above-one":
+        ckpt["writer"]["accuracy"][0][0] = 7.0
+    elif field == "tensor-in-record":
+        import torch
+
+        ckpt["writer"]["records"][0]["loss"] = torch.tensor(1.0)
+    elif field == "rows-apart":
+        store["scores"]["value"] = store["scores"]["value"][:-1]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "id-out-of-range",
+        "id-negative",
+        "ids-float",
+        "huge-max-size",
+        "done-string",
+        "count-string",
+        "short-histogram",
+        "accuracy-above-one",
+        "tensor-in-record",
+        "rows-apart",
+    ],
+)
+def test_a_doctored_checkpoint_is_refused_in_one_line(tmp_path, capsys, field):
+    """Each of these gave a traceback, or a resumed run whose tables contradict its config."""
+    import torch
+
+    run = stopped_run(tmp_path / "run")
+    ckpt = torch.load(run / CHECKPOINT, weights_only=True)
+    doctor(ckpt, field)
+    torch.save(ckpt, run / CHECKPOINT)
+    before = files(run)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and err.startswith(f"error: checkpoint {run / CHECKPOINT} does not match") and err.count("\n") == 1
+    assert files(run) == before

@@ -159,9 +159,11 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
     done = ckpt["experiences_done"]
     acc = ckpt["writer"]["accuracy"]
     objs = captured(run)
-    rows_fit = all(len(row) == writer.n_test for row in acc)
+    rows_fit = isinstance(acc, list) and all(isinstance(row, list) and len(row) == writer.n_test for row in acc)
     if (
-        not 0 <= done <= run.bench.n_experiences
+        not isinstance(done, int)
+        or isinstance(done, bool)
+        or not 0 <= done <= run.bench.n_experiences
         or len(acc) != done
         or not rows_fit
         or set(ckpt["state"]) != {"model", "optimizer", *objs}
@@ -171,11 +173,14 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
             f"({done} experiences done of {run.bench.n_experiences}; state of {sorted(ckpt['state'])})"
         )
     try:
+        max_size = run.buffer.max_size if run.buffer is not None else 0  # as the config built it
         run.model.load_state_dict(ckpt["state"]["model"])
         run.optimizer.load_state_dict(ckpt["state"]["optimizer"])
         shared = refs(run, generator)
         for name, obj in objs.items():
             state.restore_attrs(obj, ckpt["state"][name], shared, CONFIG_KEY[name])
+        check_tables(ckpt["writer"], done, writer.n_test, run.bench.n_classes)
+        check_buffer(run, max_size)
         writer.accuracy = [list(map(float, row)) for row in acc]
         writer.histograms = [list(map(int, row)) for row in ckpt["writer"]["histograms"]]
         writer.records = list(ckpt["writer"]["records"])
@@ -183,3 +188,47 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ConfigError(f"checkpoint {source} does not match the run's config.yaml: {why}") from e
+
+
+def check_tables(saved: dict[str, Any], done: int, n_test: int, n_classes: int) -> None:
+    """The metrics a checkpoint holds, as a run writes them: accuracies in [0, 1], one histogram of
+    `n_classes` counts and one JSON record per finished experience; ValueError naming the first
+    that is not (a doctored checkpoint gave tracebacks, or tables the config contradicts)."""
+    import json
+    import math
+
+    acc, hists, records = saved["accuracy"], saved["histograms"], saved["records"]
+    if any(not isinstance(v, float) or not 0.0 <= v <= 1.0 or math.isnan(v) for row in acc for v in row):
+        raise ValueError(f"an accuracy outside [0, 1] in its {n_test}-column rows")
+    if (
+        not isinstance(hists, list)
+        or len(hists) != done
+        or any(not isinstance(h, list) or len(h) != n_classes for h in hists)
+    ):
+        raise ValueError(f"its histograms are not {done} rows of {n_classes} class counts")
+    if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for h in hists for c in h):
+        raise ValueError("a class count that is not a whole number >= 0")
+    if not isinstance(records, list) or len(records) != done or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"its records are not {done} objects")
+    try:
+        json.dumps(records)  # a tensor or an object there would be a traceback when metrics.jsonl is written
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"a record that is no JSON ({e})") from None
+
+
+def check_buffer(run: Run, max_size: int) -> None:
+    """The restored memory against the run: at most the config's `max_size` samples, ids of its
+    stream's samples, every field one row per sample."""
+    if run.buffer is None:
+        return
+    store = run.buffer.store
+    if run.buffer.max_size != max_size:
+        raise ValueError(f"buffer.max_size={run.buffer.max_size} where the config says {max_size}")
+    n = len(store.ids)
+    if store.ids.dtype != torch.int64 or store.ids.dim() != 1 or n > max_size:
+        raise ValueError(f"the buffer holds {n} ids of {store.ids.dtype} (at most {max_size} int64)")
+    if n and (int(store.ids.min()) < 0 or int(store.ids.max()) >= len(run.bench.train_pool)):
+        raise ValueError(f"a buffer id outside the stream's {len(run.bench.train_pool)} samples")
+    rows = [store.tasks, store.exps, store.groups, store.scores, *store.extras.values()]
+    if any(len(t) != n for t in rows):
+        raise ValueError("the buffer's fields are not one row per stored sample")
