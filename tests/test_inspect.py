@@ -213,3 +213,15 @@ def test_text_from_a_run_directory_is_shown_as_text(tmp_path):
     proc = run_cli("inspect", str(run), cwd=tmp_path)
     assert "run[/x]" in proc.stdout and "seed=[/bold]1" in proc.stdout and "bad [/red]" in proc.stdout
     assert inspect_json(run, tmp_path)["overrides"] == ["seed=[/bold]1", "note=\x1b[2J\x07hi"]  # --json: as written
+
+
+def test_a_long_run_is_shown_in_bounded_tables(tmp_path):
+    """A stream of many experiences (5,000 took inspect minutes): the tables show the first and
+    last 20 rows and say how many are left out; --json keeps every one."""
+    n = 100
+    acc = [[0.5, 0.25] for _ in range(n)]
+    run = write_run(tmp_path / "run", acc, [[1, 1]] * n)
+    proc = run_cli("inspect", str(run), cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.count(f"... {n - 40} left out (--json has all)") == 2
+    assert len(proc.stdout.splitlines()) < 150
+    assert len(inspect_json(run, tmp_path)["accuracy"]) == n

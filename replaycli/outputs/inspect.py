@@ -13,7 +13,7 @@ from typing import Any
 
 from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.outputs.files import OutputError
-from replaycli.outputs.terminal import shown
+from replaycli.outputs.terminal import gap, kept, shown
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 RESOURCES = ("peak_rss_mb", "cpu_seconds", "gpu_peak_memory_mb", "disk_bytes")
@@ -201,7 +201,11 @@ def render_run(d: dict[str, Any], console: Any) -> None:
     t = Table(title="per experience")
     for col in ("experience", "after training it", "final", "best", "forgetting"):
         t.add_column(col, justify="right")
-    for e in d["per_experience"]:
+    for i in kept(len(d["per_experience"])):
+        if i is None:
+            t.add_row(gap(len(d["per_experience"])), "", "", "", "")
+            continue
+        e = d["per_experience"][i]
         t.add_row(
             str(e["experience"]), _num(e["after_training_it"]), _num(e["final"]), _num(e["best"]), _num(e["forgetting"])
         )
@@ -211,7 +215,11 @@ def render_run(d: dict[str, Any], console: Any) -> None:
     t = Table(title=f"buffer samples per class (one bar per class, 0..{len(hists[0]) - 1}; full = {top})")
     for col in ("trained", "classes", "min", "max", "total"):
         t.add_column(col, justify="left" if col == "classes" else "right")
-    for i, h in enumerate(hists):
+    for i in kept(len(hists)):
+        if i is None:
+            t.add_row(gap(len(hists)), "", "", "", "")
+            continue
+        h = hists[i]
         t.add_row(str(i), f"[cyan]{bars(h, top)}[/]", str(min(h)), str(max(h)), str(sum(h)))
     console.print(t)
     render_training(d, console)
@@ -227,7 +235,11 @@ def render_training(d: dict[str, Any], console: Any) -> None:
         t = Table(title="training (per epoch: first -> last)")
         for col in ("experience", "loss", "train acc", "epoch loss", "epoch acc", "test loss", "seconds"):
             t.add_column(col, justify="right")
-        for r in rows:
+        for i in kept(len(rows)):
+            if i is None:
+                t.add_row(gap(len(rows)), "", "", "", "", "", "")
+                continue
+            r = rows[i]
             t.add_row(
                 str(r["experience"]),
                 _num(r["loss"]),

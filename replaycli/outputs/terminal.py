@@ -29,17 +29,39 @@ def _shade(a: float) -> str:
     return "green" if a >= 0.8 else "yellow" if a >= 0.5 else "red"
 
 
+SHOWN = 40  # rows (or columns) a terminal table shows at most: the first and last halves, the rest elided
+
+
+def kept(n: int) -> list[int | None]:
+    """The indexes of `n` rows a table shows: all of them, or the first and the last SHOWN // 2
+    with None for the gap (a run of 5,000 experiences is read in under a second, not minutes)."""
+    if n <= SHOWN:
+        return list(range(n))
+    half = SHOWN // 2
+    return [*range(half), None, *range(n - half, n)]
+
+
+def gap(n: int) -> str:
+    return f"... {n - SHOWN} left out (--json has all)"
+
+
 def _matrix_table(title: str, rows: list[list], column: str, cells, last: str, summary) -> Any:
     """One row per experience trained: `cells(row)` under `column`0.., then `summary(row)`."""
     from rich.table import Table
 
     t = Table(title=title)
     t.add_column("trained", justify="right")
-    for j in range(len(rows[0]) if rows else 0):
-        t.add_column(f"{column}{j}", justify="right")
+    columns = kept(len(rows[0]) if rows else 0)
+    for j in columns:
+        t.add_column("..." if j is None else f"{column}{j}", justify="right")
     t.add_column(last, justify="right", style="bold")
-    for i, row in enumerate(rows):
-        t.add_row(str(i), *cells(row), summary(row))
+    for i in kept(len(rows)):
+        if i is None:
+            t.add_row(gap(len(rows)), *[""] * len(columns), "")
+            continue
+        shown = cells([rows[i][j] for j in columns if j is not None])
+        it = iter(shown)
+        t.add_row(str(i), *("..." if j is None else next(it) for j in columns), summary(rows[i]))
     return t
 
 
