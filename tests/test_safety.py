@@ -664,3 +664,20 @@ def test_a_doctored_checkpoint_is_refused_in_one_line(tmp_path, capsys, field):
     code, _, err = cli("resume", str(run), capsys=capsys)
     assert code == 2 and err.startswith(f"error: checkpoint {run / CHECKPOINT} does not match") and err.count("\n") == 1
     assert files(run) == before
+
+
+def test_hydras_run_flag_and_a_sweep_subdir_go_through_the_same_guard(tmp_path):
+    """`replay run -r` trained into a directory holding a run (it was not checked), and a sweep's
+    subdir could lead a job out of its sweep into another run."""
+    run = tmp_path / "A"
+    assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    before = files(run)
+    p = run_cli("run", "-r", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert p.returncode == 2 and f"{run} holds a run already; nothing was written" in p.stderr, p.stderr
+    for subdir in ("../A", str(run)):
+        p = run_cli(
+            "run", "-m", *SHORT, f"hydra.sweep.dir={tmp_path / 'S'}", f"hydra.sweep.subdir={subdir}", cwd=tmp_path
+        )
+        assert p.returncode == 2 and "leaves the sweep directory; allowed: a path inside it" in p.stderr, p.stderr
+    assert files(run) == before and not (tmp_path / "S").exists()
+    assert run_cli("run", "-r", *SHORT, f"hydra.run.dir={tmp_path / 'B'}", cwd=tmp_path).returncode == 0

@@ -215,7 +215,7 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     from omegaconf.errors import OmegaConfBaseException
 
     args, extra = config_dir(args)  # the one flag with a value composed here: a user's own config folder
-    flags = check_flags(args)
+    flags = [f for f in check_flags(args) if f not in ("-r", "--run")]  # -r is a plain run: the same guard
     if any(f not in ("-m", "--multirun") for f in flags):
         return None, None, None
     multirun = bool(flags)
@@ -240,6 +240,10 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
                 ) from None
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
+        raw = OmegaConf.to_container(cfg.hydra.sweep, resolve=False) if multirun else {}  # ${hydra.job.num}: as typed
+        subdir = Path(str(raw.get("subdir", "0")) if isinstance(raw, dict) else "0")
+        if subdir.is_absolute() or ".." in subdir.parts:  # a job's directory is inside its sweep
+            raise ConfigError(f"hydra.sweep.subdir={subdir} leaves the sweep directory; allowed: a path inside it")
     target = Path(OmegaConf.select(cfg, key))  # as composed: relative to the working directory
     return target, first_missing(target.parent), cfg if single else None
 
