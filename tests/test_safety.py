@@ -330,10 +330,10 @@ MALFORMED = {  # file, content, what the one line says
     "metrics line not an object": ("metrics.jsonl", b"[1]\n", "metrics.jsonl line 1 is not a JSON object"),
     "config a list": ("config.yaml", b"- a\n- b\n", "config.yaml holds a YAML list, not a mapping"),
     "ragged csv": ("accuracy.csv", b"trained,test_0,test_1,average\n0,0.5\n", "accuracy.csv line 2 has 2 cells"),
-    "200,000 columns": (
+    "1,000,001 columns": (
         "buffer_histogram.csv",
-        ("trained," + ",".join(["c"] * 200_000) + "\n").encode(),
-        "buffer_histogram.csv has 200001 columns; allowed: at most 10000",
+        ("trained," + ",".join(["c"] * 1_000_001) + "\n").encode(),
+        "buffer_histogram.csv has 1000002 columns; allowed: at most 1000001",
     ),
 }
 
