@@ -681,3 +681,29 @@ def test_hydras_run_flag_and_a_sweep_subdir_go_through_the_same_guard(tmp_path):
         assert p.returncode == 2 and "leaves the sweep directory; allowed: a path inside it" in p.stderr, p.stderr
     assert files(run) == before and not (tmp_path / "S").exists()
     assert run_cli("run", "-r", *SHORT, f"hydra.run.dir={tmp_path / 'B'}", cwd=tmp_path).returncode == 0
+
+
+def test_a_run_of_relative_paths_resumes_from_another_directory(tmp_path, capsys, monkeypatch):
+    """config.yaml keeps the paths a run reads absolute (benchmark.path=data.npz meant the file
+    where the run started): a resume from elsewhere, as a Slurm requeue, finds them; and resume
+    downloads nothing."""
+    import numpy as np
+
+    start, other = tmp_path / "start", tmp_path / "other"
+    start.mkdir()
+    other.mkdir()
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(80, 5)).astype("float32"), np.arange(80) % 4
+    np.savez(start / "data.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    monkeypatch.chdir(start)
+    args = ["benchmark=arrays", "benchmark.path=data.npz", "benchmark.n_experiences=2", *SHORT[:2]]
+    assert cli("run", *args, f"hydra.run.dir={tmp_path / 'whole'}", capsys=capsys)[0] == 0
+    with stopping_at(1):
+        assert cli("run", *args, f"hydra.run.dir={tmp_path / 'cut'}", capsys=capsys)[0] == 130
+    config = (tmp_path / "cut" / CONFIG).read_text()
+    assert f"path: {start / 'data.npz'}" in config and "data_root: ~" not in config
+    monkeypatch.chdir(other)
+    code, _, err = cli("resume", str(tmp_path / "cut"), capsys=capsys)
+    assert code == 0, err
+    for table in ("accuracy.csv", "buffer_histogram.csv"):
+        assert (tmp_path / "cut" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes()

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from replaycli.methods.base import Method
 
 DEVICES = ("auto", "cpu", "cuda")
+PATH_KEYS = ("data_root", "benchmark.root", "benchmark.path", "benchmark.cache_dir")  # what a run reads: config.yaml
+# keeps them absolute
 PROGRESS = ("auto", "rich", "plain", "none")
 PROTOCOLS = ("after_experience", "every_batch")  # buffer_update: when the memory takes samples
 

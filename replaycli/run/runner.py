@@ -145,6 +145,22 @@ def stopped(e: BaseException, cfg: DictConfig, writer: RunWriter, saved: int) ->
         ) from None
 
 
+def recorded(cfg: DictConfig) -> DictConfig:
+    """The config as config.yaml keeps it: resolved, and every path the run reads as the absolute
+    path it meant (`data_root: ~/...` and `benchmark.path: data.npz` from where it started), so
+    that the run resumes from any directory (a Slurm requeue starts elsewhere)."""
+    import os
+
+    from replaycli.run.rules import PATH_KEYS
+
+    out = DictConfig(OmegaConf.to_container(cfg, resolve=True))
+    for key in PATH_KEYS:
+        value = OmegaConf.select(out, key)
+        if isinstance(value, str):
+            OmegaConf.update(out, key, os.path.abspath(os.path.expanduser(value)))
+    return out
+
+
 def begin(
     cfg: DictConfig, run: Any, generator: Any, writer: RunWriter, report: Reporter, resume: dict[str, Any] | None
 ) -> tuple[int, float, int]:
@@ -153,7 +169,7 @@ def begin(
     from replaycli.run import checkpoint
 
     if resume is None:
-        writer.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        writer.write_config(OmegaConf.to_yaml(recorded(cfg)))
         if run.bench.class_names is not None:  # what each class k was called in the user's data
             writer.write_class_names(run.bench.class_names)
         return 0, 0.0, 0
@@ -234,6 +250,9 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
     from replaycli.run import checkpoint, rules
 
     rules.check_targets(cfg, set(trusted), str(run_dir / CONFIG), f"replay resume {run_dir} --trust")
+    for key in ("download", "benchmark.download"):  # resume reads what the run read; it fetches nothing anywhere
+        if OmegaConf.select(cfg, key) is not None:
+            OmegaConf.update(cfg, key, False)
     ckpt = checkpoint.load(run_dir)  # read before anything is built
     if ckpt.get("config_sha256") != checkpoint.digest(run_dir / CONFIG):
         raise ConfigError(
