@@ -130,8 +130,8 @@ def digests(out: Path) -> dict[str, str]:
         if name in ("accuracy.csv", "buffer_histogram.csv"):
             continue
         text = path.read_text()
-        if name.startswith(".hydra/"):
-            text = text.replace(str(out), "RUN").replace(os.getcwd(), "CWD")
+        if name.startswith(".hydra/") or name == "config.yaml":  # paths of this machine: config.yaml's are absolute
+            text = text.replace(str(out), "RUN").replace(os.getcwd(), "CWD").replace(os.path.expanduser("~"), "HOME")
         elif path.suffix in (".json", ".jsonl"):
             text = "\n".join(
                 json.dumps(timeless(json.loads(line)), sort_keys=True)
