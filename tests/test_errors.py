@@ -261,3 +261,19 @@ def test_a_failed_sweep_job_does_not_take_the_others_down(tmp_path):
     good = read_run(sweep / "1")  # the job after the failed one ran to its end
     assert good.complete and len(good.accuracy) == 2 and sum(good.histograms[-1]) == 5
     assert not (sweep / "0" / SUMMARY).exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolve"], "--resolve shows a resolved config; allowed: with --cfg job|hydra|all, or --help"),
+        (["-sc"], "--shell-completion needs what to do; allowed: install=bash"),
+        (["--config-dir", "/nonexistent-folder"], "--config-dir /nonexistent-folder is not a directory"),
+    ],
+)
+def test_hydra_flag_misuse_is_one_line(args, message, tmp_path, capsys, monkeypatch):
+    """Each was a traceback of Hydra's (a bare ValueError) or several lines of its own."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", *args, "epochs=1", capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())

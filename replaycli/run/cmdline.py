@@ -62,6 +62,7 @@ HYDRA_FLAGS = {  # what Hydra's argparse takes (replay run --help)
     "--info",
     "-i",
 }
+SHELL = ("install=", "uninstall=", "query=")  # what --shell-completion does
 REFUSED_FLAGS = {  # Hydra's flags replay run does not pass on, and why
     "--experimental-rerun": "it unpickles FILE, and a pickle can carry code; replay resume RUN_DIR goes on with a run"
 }
@@ -215,6 +216,8 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     from omegaconf.errors import OmegaConfBaseException
 
     args, extra = config_dir(args)  # the one flag with a value composed here: a user's own config folder
+    if extra is not None and not Path(extra).is_dir():  # Hydra says it in three lines; an override read as the
+        raise ConfigError(f"--config-dir {extra or '(nothing)'} is not a directory; allowed: a folder of config groups")
     flags = [f for f in check_flags(args) if f not in ("-r", "--run")]  # -r is a plain run: the same guard
     if any(f not in ("-m", "--multirun") for f in flags):
         return None, None, None
@@ -254,6 +257,13 @@ def check_flags(args: list[str]) -> list[str]:
     refused = next((f.split("=")[0] for f in flags if f.split("=")[0] in REFUSED_FLAGS), None)
     if refused is not None:
         raise ConfigError(f"{refused} is refused: {REFUSED_FLAGS[refused]}")
+    names = {f.split("=")[0] for f in flags}
+    if "--resolve" in names and not names & {"--cfg", "-c", "--help", "-h"}:  # Hydra raises a bare ValueError
+        raise ConfigError("--resolve shows a resolved config; allowed: with --cfg job|hydra|all, or --help")
+    if names & {"-sc", "--shell-completion"} and not any(a.startswith(SHELL) for a in args):
+        raise ConfigError(
+            "--shell-completion needs what to do; allowed: install=bash|zsh|fish, uninstall=..., query=..."
+        )
     modes = {MODES[f.split("=")[0]] for f in flags if f.split("=")[0] in MODES}
     if len(modes) > 1:  # Hydra raises a bare ValueError for this, outside its error reporting
         allowed = ", ".join(dict.fromkeys(MODES.values()))
