@@ -707,3 +707,29 @@ def test_a_run_of_relative_paths_resumes_from_another_directory(tmp_path, capsys
     assert code == 0, err
     for table in ("accuracy.csv", "buffer_histogram.csv"):
         assert (tmp_path / "cut" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes()
+
+
+@pytest.mark.parametrize("change", ["other-samples", "fewer-samples"])
+def test_a_checkpoint_is_bound_to_the_data_it_was_trained_on(tmp_path, capsys, monkeypatch, change):
+    """Other data of the same shape under the same path resumed silently; data that shrank was a
+    traceback. The checkpoint now holds a fingerprint of both pools."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(80, 5)).astype("float32"), np.arange(80) % 4
+    np.savez(tmp_path / "data.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    run = tmp_path / "run"
+    with stopping_at(1):
+        assert cli("run", "benchmark=arrays", "benchmark.path=data.npz", *SHORT, f"hydra.run.dir={run}", capsys=capsys)[
+            0
+        ]
+    if change == "other-samples":
+        x = g.normal(size=(80, 5)).astype("float32")
+    else:
+        x, y = x[:60], y[:60]
+    np.savez(tmp_path / "data.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    before = files(run)
+    code, _, err = cli("resume", str(run), capsys=capsys)
+    assert code == 2 and "was trained on other data than the run's config.yaml reads now" in err, err
+    assert files(run) == before

@@ -117,7 +117,22 @@ def capture(
         "state": run_state(run, generator),
         "rng": rng_state(generator),
         "writer": {"accuracy": writer.accuracy, "histograms": writer.histograms, "records": writer.records},
+        "data": fingerprint(run),
     }
+
+
+def fingerprint(run: Run) -> str:
+    """What binds a checkpoint to the data it was trained on: sha256 of each pool's size, shape,
+    dtype and labels, and of 1,024 of its samples spread over it (a few ms, however large the pool:
+    other data of the same shape under the same path is told apart, with a file-by-file hash's cost)."""
+    h = hashlib.sha256()
+    for pool in (run.bench.train_pool, run.bench.test_pool):
+        n = len(pool)
+        h.update(f"{n} {tuple(pool.x.shape)} {pool.x.dtype}".encode())
+        h.update(pool.y.cpu().numpy().tobytes())
+        rows = torch.linspace(0, max(n - 1, 0), min(n, 1024)).long()
+        h.update(pool.raw(rows.to(pool.y.device)).cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def save(run_dir: Path, checkpoint: dict[str, Any]) -> None:
@@ -171,6 +186,11 @@ def restore(ckpt: dict[str, Any], run: Run, generator: torch.Generator, writer: 
         raise ConfigError(
             f"checkpoint {source} does not match the run's config.yaml "
             f"({done} experiences done of {run.bench.n_experiences}; state of {sorted(ckpt['state'])})"
+        )
+    if "data" in ckpt and ckpt["data"] != fingerprint(run):
+        raise ConfigError(
+            f"checkpoint {source} was trained on other data than the run's config.yaml reads now (its samples or "
+            "labels changed); refused: resume over the data it began with, or start again with replay run"
         )
     try:
         max_size = run.buffer.max_size if run.buffer is not None else 0  # as the config built it
