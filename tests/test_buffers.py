@@ -304,3 +304,30 @@ def test_uniformity_check_rejects_a_non_uniform_policy():
     make = lambda k, g: ExperienceBalancedBuffer(k, generator=g)  # noqa: E731
     stat = inclusion_statistic(make, SIZES, K, RUNS // 4, seed=0)
     assert stat > chi2_critical(sum(SIZES) - 1, 1e-3)
+
+
+class GeneralPath(ReservoirSamplingBuffer):
+    """The same policy, always through append + keep (the path `Store.admit` shortcuts)."""
+
+    def full_reservoir(self, data, extras):
+        return False
+
+
+@given(data=streams(), max_size=st.integers(1, 12), seed=st.integers(0, 2**16), logits=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_the_full_reservoirs_one_sort_keeps_what_the_general_path_keeps(data, max_size, seed, logits):
+    """Every field of the store, in order, extras included, after every batch of a stream that
+    re-offers stored samples: `Store.admit` (no host sync) is the general path, to the bit."""
+    _, _, exps = data
+    fast = ReservoirSamplingBuffer(max_size, generator=torch.Generator().manual_seed(seed))
+    slow = GeneralPath(max_size, generator=torch.Generator().manual_seed(seed))
+    for e, ds in enumerate(exps):
+        for start in range(0, len(ds), 3):  # every_batch: batches of 3
+            part = ds.subset(torch.arange(start, min(start + 3, len(ds))))
+            extras = {"logits": part.ids[:, None].float().repeat(1, 2) * (e + 1)} if logits else None
+            fast.add(part, e, extras)
+            slow.add(part, e, extras)
+            for name in ("ids", "tasks", "exps", "groups", "scores"):
+                assert torch.equal(getattr(fast.store, name), getattr(slow.store, name)), name
+            assert fast.store.extras.keys() == slow.store.extras.keys()
+            assert all(torch.equal(fast.store.extras[k], slow.store.extras[k]) for k in fast.store.extras)

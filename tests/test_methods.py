@@ -291,3 +291,45 @@ def test_every_strategy_runs_alone_with_its_papers_protocol(strategy, tmp_path, 
     err = capsys.readouterr().err
     assert code == 0, err
     assert read_run(tmp_path / "run").complete and len(read_run(tmp_path / "run").accuracy) == 2
+
+
+def test_an_every_batch_reservoir_step_makes_no_host_sync_once_the_memory_is_full(monkeypatch):
+    """ER under every_batch, the DER paper's protocol: once the reservoir is full, a step (memory
+    draw, forward, the memory's update, backward, SGD) reads no value back to the host (it made
+    four per step: `Store.admit` replaced them)."""
+    run = build_run(
+        ["buffer=reservoir", "buffer_update=every_batch", "buffer.max_size=40", "optimizer=sgd", "train_mb_size=10"]
+    )
+    exp0, exp1 = run.bench.train_stream[0], run.bench.train_stream[1]
+    train_experience(run, exp0, no_step)
+    assert len(run.buffer) == 40  # full
+    syncs = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, _name=name, **k):
+            syncs.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    steps = []
+    run.metrics = type(run.metrics)()  # no per-step records: what is measured syncs once, at the epoch's end
+    real_step = run.method.step
+
+    def step(batch, memory):
+        syncs.clear()  # the loader's epoch set-up and the epoch's end are not the step
+        out = real_step(batch, memory)
+        steps.append(len(syncs))
+        return out
+
+    monkeypatch.setattr(run.method, "step", step)
+    counts = []
+    real_after = run.update.after_step
+
+    def after(samples, k, out):
+        real_after(samples, k, out)
+        counts.append(len(syncs))
+
+    monkeypatch.setattr(run.update, "after_step", after)
+    train_experience(run, exp1, no_step)
+    assert len(counts) > 10 and counts == [0] * len(counts), counts[:10]

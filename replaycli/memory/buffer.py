@@ -109,8 +109,28 @@ class Buffer:
         groups = self.group_of(data, experience)
         if not self.adaptive_size and len(groups):  # refuse a key out of range before anything is stored
             self.refuse_keys(int(groups.max()) + 1)
+        if self.full_reservoir(data, extras):  # every_batch's usual case: one sort, no host sync
+            self.store.admit(data, experience, groups, self.new_scores(data), extras)
+            return
         self.store.append(data, experience, groups, self.new_scores(data), extras)
         self._select(touched=groups)
+
+    def full_reservoir(self, data: StreamDataset, extras: dict[str, torch.Tensor] | None) -> bool:
+        """Whether `add` may take `Store.admit`'s path: a full memory of one group (the base
+        grouping and shares, `groupby=None`), scores drawn on arrival, data of its pool and device
+        with its extras. Every other case takes the general path, with the same result."""
+        store, sel = self.store, self.selection_strategy
+        return (
+            self.groupby is None
+            and self.adaptive_size
+            and (sel is None or sel.online)
+            and type(self).group_of is Buffer.group_of  # a policy of its own groups or shares: the general path
+            and type(self).capacities is Buffer.capacities
+            and len(store) == self.max_size > 0
+            and data.pool is store.pool
+            and data.ids.device == store.ids.device
+            and set(extras or {}) == set(store.extras)
+        )
 
     def resize(self, strategy: Any, new_size: int) -> None:
         """Change `max_size`; when shrinking, each group drops its last-ranked samples."""

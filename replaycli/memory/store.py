@@ -140,6 +140,38 @@ class Store:
             old = self.extras.get(k)
             self.extras[k] = v if old is None or not len(old) else torch.cat([old, v.to(old.device, old.dtype)])
 
+    def admit(
+        self,
+        data: StreamDataset,
+        exp: int,
+        groups: torch.Tensor,
+        scores: torch.Tensor,
+        extras: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """A full store of one group offered `data`: keep the `len(self)` best of what it holds
+        and the samples of `data` it does not hold yet, best first; what `append` then `keep`
+        (`top_per_group`) would keep, in the same order, in one sort of fixed size with no host
+        sync (every_batch's reservoir, at each step). Samples already held sort last."""
+        size, pool = len(self.ids), self.pool
+        assert pool is not None and size  # Buffer.full_reservoir says when
+        new = not_in(data.ids, self.ids, len(pool))  # [b]
+        scores = scores.to(self.ids.device, torch.float32)
+        held = (~new).to(torch.int64) << 40  # after every candidate: _ordered's range is 32 bits
+        key = torch.cat([-_ordered(self.scores), held - _ordered(scores)])
+        keep = torch.argsort(key, stable=True)[:size]  # equal scores: the earlier position first, as top_per_group
+        exps = torch.full_like(data.ids, exp)
+        for name, tail in (
+            ("ids", data.ids),
+            ("tasks", data.tasks),
+            ("exps", exps),
+            ("groups", groups),
+            ("scores", scores),
+        ):
+            setattr(self, name, torch.cat([getattr(self, name), tail.to(self.ids.device)])[keep])
+        for k, v in (extras or {}).items():
+            old = self.extras[k]
+            self.extras[k] = torch.cat([old, v.detach().to(old.device, old.dtype)])[keep.to(old.device)]
+
     def keep(self, positions: torch.Tensor) -> None:
         for f in FIELDS:
             setattr(self, f, getattr(self, f)[positions])
