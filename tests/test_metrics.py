@@ -328,3 +328,14 @@ def test_tensorboard_gets_the_epoch_records(tmp_path):
     ea.Reload()
     assert [(e.step, e.value) for e in ea.Scalars("accuracy/train_epoch")] == [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75)]
     assert [e.value for e in ea.Scalars("loss/test_stream")] == [0.75, 0.75]
+
+
+def test_a_run_that_shows_nothing_renders_no_tables_into_its_log(tmp_path, capsys):
+    """progress=none (and a sweep's job): the final tables are not rendered at all (0.35 s a run);
+    the CSVs hold them. The log keeps the run's lines."""
+    from conftest import cli
+
+    code, out, err = cli("run", *TINY, "epochs=1", "progress=none", f"hydra.run.dir={tmp_path / 'run'}", capsys=capsys)
+    log = rundir.read_log(tmp_path / "run")
+    assert code == 0 and "experience 1/" in log and "buffer samples per class" not in log, err
+    assert "accuracy (row" not in log and "accuracy (row" not in out
