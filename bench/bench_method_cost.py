@@ -40,20 +40,35 @@ METHODS = {  # label -> overrides (each under the protocol its paper defines)
 
 
 def cost(overrides: list[str]) -> tuple[float, int]:
-    """(training seconds of CPU, steps) of one run."""
+    """(training seconds of CPU, steps) of one run: the process's CPU time inside the loop's
+    training of each experience alone (the build, the memory's end-of-experience update and the
+    evaluation left out; the old figure subtracted the evaluation's wall time from the whole
+    run's CPU time, and came out negative when the machine was busy)."""
     import time
+
+    import replaycli.run.loop as loop
 
     with initialize_config_module("replaycli.configs", version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+    spent = [0.0]
+    real = loop.train_experience
+
+    def timed(run, exp, on_step):
         start = time.process_time()
-        execute(cfg, Path(out))
-        total = time.process_time() - start
-        records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(out) / "summary.json").read_text())
+        try:
+            return real(run, exp, on_step)
+        finally:
+            spent[0] += time.process_time() - start
+
+    loop.train_experience = timed
+    try:
+        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+            execute(cfg, Path(out))
+            records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    finally:
+        loop.train_experience = real
     steps = sum(sum(e["steps"] for e in r["epochs"]) for r in records)
-    evaluation = summary["timing"]["eval_seconds"]  # wall, one thread: close to its CPU time
-    return total - evaluation, steps
+    return spent[0], steps
 
 
 def main(argv: list[str] | None = None) -> int:
