@@ -16,8 +16,6 @@ two sides alternate, `--reps` rounds, and the ratio is the median over rounds.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import statistics
 import sys
 import tempfile
@@ -80,35 +78,12 @@ def plain(x: torch.Tensor, y: torch.Tensor, der: bool, mem: int, lr: float, seed
 
 
 def replaycli_step(experiment: str, root: Path) -> float:
-    """CPU seconds per step of `replay run +experiment=EXPERIMENT`'s training."""
-    import json
-
-    from hydra import compose, initialize_config_module
-
-    import replaycli.run.loop as loop
-    from replaycli.run.runner import execute
+    """CPU seconds per step of `replay run +experiment=EXPERIMENT`'s training (bench_method_cost's measure)."""
+    from bench_method_cost import cost
 
     overrides = [f"+experiment={experiment}", f"data_root={root}", "download=false", "progress=none", "device=cpu"]
-    with initialize_config_module("replaycli.configs", version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, "threads=1", "metrics=[timing]"])
-    spent = [0.0]
-    real = loop.train_experience
-
-    def timed(run, exp, on_step):
-        start = time.process_time()
-        try:
-            return real(run, exp, on_step)
-        finally:
-            spent[0] += time.process_time() - start
-
-    loop.train_experience = timed
-    try:
-        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-            execute(cfg, Path(out))
-            records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    finally:
-        loop.train_experience = real
-    return spent[0] / sum(sum(e["steps"] for e in r["epochs"]) for r in records)
+    spent, steps = cost([*overrides, "threads=1", "metrics=[timing]"])
+    return spent / steps
 
 
 def main(argv: list[str] | None = None) -> int:

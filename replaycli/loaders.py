@@ -9,7 +9,7 @@ the one signature `replay run` builds every loader with.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -85,16 +85,14 @@ class _MatrixLoader:
     """Iterates the batches of `data` given by `self.positions()`, a fresh [steps, B] matrix
     each epoch (-1 pads), which each loader below defines."""
 
+    positions: Callable[[], torch.Tensor]  # declared for the type checker; each loader below defines it
+
     def __init__(self, data: StreamDataset, generator: torch.Generator | None):
         self.data = data
         self.generator = generator
 
     def __iter__(self) -> Iterator[Batch]:
         return ((x, y, t) for x, y, t, _ in self.batches())
-
-    def positions(self) -> torch.Tensor:
-        """This epoch's [steps, B] positions into `data` (-1: no sample)."""
-        raise NotImplementedError
 
     def batches(self, with_samples: bool = False) -> Iterator[tuple]:
         """The epoch's `(x, y, t, samples)` batches; `samples` is each batch's own samples as a

@@ -15,7 +15,7 @@ experience index, in 0..total_num_groups-1; the remainder goes to the lowest key
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -57,9 +57,6 @@ class SortedIndices:
     def rank(self, data: StreamDataset, limit: int | None = None) -> torch.Tensor:
         return torch.as_tensor(self.selection.make_sorted_indices(self.strategy, data), dtype=torch.int64)
 
-    def scores(self, data: StreamDataset) -> torch.Tensor:
-        raise TypeError("a ranking selection scores no sample on arrival")  # online is False: never called
-
 
 class Buffer:
     """A rehearsal memory of at most `max_size` samples; `buffer` is the dataset it holds now.
@@ -83,7 +80,7 @@ class Buffer:
         self.max_size = integer("max_size", max_size, 0)
         ranks = hasattr(selection_strategy, "rank") or getattr(selection_strategy, "online", False)
         if selection_strategy is not None and not ranks:  # Avalanche's duck-typed selection
-            selection_strategy = SortedIndices(selection_strategy)
+            selection_strategy = cast(Selection, SortedIndices(selection_strategy))  # ranks; online is False
         self.refuse_unpaired(selection_strategy)
         choice("groupby", groupby, GROUPBY)
         flag("adaptive_size", adaptive_size)

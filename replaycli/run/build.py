@@ -43,8 +43,7 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
     if not isinstance(node, DictConfig) or node.get("_target_") is None:
         if name in OPTIONAL:
             return None
-        how = f"{name}._target_ is null" if isinstance(node, DictConfig) else f"~{name} removed it"
-        raise ConfigError(f"{name} is required ({how}); allowed: {rules.options_with(name, '_target_')}")
+        rules.refuse_missing(name, node)
     try:
         factory = instantiate(node)  # every option is `_partial_`: the objects are passed below
     except InstantiationException as e:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib import resources
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -147,12 +147,16 @@ def check_arguments(cfg: DictConfig, injected: dict[str, tuple[str, ...]]) -> No
                 raise ConfigError(f"{group!s}.{key!s}={node[key]!r} is not an argument of {target}; allowed: {allowed}")
 
 
+def refuse_missing(group: str, node: Any) -> NoReturn:
+    """A group the run needs, removed (`~model`) or left without a target: one ConfigError."""
+    how = f"{group}._target_ is null" if isinstance(node, DictConfig) else f"~{group} removed it"
+    raise ConfigError(f"{group} is required ({how}); allowed: {options_with(group, '_target_')}")
+
+
 def method_class(cfg: DictConfig) -> type[Method]:
     node = cfg.get("strategy")
     if not isinstance(node, DictConfig) or node.get("_target_") is None:
-        raise ConfigError(
-            f"strategy is required (~strategy removed it); allowed: {options_with('strategy', '_target_')}"
-        )
+        refuse_missing("strategy", node)
     target = str(node._target_)
     try:
         found = locate(target)
