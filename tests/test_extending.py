@@ -251,3 +251,31 @@ def test_a_method_is_told_the_stream_it_trains_on():
     s = run.method.setting
     assert (s.num_classes, s.input_shape, s.n_experiences) == (10, (1, 8, 8), 2)  # the 8x8 digits
     assert s.generator is run.memory.generator and s.device == run.device
+
+
+Pair = __import__("collections").namedtuple("Pair", "count scale")
+
+
+def test_the_checkpoint_keeps_the_kind_of_a_container():
+    """A defaultdict comes back with its factory (a plain dict would raise KeyError after a
+    resume), an OrderedDict as one, a namedtuple as its class."""
+    import collections
+
+    import torch
+
+    from replaycli.run.state import Refs, round_trip
+
+    class Counts:
+        def __init__(self):
+            self.seen = collections.defaultdict(int)
+            self.order = collections.OrderedDict()
+            self.pair = Pair(0, torch.ones(1))
+
+    saved, fresh = Counts(), Counts()
+    saved.seen["a"] += 2
+    saved.order["b"] = 1
+    saved.pair = Pair(3, torch.full((1,), 2.0))
+    round_trip(saved, fresh, Refs({}, torch.device("cpu")))
+    assert type(fresh.seen) is collections.defaultdict and fresh.seen["a"] == 2 and fresh.seen["new"] == 0
+    assert type(fresh.order) is collections.OrderedDict and list(fresh.order.items()) == [("b", 1)]
+    assert type(fresh.pair) is Pair and fresh.pair.count == 3 and torch.equal(fresh.pair.scale, torch.full((1,), 2.0))

@@ -65,9 +65,13 @@ def capture(obj: Any, refs: Refs, where: str) -> Any:
         return {KIND: "tensor", "value": obj.detach().cpu(), "cuda": obj.is_cuda, "grad": obj.requires_grad}
     if isinstance(obj, np.ndarray):
         return {KIND: "ndarray", "value": torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple: its class, then its fields
+        fields = [capture(v, refs, f"{where}.{f}") for f, v in zip(obj._fields, obj, strict=True)]
+        return {KIND: "namedtuple", "type": qualname(type(obj)), "items": fields}
     if isinstance(obj, (list, tuple, set, frozenset)):
+        kind = next(k for k in (list, tuple, set, frozenset) if isinstance(obj, k)).__name__  # a subclass: its base
         items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        return {KIND: type(obj).__name__, "items": [capture(v, refs, f"{where}[{i}]") for i, v in enumerate(items)]}
+        return {KIND: kind, "items": [capture(v, refs, f"{where}[{i}]") for i, v in enumerate(items)]}
     if isinstance(obj, dict):
         keys = list(obj)
         return {
@@ -129,10 +133,20 @@ def restore(tree: Any, current: Any, refs: Refs, where: str) -> Any:
             for i, v in enumerate(tree["items"])
         ]
         return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
+    if kind == "namedtuple":
+        cls = loaded_class(str(tree["type"]))
+        if cls is None:
+            raise ValueError(f"{where}: class {tree['type']} is not loaded")
+        return cls(*(restore(v, None, refs, f"{where}[{i}]") for i, v in enumerate(tree["items"])))
     if kind == "dict":
         old = current if isinstance(current, dict) else {}
         keys = [restore(k, None, refs, f"{where} key") for k in tree["keys"]]
-        return {k: restore(v, old.get(k), refs, f"{where}[{k!r}]") for k, v in zip(keys, tree["values"], strict=True)}
+        out = copy.copy(old)  # the rebuilt dict's own kind (a defaultdict keeps its factory, an OrderedDict its order)
+        out.clear()
+        out.update(
+            {k: restore(v, old.get(k), refs, f"{where}[{k!r}]") for k, v in zip(keys, tree["values"], strict=True)}
+        )
+        return out
     if kind == "module":
         return restore_module(tree, current, refs, where)
     if kind == "optimizer":
