@@ -243,6 +243,15 @@ def test_check_finds_a_method_that_does_not_resume(tmp_path, capsys, monkeypatch
     assert code == 1 and "accuracy.csv: differs" in out and "difference(s) from the uninterrupted run" in out, out
 
 
+def test_check_refuses_a_missing_config_dir(capsys):
+    code = main(["check", "--config-dir", "/nonexistent-folder", "epochs=1"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and err == "error: --config-dir /nonexistent-folder is not a directory; allowed: a folder of config groups\n"
+    )
+
+
 def test_check_refuses_a_stream_of_one_experience(capsys):
     code = main(["check", "benchmark.n_experiences=1", "epochs=1"])
     err = capsys.readouterr().err

@@ -198,6 +198,8 @@ def config_dir(args: list[str]) -> tuple[list[str], str | None]:
             found = value if eq else next(it, "")
         else:
             rest.append(a)
+    if found is not None and not Path(found).is_dir():  # Hydra says it in three lines, or not at all (compose)
+        raise ConfigError(f"--config-dir {found or '(nothing)'} is not a directory; allowed: a folder of config groups")
     return rest, found
 
 
@@ -216,8 +218,6 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     from omegaconf.errors import OmegaConfBaseException
 
     args, extra = config_dir(args)  # the one flag with a value composed here: a user's own config folder
-    if extra is not None and not Path(extra).is_dir():  # Hydra says it in three lines; an override read as the
-        raise ConfigError(f"--config-dir {extra or '(nothing)'} is not a directory; allowed: a folder of config groups")
     flags = [f for f in check_flags(args) if f not in ("-r", "--run")]  # -r is a plain run: the same guard
     if any(f not in ("-m", "--multirun") for f in flags):
         return None, None, None
