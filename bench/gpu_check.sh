@@ -12,7 +12,8 @@
 # REPLAY_TEST_DEVICE=cuda; one `replay run` per method on split_digits and on a synthetic
 # CIFAR-sized stream with model=resnet18; resume byte-identity on CUDA, with and without
 # deterministic=true; bench_speed.py --device cuda against the floor; bench_dataloader.py against
-# a per-sample torchvision pipeline. It leaves three files in --out: summary.md (the tables),
+# a per-sample torchvision pipeline; bench_batched.py: 1, 4 and 16 seeds as one batched model
+# against Hydra's basic sweep and separate processes (issue 23). It leaves three files in --out: summary.md (the tables),
 # gpu_check.log (everything printed) and results.tar.gz (every raw file).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +65,8 @@ fi
 if [ "$mode" != run ]; then
     echo "ok: wheels in $wheels: $(cd "$wheels" && ls ./*.whl | tr '\n' ' ')"
     echo "plan: install; tests (REPLAY_TEST_DEVICE=cuda); replay run x methods x {split_digits, synthetic CIFAR + resnet18};"
-    echo "      resume byte-identity (deterministic false/true); bench_speed --device cuda; bench_dataloader --device cuda"
+    echo "      resume byte-identity (deterministic false/true); bench_speed --device cuda; bench_dataloader --device cuda;"
+    echo "      bench_batched --device cuda (seeds as one batched model)"
     exit 0
 fi
 [ -n "$out" ] || die "no --out folder given; $usage"
@@ -150,6 +152,12 @@ run_for 200 python3 bench/bench_speed.py --device "$device" --clock wall --parts
 step "bench_dataloader --device $device"
 run_for 120 python3 bench/bench_dataloader.py --device "$device" --reps "$reps" --steps $((quick ? 30 : 200)) --out "$work/dataloader.md"
 { echo; echo "## bench_dataloader.py --device $device"; echo; cat "$work/dataloader.md" 2>/dev/null || echo "(none)"; } >> "$summary"
+
+step "seeds as one batched model (bench_batched.py --device $device)"
+run_for 300 python3 bench/bench_batched.py --device "$device" --clock wall --sizes "$((quick ? 2 : 1)),$((quick ? 2 : 4)),$((quick ? 2 : 16))" \
+    --methods er,der --separate-max 4 | tee "$work/batched.md"
+{ echo; echo "## bench_batched.py --device $device --clock wall (wall s per seed, start-up included)"; echo;
+  grep -v '^data:' "$work/batched.md" 2>/dev/null || echo "(none)"; } >> "$summary"
 
 step "pack"
 tar -czf "$out/results.tar.gz" -C "$work" --exclude=site --exclude=cifar --exclude='*-ubyte' --exclude='*.pt' --exclude='*batch*' . 2>/dev/null

@@ -39,6 +39,10 @@ def run(args: list[str]) -> int:
     from replaycli.run import cmdline
     from replaycli.run.runner import Refused, hydra_main, launch
 
+    if any("launcher=batched" in a for a in args):
+        from replaycli.run.launcher import register
+
+        register()
     args, target, made, cfg, aside = cmdline.prepare(args)  # Hydra's own errors in one line, before any directory
     sys.argv = cmdline.hydra_argv(args)
     before = os.environ.get("HYDRA_FULL_ERROR")

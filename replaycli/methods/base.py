@@ -110,6 +110,8 @@ class Method:
     trains_on_memory = False  # the memory takes each experience first and is all it trains on
     memory_groupby: str | None = None  # the grouping its buffer must have (None: any)
     holds_everything = False  # the buffer must keep every training sample of the stream (joint training)
+    batches = False  # the class's own `step` (and `predict`) use the model only by calling it: seeds train as
+    # one batched model (run/together.py); declared by the class that defines them, so a subclass's new step is not
     setting: Setting | None = None  # the stream's classes, input shape, generator, device: set by the run once built
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, mask: torch.Tensor | None = None):

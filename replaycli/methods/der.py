@@ -18,6 +18,7 @@ class DER(Method):
     cross-entropy terms are masked.
     """
 
+    batches = True
     stores_logits = True
 
     def __init__(
@@ -41,6 +42,8 @@ class DER(Method):
 
 class DERpp(DER):
     """DER++: DER plus `beta * cross-entropy` on a second, independently drawn memory batch."""
+
+    batches = True
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ class Replay(Method):
     fine-tuning, the lower bound."""
 
     needs_memory = False
+    batches = True
     joins_memory = True
 
     def step(self, batch: Batch, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ class ERACE(Method):
     buffer holds anything the current batch's loss is plain cross-entropy over seen classes.
     """
 
+    batches = True
     protocols = ("every_batch",)  # the paper's online setting: under after_experience a new experience's classes
     # would meet the old ones only once stored, after its training (measured: BWT +0.59, final 74% vs replay's 83%)
 

@@ -18,6 +18,7 @@ class GDumb(Method):
     """
 
     protocols = ("after_experience",)
+    batches = True
     trains_on_memory = True
     memory_groupby = "class"
 

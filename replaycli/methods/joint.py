@@ -12,5 +12,6 @@ class Joint(Method):
     no reset between experiences. The buffer must hold the whole stream (`holds_everything`)."""
 
     protocols = ("after_experience",)
+    batches = True
     trains_on_memory = True
     holds_everything = True

@@ -14,6 +14,8 @@ class Weighted(Method):
     """`schedule`: constant (alpha_t = alpha) or linear (alpha_t = alpha * t, t = experiences
     finished before the current one: the memory weighs as many experiences as it holds)."""
 
+    batches = True
+
     def __init__(
         self,
         model: torch.nn.Module,

@@ -86,6 +86,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     from replaycli.run.checkpoint import run_state
     from replaycli.run.loop import Run
     from replaycli.run.metrics import from_config
+    from replaycli.run.together import Alone
     from replaycli.run.updates import PROTOCOLS
     from replaycli.scenario import task_mask
 
@@ -118,6 +119,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
         eval_mb_size=cfg.eval_mb_size,
         device=device,
         update=PROTOCOLS[cfg.buffer_update](method, buffer, memory, cfg.eval_mb_size),
+        together=Alone(optimizer),
         mask=mask,
         metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )

@@ -15,6 +15,7 @@ from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method
 from replaycli.run.meters import TrainMeter, evaluate_stream
 from replaycli.run.metrics import Metrics
+from replaycli.run.together import Alone
 from replaycli.run.updates import AfterExperience
 from replaycli.scenario import task_mask
 
@@ -34,6 +35,7 @@ class Run:
     eval_mb_size: int
     device: torch.device
     update: AfterExperience  # the update protocol: when the memory takes samples (run/updates.py)
+    together: Alone  # how a step descends, and the model the method calls: a batched group's (run/together.py)
     mask: torch.Tensor | None = None  # task-IL: bool [n_tasks, n_classes]
     metrics: Metrics = field(default_factory=Metrics)
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record (the progress display)
@@ -47,18 +49,17 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
     loader = run.make_loader(data.train(), joined)
     run.model.train()
     meter = TrainMeter(run.metrics, run.mask, k)
-    for epoch in range(run.epochs):
-        for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.update.per_batch)):
-            loss, out = run.method.step(Batch(x, y, t, k), run.update.step_memory())  # out: [B, n_classes]
-            run.update.after_step(samples, k, out)  # every_batch: the memory takes the batch
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
-            meter.step(loss, out, y, t)  # keeps references: no kernel, no sync
-            on_step(epoch, i, len(loader))
-        record = meter.epoch_done(epoch)  # steps and seconds; loss and accuracy sync once, at the end
-        if run.on_epoch is not None:
-            run.on_epoch(record)
+    with run.together.installed(run.method):
+        for epoch in range(run.epochs):
+            for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.update.per_batch)):
+                loss, out = run.method.step(Batch(x, y, t, k), run.update.step_memory())  # out: [B, n_classes]
+                run.update.after_step(samples, k, out)  # every_batch: the memory takes the batch
+                run.together.descend(loss)  # zero_grad, backward, step
+                meter.step(loss, out, y, t)  # keeps references: no kernel, no sync
+                on_step(epoch, i, len(loader))
+            record = meter.epoch_done(epoch)  # steps and seconds; loss and accuracy sync once, at the end
+            if run.on_epoch is not None:
+                run.on_epoch(record)
     return meter.experience_done()
 
 
@@ -77,30 +78,33 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     run.method.end_experience(exp.current_experience, run.memory)  # BiC's bias layer, iCaRL's class means, ...
     t2 = time.perf_counter()
     both = task_mask(run.bench).to(run.bench.test_pool.device) if run.mask is None and run.bench.n_tasks > 1 else None
-    test = evaluate_stream(
-        run.model,
-        run.bench.test_stream,
-        run.eval_mb_size,
-        run.mask,
-        n_classes,
-        loss=m.on("loss"),
-        confusion=m.on("confusion"),
-        task_il=both,
-        predict=run.method.predict,
-    )
-    if run.bench.valid_stream is not None:  # the held-out part of the training stream: for choosing hyper-parameters
-        valid = evaluate_stream(
+    with run.together.installed(run.method):  # a batched group evaluates its members together
+        test = evaluate_stream(
             run.model,
-            run.bench.valid_stream,
+            run.bench.test_stream,
             run.eval_mb_size,
             run.mask,
             n_classes,
+            loss=m.on("loss"),
+            confusion=m.on("confusion"),
             task_il=both,
             predict=run.method.predict,
         )
-        test["val_accuracy"] = valid["accuracy"]
-        if both is not None:
-            test["val_task_il_accuracy"] = valid["task_il_accuracy"]
+        if (
+            run.bench.valid_stream is not None
+        ):  # the held-out part of the training stream: for choosing hyper-parameters
+            valid = evaluate_stream(
+                run.model,
+                run.bench.valid_stream,
+                run.eval_mb_size,
+                run.mask,
+                n_classes,
+                task_il=both,
+                predict=run.method.predict,
+            )
+            test["val_accuracy"] = valid["accuracy"]
+            if both is not None:
+                test["val_task_il_accuracy"] = valid["task_il_accuracy"]
     t3 = time.perf_counter()
     acc = test.pop("accuracy")
     return {

@@ -49,6 +49,7 @@ def execute(
     job: int | None = None,
     objective: str | None = None,
     stop_before: int | None = None,
+    together: tuple[Any, int] | None = None,
 ) -> dict[str, Any]:
     """Train over the stream of `cfg`, writing the run directory `out_dir`; returns the summary.
 
@@ -56,12 +57,20 @@ def execute(
     finished experience. Everything is checked and built before anything is written, so a
     refused run leaves `out_dir` as it was. `job`: this run is job `job` of a sweep (its lines
     are labelled; with progress=auto or none it prints none: the sweep prints one line per job).
-    `stop_before`: raise `Stopped` at the start of that experience (`replay check`).
+    `stop_before`: raise `Stopped` at the start of that experience (`replay check`). `together`:
+    (group, index), this run is member `index` of a batched group (run/together.py), in a thread
+    of its own.
     """
     from replaycli.run.build import build
 
     start = time.perf_counter()
-    run, generator = build(cfg)
+    if together is None:
+        run, generator = build(cfg)
+    else:
+        group, index = together
+        with group.build_lock:  # building seeds torch's global random state
+            run, generator = build(cfg)
+        run.together = group.join(index, run)  # once every member is built
     if objective is not None and run.bench.valid_stream is None:  # tuning on the test stream: refused
         raise ConfigError(
             f"hydra/sweeper=optuna maximises {objective}, the accuracy on a validation stream; allowed: "
@@ -304,9 +313,9 @@ def held(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _discard_if_empty(out_dir: Path) -> None:
+def _discard_if_empty(out_dir: Path, name: str) -> None:
     """Remove a run directory that holds nothing but Hydra's own files (a run refused up front)."""
-    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}  # the log is named after the job
+    hydra_files = {".hydra", f"{name}.log"}  # the log is named after the job
     if out_dir.is_dir() and all(p.name in hydra_files for p in out_dir.iterdir()):
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -317,9 +326,16 @@ def job(cfg: DictConfig) -> Any:
     (replaycli.run.sweep), and the other jobs go on."""
     from hydra.types import RunMode
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    job = HydraConfig.get().job.num if HydraConfig.get().mode == RunMode.MULTIRUN else None
-    sweeper = HydraConfig.get().sweeper
+    hydra_cfg = HydraConfig.get()
+    return job_of(cfg, hydra_cfg, hydra_cfg.mode == RunMode.MULTIRUN)
+
+
+def job_of(cfg: DictConfig, hydra_cfg: Any, multirun: bool, together: tuple[Any, int] | None = None) -> Any:
+    """`job` with Hydra's section of its config given (`hydra_cfg`): the batched launcher runs its
+    members in threads, where Hydra's process-wide HydraConfig holds one job only."""
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    job = hydra_cfg.job.num if multirun else None
+    sweeper = hydra_cfg.sweeper
     tuning = job is not None and "optuna" in str(sweeper.get("_target_", "")).lower()
     try:
         direction = str(sweeper.get("direction", "minimize")).rsplit(".", 1)[-1]  # an enum: Direction.minimize
@@ -328,12 +344,12 @@ def job(cfg: DictConfig) -> Any:
                 f"hydra/sweeper=optuna maximises {OBJECTIVE} but hydra.sweeper.direction={direction}; "
                 "allowed: hydra.sweeper.direction=maximize, or hydra/sweeper=tune"
             )
-        summary = execute(cfg, out_dir, job=job, objective=OBJECTIVE if tuning else None)
+        summary = execute(cfg, out_dir, job=job, objective=OBJECTIVE if tuning else None, together=together)
         return read_summary(out_dir)[OBJECTIVE] if tuning else summary  # the Optuna sweeper maximises a float
     except (ConfigError, OutputError) as e:
         if not isinstance(e, InUse):  # another process's directory is never ours to tidy
-            _discard_if_empty(out_dir)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            _discard_if_empty(out_dir, hydra_cfg.job.name)
+        if multirun:
             raise
         raise Refused(e) from None  # past Hydra's job runner, which would print a line of its own
 

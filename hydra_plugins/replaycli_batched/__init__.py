@@ -1,0 +1,1 @@
+"""replaycli's Hydra launcher, where Hydra looks for plugins (the `hydra_plugins` namespace)."""
