@@ -43,7 +43,11 @@ def run(args: list[str]) -> int:
         from replaycli.run.launcher import register
 
         register()
-    args, target, made, cfg, aside = cmdline.prepare(args)  # Hydra's own errors in one line, before any directory
+    try:
+        args, target, made, cfg, aside = cmdline.prepare(args)  # Hydra's own errors in one line, before any directory
+    except cmdline.Finished as e:  # a re-issued sweep with nothing left to run
+        print(e, flush=True)
+        return 0
     sys.argv = cmdline.hydra_argv(args)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below

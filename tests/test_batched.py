@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import run_cli
 
+from replaycli.outputs import rundir
 from replaycli.run.together import Group
 
 DER = ("strategy=der", "buffer_update=every_batch", "buffer.max_size=40", "epochs=1", "device=cpu")
@@ -40,10 +41,17 @@ def test_members_of_a_batched_group_equal_their_single_runs(singles, tmp_path):
     assert [r["seed"] for r in rows(root)] == ["0", "1", "2"]
     assert [r["status"] for r in rows(root)] == ["complete"] * 3
     for job in ("0", "1", "2"):
-        # the same bits: the batched matrix products give each member its single run's sums here
-        # (another BLAS could order them otherwise; then a test sample could flip)
-        for table in ("accuracy.csv", "buffer_histogram.csv"):
-            assert (root / job / table).read_bytes() == (singles / job / table).read_bytes(), (job, table)
+        # the memory took the same samples: each member drew from its own generator as its single run
+        assert (root / job / "buffer_histogram.csv").read_bytes() == (
+            singles / job / "buffer_histogram.csv"
+        ).read_bytes()
+        # the batched matrix products may sum in another order than the single run's (here they do
+        # not: the same bits); bench/RESULTS.md measured at most 0.003 of final accuracy over 32 seeds
+        one, member = (rundir.read_run(d / job).accuracy for d in (singles, root))
+        assert len(one) == len(member) == 5
+        for a, b in zip(one, member, strict=True):
+            assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 0.02
+        assert abs(sum(one[-1]) - sum(member[-1])) / len(one[-1]) <= 0.005
         assert sorted(p.name for p in (root / job).iterdir()) == sorted(p.name for p in (singles / job).iterdir())
     single, batched = (torch.load(d / "0" / "checkpoint.pt", weights_only=False) for d in (singles, root))
     for key, value in single["state"]["model"].items():  # what resume reads: the member's own model

@@ -94,12 +94,14 @@ def test_an_existing_run_directory_is_refused_unless_overwrite(tmp_path):
     assert (run / "run.log").read_text().count("outputs: ") == 1  # the new run's log only, not both
 
 
-def test_an_existing_sweep_directory_is_refused(tmp_path):
-    sweep = tmp_path / "S"
+def test_an_existing_sweep_directory_that_says_not_how_it_was_started_is_refused(tmp_path):
+    sweep = tmp_path / "S"  # a sweep goes on only where its multirun.yaml shows the same overrides (test_reissue.py)
     sweep.mkdir()
     (sweep / "summary.csv").write_text("job,status\n0,complete\n")
     p = run_cli("run", "-m", *SHORT, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert p.returncode == 2 and p.stderr.startswith(f"error: {sweep} holds a sweep already; nothing was written")
+    assert p.returncode == 2 and p.stderr.startswith(
+        f"error: {sweep} holds another sweep (no multirun.yaml records how it was started); nothing was written"
+    )
     assert [f.name for f in sweep.iterdir()] == ["summary.csv"]
 
 

@@ -292,7 +292,10 @@ def foreign(path: Path, sweep: bool) -> str | None:
     path = Path(path)
     figures: tuple[str, ...]
     if sweep:
-        names, figures = {MULTIRUN, SWEEP_SUMMARY, PLAN, DONE, ".hydra"}, SWEEP_FIGURES
+        names, figures = (
+            {MULTIRUN, SWEEP_SUMMARY, PLAN, DONE, ".hydra", ".submitit"},
+            SWEEP_FIGURES,
+        )  # submitit: its logs
         marked = (path / MULTIRUN).is_file() or (path / SWEEP_SUMMARY).is_file()
     else:
         names, figures = {*RUN_FILES, FAILURE}, RUN_FIGURES

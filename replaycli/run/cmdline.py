@@ -85,7 +85,8 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
     directory, the outermost directory above it that this run will create, and, for a plain single
     run, its config as composed, Hydra's section included, for `runner.launch`; and where
     `--overwrite` set the old run or sweep aside). A directory that holds a run or a sweep already
-    is refused, unless `--overwrite` (it is set aside, then removed once the new one has written)."""
+    is refused, unless `--overwrite` (it is set aside, then removed once the new one has written);
+    a sweep re-issued into its own directory goes on (`reissued`)."""
     overwrite = "--overwrite" in args
     args = [a for a in args if a != "--overwrite"]
     target, made, cfg = check_command_line(args)
@@ -100,21 +101,76 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
         # what --overwrite may remove: a run (or a sweep's job), or a sweep, each holding nothing but what replaycli
         # writes; never a folder that merely holds runs (outputs/runs), nor one with a file of someone else's
         other = sweepdir.foreign(target, sweep)
-        if not overwrite or other is not None:  # --overwrite replaces a run or a sweep, never other files
+        if sweep and other is None and not overwrite:  # the same sweep again: it finishes what is missing
+            reissued(target, args)
+        elif not overwrite or other is not None:  # --overwrite replaces a run or a sweep, never other files
             held = f"holds {what} already" if other is None else f"holds {other}, which is not a replaycli run or sweep"
             way = "or --overwrite to replace it" if other is None else "--overwrite replaces only a run or a sweep"
             raise ConfigError(
                 f"{target} {held}; nothing was written; allowed: another directory, "
                 f"replay resume {target} (a run), {way}"
             )
-        from replaycli.run.runner import held as holding
+        else:
+            from replaycli.run.runner import held as holding
 
-        with holding(target):  # a run training there now is refused, not replaced under it
-            aside = set_aside(target)  # removed once the new run has written, put back if it is refused
+            with holding(target):  # a run training there now is refused, not replaced under it
+                aside = set_aside(target)  # removed once the new run has written, put back if it is refused
     if target is not None and cfg is None:  # pin the directory composed here (a ${now:...} default would differ
         key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"  # in Hydra's own composition)
         args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]
     return args, target, made, cfg, aside
+
+
+class Finished(Exception):
+    """A re-issued sweep whose every job is complete: one line, exit 0, nothing trained."""
+
+
+def task_overrides(args: list[str]) -> list[str]:
+    """The overrides of `replay run ARGS` that Hydra records as the task's (not Hydra's own)."""
+    return [a for a in args if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra"))]
+
+
+def reissued(target: Path, args: list[str]) -> None:
+    """`replay run -m ARGS` into the sweep directory `target` that holds a sweep already: the same
+    sweep (the same task overrides, as typed) goes on, each job skipping its complete run and
+    resuming its checkpoint (`runner.own_run`), and failed, cancelled and never-started jobs run;
+    another sweep is refused in one line naming the difference; a sweep with every job complete
+    is `Finished`."""
+    from omegaconf import OmegaConf
+
+    from replaycli.outputs import rundir, sweepdir
+
+    try:
+        before = [str(o) for o in OmegaConf.load(target / sweepdir.MULTIRUN).hydra.overrides.task]
+    except Exception:  # noqa: BLE001 (no multirun.yaml, or not Hydra's: not a sweep to go on with)
+        before = None
+    now = task_overrides(args)
+    if before is None or sorted(before) != sorted(now):
+        gone = [o for o in before or [] if o not in now]
+        new = [o for o in now if o not in (before or [])]
+        why = (
+            "no multirun.yaml records how it was started"
+            if before is None
+            else (
+                f"it was started with {' '.join(before) or 'no overrides'}"
+                + (f"; not given now: {' '.join(gone)}" if gone else "")
+                + (f"; new now: {' '.join(new)}" if new else "")
+            )
+        )
+        raise ConfigError(
+            f"{target} holds another sweep ({why}); nothing was written; allowed: the same overrides (the sweep "
+            "goes on where it stopped), another directory, or --overwrite to replace it"
+        )
+    jobs = planned_jobs(args)
+    complete = 0
+    for i in range(len(jobs)):
+        try:
+            complete += rundir.read_run(target / str(i)).complete
+        except (OSError, rundir.OutputError):
+            pass
+    if jobs and complete == len(jobs):
+        raise Finished(f"{target}: every one of its {len(jobs)} jobs is complete; nothing to run")
+    print(f"{target}: the sweep goes on: {complete} of {len(jobs) or '?'} jobs complete already", flush=True)
 
 
 def set_aside(target: Path) -> Path:
