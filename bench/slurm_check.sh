@@ -22,7 +22,8 @@ while [ $# -gt 0 ]; do
         *) echo "error: unknown argument '$1'; usage: bench/slurm_check.sh [--out DIR]" >&2; exit 2 ;;
     esac
 done
-[ "$(id -u)" = 0 ] || { echo "error: run as root (the cluster's daemons run as root here)" >&2; exit 2; }
+# exit 3: skipped (not root, or slurm-wlm cannot be installed here); 1: a check failed; 0: every check holds
+[ "$(id -u)" = 0 ] || { echo "skipped: run as root (the cluster's daemons run as root here)" >&2; exit 3; }
 work=$(mktemp -d /tmp/slurm_check.XXXXXX)
 out=${out:-$work/out}
 mkdir -p "$out"
@@ -33,7 +34,7 @@ check() { if eval "$2"; then log "ok: $1"; else log "FAILED: $1"; fail=1; fi; }
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     log "installing slurm-wlm and munge"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null \
-        || { echo "error: apt-get could not install slurm-wlm munge" >&2; exit 1; }
+        || { echo "skipped: apt-get could not install slurm-wlm munge" >&2; exit 3; }
 fi
 
 host=$(hostname -s)
@@ -99,7 +100,7 @@ sinfo -h -o "%P %T %c" | tee "$out/sinfo.txt"
 sinfo -h -o %T | grep -q idle || { log "the node never became idle"; tail -20 "$work/slurmctld.log" "$work/slurmd.log"; exit 1; }
 
 REPLAY=(python3 -m replaycli.cli)
-args=(epochs=400 device=cpu progress=none "buffer.max_size=30" "seed=0,1,2,3")  # some 2.5 s per experience
+args=(epochs=250 device=cpu progress=none "buffer.max_size=30" "seed=0,1,2,3")  # some 1.5 s per experience
 sweep=$work/sweep
 launch=(hydra/launcher=submitit_slurm hydra.launcher.partition=debug hydra.launcher.cpus_per_task=1
         hydra.launcher.mem_gb=2 hydra.launcher.timeout_min=10 "hydra.sweep.dir=$sweep")
@@ -145,7 +146,8 @@ grep -h "resuming" "$sweep"/1/run.log | tee "$out/job1.log"
 log "2. the same sweep, re-issued"
 "${REPLAY[@]}" run -m "${launch[@]}" "${args[@]}" >"$out/second.out" 2>"$out/second.err"
 log "second sweep exit $?"
-check "the re-issue says what is complete" 'grep -q "the sweep goes on" "$out/second.out"'
+check "the re-issue says what is complete" 'grep -q "the sweep goes on: 3 of 4 jobs complete already" "$out/second.out"'
+check "no accounting warnings on the terminal" '! grep -q "Bypassing sacct" "$out/second.out" "$out/second.err"'
 
 log "3. re-issued once more"
 "${REPLAY[@]}" run -m "${launch[@]}" "${args[@]}" >"$out/third.out" 2>"$out/third.err"
@@ -153,7 +155,7 @@ check "nothing left: one line" '[ "$(wc -l < "$out/third.out")" = 1 ] && grep -q
 
 log "4. plain runs, and the tables byte for byte"
 for s in 0 1 2 3; do
-    "${REPLAY[@]}" run epochs=400 device=cpu progress=none buffer.max_size=30 "seed=$s" "hydra.run.dir=$work/plain/$s" >/dev/null
+    "${REPLAY[@]}" run epochs=250 device=cpu progress=none buffer.max_size=30 "seed=$s" "hydra.run.dir=$work/plain/$s" >/dev/null
     for t in accuracy.csv buffer_histogram.csv; do
         check "job $s $t equals a plain run's" 'cmp -s "$sweep/$s/$t" "$work/plain/$s/$t"'
     done

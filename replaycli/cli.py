@@ -49,6 +49,8 @@ def run(args: list[str]) -> int:
         print(e, flush=True)
         return 0
     sys.argv = cmdline.hydra_argv(args)
+    if target is not None and cmdline.is_multirun(args):
+        cmdline.quiet_launcher(target)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
     try:

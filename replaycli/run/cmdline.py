@@ -121,6 +121,28 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
     return args, target, made, cfg, aside
 
 
+def quiet_launcher(sweep: Path) -> None:
+    """submitit's warning that it cannot read a cluster's accounting (`Bypassing sacct error ...`),
+    twice on the terminal per poll where Slurm keeps none: it goes to `<sweep>/.submitit/launcher.log`
+    instead, with the job states it could not read."""
+    import logging
+
+    class ToLog(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            text = record.getMessage()
+            if "Bypassing sacct error" not in text:
+                return True
+            try:
+                (sweep / ".submitit").mkdir(parents=True, exist_ok=True)
+                with open(sweep / ".submitit" / "launcher.log", "a") as f:
+                    f.write(f"{record.levelname} {text}\n")
+            except OSError:
+                pass
+            return False
+
+    logging.getLogger("submitit").addFilter(ToLog())
+
+
 class Finished(Exception):
     """A re-issued sweep whose every job is complete: one line, exit 0, nothing trained."""
 
