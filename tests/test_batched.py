@@ -159,3 +159,18 @@ def test_a_member_that_fails_or_ends_early_leaves_the_others_training(monkeypatc
         alone.optimizer.step()
         expect.append(float(loss.detach()))
     assert losses[0] == pytest.approx(expect, rel=1e-6)
+
+
+def test_a_reissued_batched_sweep_runs_only_the_member_that_is_missing(tmp_path):
+    import shutil
+
+    args = ("hydra/launcher=batched", "hydra.launcher.batch=true", "epochs=1", "device=cpu", "seed=0,1,2")
+    _, root = sweep(tmp_path, "s", *args)
+    kept = (root / "0" / "checkpoint.pt").stat().st_mtime_ns
+    before = (root / "1" / "accuracy.csv").read_bytes()
+    shutil.rmtree(root / "1")  # a member that never ran
+    proc, _ = sweep(tmp_path, "s", *args)  # the two complete members leave the group at once: no wait for them
+    assert "the sweep goes on: 2 of 3 jobs complete already" in proc.stdout
+    assert (root / "0" / "checkpoint.pt").stat().st_mtime_ns == kept
+    assert (root / "1" / "accuracy.csv").read_bytes() == before
+    assert [r["status"] for r in rows(root)] == ["complete"] * 3

@@ -97,3 +97,22 @@ def test_a_job_directory_of_another_config_is_refused_and_left_as_it_is(whole, t
     )
     assert (root / "1" / "config.yaml").read_text() == config and (root / "1" / "checkpoint.pt").is_file()
     assert [r["status"] for r in rows(root)] == ["complete", "failed", "complete"]
+
+
+def test_inspect_names_what_is_missing_and_the_command_that_finishes_it(whole, tmp_path):
+    import shlex
+    import shutil
+
+    root = tmp_path / "sweep"
+    shutil.copytree(whole, root)
+    shutil.rmtree(root / "2")
+    (root / "1" / "summary.json").unlink()
+    proc = run_cli("inspect", str(root), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("to finish it"))
+    command = line.split(": ", 1)[1]
+    assert command == f"replay run -m {' '.join(SWEEP)} hydra.sweep.dir={root}"
+    done = run_cli(*shlex.split(command)[1:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [r["status"] for r in rows(root)] == ["complete"] * 3
+    assert "to finish it" not in run_cli("inspect", str(root), cwd=tmp_path).stdout

@@ -204,9 +204,11 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (root / "README.md").read_text()
     assert ci[0] == "python3 -m pip install -e '.[test]' && python3 -m pytest -q"  # the README's, first
     assert f"```bash\n{ci[0]}\n```" in readme
-    assert ci[1:] == [  # then the habits: formatter, linter and type checker, pinned in the test extra
-        "python3 -m ruff format --check replaycli tests bench",
-        "python3 -m ruff check replaycli tests bench",
+    assert ci[1:5] == [  # then the habits: formatter, linter and type checker, pinned in the test extra
+        "python3 -m ruff format --check replaycli hydra_plugins tests bench",
+        "python3 -m ruff check replaycli hydra_plugins tests bench",
         "python3 -m mypy",
+        "status=0",
     ]
+    assert "bench/slurm_check.sh || status=$?" in ci[5]  # then the sweep on a real Slurm (exit 3: skipped)
     assert "```bash\npython3 -m pip install . && replay run\n```" in readme

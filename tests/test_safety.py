@@ -735,3 +735,21 @@ def test_a_checkpoint_is_bound_to_the_data_it_was_trained_on(tmp_path, capsys, m
     code, _, err = cli("resume", str(run), capsys=capsys)
     assert code == 2 and "was trained on other data than the run's config.yaml reads now" in err, err
     assert files(run) == before
+
+
+def test_a_config_named_with_cn_is_guarded_as_any_run(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "mine.yaml").write_text("defaults:\n  - config\n  - _self_\nepochs: 1\n")
+    run = tmp_path / "run"
+    p = run_cli("run", "--config-dir", str(conf), "-cn", "mine", "device=cpu", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "epochs: 1" in (run / "config.yaml").read_text()  # the named config was the one run
+    before = {f: f.read_bytes() for f in run.rglob("*") if f.is_file()}
+    p = run_cli(
+        "run", "--config-dir", str(conf), "-cn=mine", "device=cpu", "seed=3", f"hydra.run.dir={run}", cwd=tmp_path
+    )
+    assert p.returncode == 2 and p.stderr.startswith(f"error: {run} holds a run already; nothing was written")
+    assert {f: f.read_bytes() for f in run.rglob("*") if f.is_file()} == before
+    p = run_cli("run", "-cn", "--help", cwd=tmp_path)
+    assert p.returncode == 2 and "--config-name --help is no name" in p.stderr

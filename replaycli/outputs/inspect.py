@@ -112,7 +112,19 @@ def describe_sweep(path: Path) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return {"kind": "sweep", "path": str(path), "started": _when(path), "jobs": rows, "status_counts": counts}
+    planned = sweepdir.planned_count(path)
+    missing = max(0, (planned or 0) - len(rows))  # planned, never started (no directory)
+    if missing:
+        counts["not started"] = missing
+    left = missing or any(r["status"] != "complete" for r in rows)
+    return {
+        "kind": "sweep",
+        "path": str(path),
+        "started": _when(path),
+        "jobs": rows,
+        "status_counts": counts,
+        "finish": sweepdir.finishing_command(path) if left else None,
+    }
 
 
 def describe_outputs(path: Path, runs: list[Path], sweeps: list[Path]) -> dict[str, Any]:
@@ -313,6 +325,8 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
             r["error"],
         )
     console.print(t)
+    if d.get("finish"):
+        console.print(f"to finish it (complete jobs are not run again): {d['finish']}", highlight=False, soft_wrap=True)
 
 
 def render_outputs(d: dict[str, Any], console: Any) -> None:

@@ -311,3 +311,33 @@ def foreign(path: Path, sweep: bool) -> str | None:
         if not (name in names or figure or run or temporary):
             return name
     return None
+
+
+def planned_count(sweep: Path) -> int | None:
+    """How many jobs the sweep planned when it started (`.sweep.json`), None when unknown."""
+    try:
+        jobs = json.loads((Path(sweep) / PLAN).read_text()).get("jobs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return jobs if isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 0 else None
+
+
+def finishing_command(sweep: Path) -> str | None:
+    """`replay run -m ...` as the sweep was started (its multirun.yaml), into its directory: issued
+    again, it finishes what is missing; None without a readable multirun.yaml."""
+    import shlex
+
+    import yaml  # omegaconf's own YAML reader: inspect imports neither torch, Hydra nor omegaconf
+
+    try:
+        section = yaml.safe_load((Path(sweep) / MULTIRUN).read_text())["hydra"]
+        overrides = section["overrides"]
+        hydra = [str(o) for o in overrides["hydra"] if not str(o).startswith(("hydra.sweep.dir=", "hydra.mode="))]
+        task = [str(o) for o in overrides["task"]]
+        folders = [s["path"] for s in section["runtime"]["config_sources"] if s.get("provider") == "command-line"]
+        name = str(section["job"]["config_name"])
+    except Exception:  # noqa: BLE001 (not Hydra's file, or no overrides in it)
+        return None
+    flags = [*(w for f in folders for w in ("--config-dir", str(f))), *(["-cn", name] if name != "config" else [])]
+    words = ["replay", "run", "-m", *flags, *hydra, *task, f"hydra.sweep.dir={Path(sweep).absolute()}"]
+    return " ".join(shlex.quote(w) for w in words)

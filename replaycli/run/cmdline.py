@@ -149,6 +149,7 @@ class Finished(Exception):
 
 def task_overrides(args: list[str]) -> list[str]:
     """The overrides of `replay run ARGS` that Hydra records as the task's (not Hydra's own)."""
+    args = config_name(config_dir(args)[0])[0]  # the flags' values are no overrides
     return [a for a in args if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra"))]
 
 
@@ -224,7 +225,7 @@ def planned_jobs(args: list[str]) -> list[list[str]]:
     combination, the last sweep varying fastest); [] when a sweep only Hydra can enumerate."""
     import itertools
 
-    overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra.")]
+    overrides = task_overrides(args)
     values = sweep_values(overrides, parse(overrides))
     return [list(c) for c in itertools.product(*values)] if values is not None else []
 
@@ -281,6 +282,23 @@ def config_dir(args: list[str]) -> tuple[list[str], str | None]:
     return rest, found
 
 
+def config_name(args: list[str]) -> tuple[list[str], str | None]:
+    """`args` without `--config-name NAME` / `-cn NAME` (or `=NAME`), and NAME (None when absent)."""
+    rest, found, it = [], None, iter(args)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in ("--config-name", "-cn"):
+            found = value if eq else next(it, "")
+        else:
+            rest.append(a)
+    if found is not None and (not found or found.startswith("-")):
+        raise ConfigError(
+            f"--config-name {found or '(nothing)'} is no name; allowed: the name of a config of --config-dir, "
+            "without .yaml"
+        )
+    return rest, found
+
+
 def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictConfig | None]:
     """Compose what `replay run ARGS` would run: a bad override, an unknown key or option or an
     unwritable output directory becomes one ConfigError, and no directory is made. With -m every
@@ -291,25 +309,35 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     must not leave behind), and a plain single run's config, composed as Hydra's main composes it
     (its mode, its job name), which is then run without composing again; Nones where Hydra's
     other flags leave them unknown."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose, initialize_config_dir, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    args, extra = config_dir(args)  # the one flag with a value composed here: a user's own config folder
+    args, extra = config_dir(args)  # the flags with a value composed here: a user's own config folder,
+    args, name = config_name(args)  # and the config of it (or of ours) to start from
     flags = [f for f in check_flags(args) if f not in ("-r", "--run")]  # -r is a plain run: the same guard
     if any(f not in ("-m", "--multirun") for f in flags):
         return None, None, None
     multirun = bool(flags)
-    single = not multirun and extra is None  # composed once, here, and run as composed
+    single = not multirun and extra is None and name is None  # composed once, here, and run as composed
     search = [f"hydra.searchpath=[file://{Path(extra).absolute()}]"] if extra else []
     variants = command_lines([a for a in args if not a.startswith("-")], multirun)
     if not variants:
         return None, None, None
-    with initialize_config_module("replaycli.configs", version_base="1.3", job_name=JOB):
+    primary = extra is not None and name is not None  # -cn of the user's folder: it is the primary one, ours after
+    if primary:
+        search = ["hydra.searchpath=[pkg://replaycli.configs]"]
+    with (
+        initialize_config_dir(str(Path(str(extra)).absolute()), version_base="1.3", job_name=JOB)
+        if primary
+        else initialize_config_module("replaycli.configs", version_base="1.3", job_name=JOB)
+    ):
         for variant in variants:
             try:
                 cfg = compose(
-                    "config", overrides=variant + (["hydra.mode=RUN"] if single else search), return_hydra_config=True
+                    name or "config",
+                    overrides=variant + (["hydra.mode=RUN"] if single else search),
+                    return_hydra_config=True,
                 )
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(hydra_message(e)) from None

@@ -147,7 +147,7 @@ def job_line(root: Path, row: dict[str, Any], overrides: list[str]) -> str:
     fd = os.open(root / DONE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, b".")
-        done = os.fstat(fd).st_size
+        done = os.lseek(fd, 0, os.SEEK_CUR)  # just after this job's own byte: two jobs ending together count 1 and 2
     finally:
         os.close(fd)
     try:
