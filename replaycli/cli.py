@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -53,7 +54,10 @@ def run(args: list[str]) -> int:
         cmdline.quiet_launcher(target)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
+    holding = contextlib.ExitStack()
     try:
+        if target is not None:  # ours from now on: a second replay started into it meanwhile is refused, unwritten
+            holding.enter_context(cmdline.holding(target))
         if cfg is not None:  # a plain single run, composed once by prepare
             launch(cfg)
         else:  # a sweep, or Hydra's own flags
@@ -75,6 +79,7 @@ def run(args: list[str]) -> int:
         cmdline.launcher_failure(e, args, target, made)
         raise
     finally:
+        holding.close()
         cmdline.settle_aside(aside, target)  # --overwrite: the old run goes only once the new one has written
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -753,3 +753,22 @@ def test_a_config_named_with_cn_is_guarded_as_any_run(tmp_path):
     assert {f: f.read_bytes() for f in run.rglob("*") if f.is_file()} == before
     p = run_cli("run", "-cn", "--help", cwd=tmp_path)
     assert p.returncode == 2 and "--config-name --help is no name" in p.stderr
+
+
+def test_of_two_runs_started_into_one_directory_the_second_writes_nothing(tmp_path):
+    import fcntl
+    import os
+
+    run = tmp_path / "run"
+    run.mkdir()  # the first run's directory, held from its command line on: nothing in it yet
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for extra in ([], ["-m", "seed=0,1"]):
+            key = "hydra.sweep.dir" if extra else "hydra.run.dir"
+            p = run_cli("run", *SHORT, *extra, f"{key}={run}", cwd=tmp_path)
+            assert p.returncode == 2 and "is in use: a replay process is training in it now" in p.stderr, p.stderr
+            assert list(run.iterdir()) == []  # not even Hydra's .hydra/
+    finally:
+        os.close(fd)
+    assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0

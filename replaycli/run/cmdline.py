@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -119,6 +120,17 @@ def prepare(args: list[str]) -> tuple[list[str], Path | None, Path | None, DictC
         key = "hydra.sweep.dir" if is_multirun(args) else "hydra.run.dir"  # in Hydra's own composition)
         args = [a for a in args if not a.startswith(f"{key}=")] + [f"{key}={target}"]
     return args, target, made, cfg, aside
+
+
+def holding(target: Path) -> Any:
+    """The run or sweep directory `target`, made and held (`runner.held`) from the moment its
+    command line is checked until the command ends: of two runs started together into one
+    directory, the second is refused in one line before it writes anything (Hydra's `.hydra/` of
+    the first included). The lock is the process's: the run inside it takes it again freely."""
+    from replaycli.run.runner import held
+
+    target.mkdir(parents=True, exist_ok=True)
+    return held(target)
 
 
 def quiet_launcher(sweep: Path) -> None:
