@@ -772,3 +772,38 @@ def test_of_two_runs_started_into_one_directory_the_second_writes_nothing(tmp_pa
     finally:
         os.close(fd)
     assert run_cli("run", *SHORT, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+
+
+def test_an_npz_that_expands_past_the_free_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import os
+
+    import numpy as np
+
+    zeros = np.zeros((2000, 1000), dtype="float32")  # 8 MB of arrays, a few KB compressed
+    np.savez_compressed(
+        tmp_path / "d.npz",
+        x_train=zeros,
+        y_train=np.zeros(2000, "int64"),
+        x_test=zeros[:10],
+        y_test=np.zeros(10, "int64"),
+    )
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "d.npz") as z:  # what the zip says each array expands to
+        expanded = sum(i.file_size for i in z.infolist())
+    assert expanded > 8_000_000 > 200 * (tmp_path / "d.npz").stat().st_size
+    real = os.sysconf
+    pages = {"SC_AVPHYS_PAGES": expanded // 2 // 4096, "SC_PAGE_SIZE": 4096}  # free memory: half of what it needs
+    monkeypatch.setattr(os, "sysconf", lambda name: pages.get(name) or real(name))
+    args = ["benchmark=arrays", "benchmark.path=d.npz", "benchmark.n_experiences=1", *SHORT[:2]]
+    p = run_cli("run", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    free = expanded // 2 // 4096 * 4096
+    assert p.stderr == (
+        f"error: benchmark.path=d.npz expands to {expanded / 1e6:.1f} MB of arrays "
+        f"({(tmp_path / 'd.npz').stat().st_size / 1e3:.1f} KB on disk), more than the {free / 1e6:.1f} MB of "
+        "memory free; allowed: arrays that fit in memory, or benchmark=folder for data larger than memory\n"
+    )
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(os, "sysconf", real)  # with the memory there is, the same file trains
+    assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path).returncode == 0

@@ -71,7 +71,31 @@ def read_npz(path: Path) -> dict[str, Any]:
             )
         if ("t_train" in keys) != ("t_test" in keys):
             raise ConfigError(f"path={path} has only one of t_train, t_test; allowed: both or neither")
+        check_expanded(path, npz, [k for k in keys if k in NPZ_KEYS or k in ("t_train", "t_test")])
         try:
             return {k: npz[k] for k in keys if k in NPZ_KEYS or k in ("t_train", "t_test")}
         except ValueError as e:  # an object array (pickled)
             raise ConfigError(f"path={path}: {e}") from None
+
+
+def check_expanded(path: Path, npz: Any, keys: list[str]) -> None:
+    """Refuse, before reading, an .npz whose arrays would not fit in the memory free now: its
+    compressed members may expand a thousandfold (the zip records each one's size)."""
+    import os
+
+    sizes = {i.filename: i.file_size for i in npz.zip.infolist()}
+    total = sum(sizes.get(f"{k}.npy", 0) for k in keys)
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that says
+        return
+    if total > free:
+
+        def size(n: float) -> str:
+            return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+        raise ConfigError(
+            f"path={path} expands to {size(total)} of arrays ({size(Path(path).stat().st_size)} on disk), more "
+            f"than the {size(free)} of memory free; allowed: arrays that fit in memory, or benchmark=folder for "
+            "data larger than memory"
+        )
