@@ -65,11 +65,12 @@ def run(args: list[str]) -> int:
     except Refused as e:  # refused before anything was written: no directory left behind
         cmdline.remove_if_empty(made)
         raise e.args[0] from None
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM in a sweep: its summary.csv, unstarted jobs listed too
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM in a sweep: its summary.csv, unstarted jobs listed too
         if target is not None and target.is_dir() and cmdline.is_multirun(args):
-            from replaycli.outputs.sweepdir import write_interrupted
+            from replaycli.outputs.sweepdir import finishing_command, write_interrupted
 
             write_interrupted(target, cmdline.planned_jobs(args))
+            e.sweep_command = finishing_command(target)  # type: ignore[attr-defined]  # issued again, it goes on
         raise
     except SystemExit as e:  # Hydra's --help, the sweep callback's exit status
         return e.code if isinstance(e.code, int) else int(e.code is not None)
@@ -205,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         where = getattr(e, "run_dir", None) or "RUN_DIR"
+        again = getattr(e, "sweep_command", None)
         print(
-            f"error: interrupted; go on after the last finished experience with: replay resume {where}", file=sys.stderr
+            f"error: interrupted; the sweep goes on where it stopped with: {again}"
+            if again
+            else f"error: interrupted; go on after the last finished experience with: replay resume {where}",
+            file=sys.stderr,
         )
         return 130
 

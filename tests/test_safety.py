@@ -271,8 +271,10 @@ def test_an_interrupted_sweep_writes_its_summary_with_the_jobs_not_started(tmp_p
     sweep = tmp_path / "S"
     p = run_cli("run", "-m", *SHORT, "seed=0,1", "buffer.max_size=10,20", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert p.returncode == 130
-    assert p.stderr.strip().endswith(
-        f"error: interrupted; go on after the last finished experience with: replay resume {sweep / '2'}"
+    assert p.stderr.strip().endswith(  # the same sweep again: it goes on (test_reissue.py)
+        "error: interrupted; the sweep goes on where it stopped with: replay run -m epochs=1 progress=none "
+        "benchmark.n_experiences=2 model.hidden_size=32 device=cpu seed=0,1 buffer.max_size=10,20 "
+        f"hydra.sweep.dir={sweep}"
     )
     rows = (sweep / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
@@ -284,6 +286,12 @@ def test_an_interrupted_sweep_writes_its_summary_with_the_jobs_not_started(tmp_p
     ]
     shown = run_cli("inspect", str(sweep), cwd=tmp_path)
     assert "4 jobs, 2 complete, 1 interrupted, 1 not started" in shown.stdout
+    monkeypatch.setattr(loop, "run_experience", real)
+    again = run_cli("run", "-m", *SHORT, "seed=0,1", "buffer.max_size=10,20", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert again.returncode == 0 and "the sweep goes on: 2 of 4 jobs complete already" in again.stdout
+    assert [
+        r.split(",")[rows[0].split(",").index("status")] for r in (sweep / "summary.csv").read_text().splitlines()[1:]
+    ] == ["complete"] * 4
 
 
 def test_sigterm_is_recorded_as_interrupted(tmp_path, monkeypatch):
