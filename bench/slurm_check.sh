@@ -3,6 +3,7 @@
 # is interrupted the ways a shared partition interrupts it (issue 24):
 #
 #   bench/slurm_check.sh [--out DIR]      # as root; installs slurm-wlm and munge when missing
+#   bench/slurm_check.sh --time-limit     # only: one run longer than its 1-minute time limit
 #
 # It writes a minimal slurm.conf (proctrack/linuxproc, task/none, select/cons_tres, this machine's
 # cores and memory) into a folder of its own, starts munged, slurmctld and slurmd, and then:
@@ -15,11 +16,12 @@
 # Then it stops the daemons it started (by PID). Exit 0 when every check holds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=""
+out="" limit=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="${2:-}"; shift 2 || { echo "error: --out needs a folder" >&2; exit 2; } ;;
-        *) echo "error: unknown argument '$1'; usage: bench/slurm_check.sh [--out DIR]" >&2; exit 2 ;;
+        --time-limit) limit=1; shift ;;
+        *) echo "error: unknown argument '$1'; usage: bench/slurm_check.sh [--out DIR] [--time-limit]" >&2; exit 2 ;;
     esac
 done
 # exit 3: skipped (not root, or slurm-wlm cannot be installed here); 1: a check failed; 0: every check holds
@@ -100,6 +102,29 @@ sinfo -h -o "%P %T %c" | tee "$out/sinfo.txt"
 sinfo -h -o %T | grep -q idle || { log "the node never became idle"; tail -20 "$work/slurmctld.log" "$work/slurmd.log"; exit 1; }
 
 REPLAY=(python3 -m replaycli.cli)
+if [ "$limit" = 1 ]; then  # a run of ~80 s under a 1-minute limit, signalled 30 s before it
+    log "time limit: one run longer than its allocation"
+    run=(epochs=1600 device=cpu progress=none buffer.max_size=30 seed=0)
+    "${REPLAY[@]}" run -m hydra/launcher=submitit_slurm hydra.launcher.partition=debug hydra.launcher.timeout_min=1 \
+        hydra.launcher.signal_delay_s=30 hydra.launcher.max_num_timeout=6 "${run[@]}" "hydra.sweep.dir=$work/limit" \
+        >"$out/limit.out" 2>"$out/limit.err" &
+    sweep_pid=$!
+    while kill -0 "$sweep_pid" 2>/dev/null; do  # Slurm holds a requeued job ~2 min: let it start now
+        for id in $(squeue -h -t PD -o %i 2>/dev/null); do scontrol update JobId="$id" StartTime=now >/dev/null 2>&1; done
+        sleep 2
+    done
+    wait "$sweep_pid"
+    log "sweep exit $?"
+    grep -h "resuming" "$work/limit/0/run.log" | tee "$out/limit-resumes.txt"
+    check "the run went on across allocations" 'grep -q resuming "$work/limit/0/run.log"'
+    check "and finished" 'grep -qs "\"status\": \"complete\"" "$work/limit/0/summary.json"'
+    "${REPLAY[@]}" run "${run[@]}" "hydra.run.dir=$work/plain" >/dev/null
+    for t in accuracy.csv buffer_histogram.csv; do
+        check "its $t equals a plain run's" 'cmp -s "$work/limit/0/$t" "$work/plain/$t"'
+    done
+    log "done: $([ $fail = 0 ] && echo 'every check holds' || echo 'a check FAILED')"
+    exit $fail
+fi
 args=(epochs=250 device=cpu progress=none "buffer.max_size=30" "seed=0,1,2,3")  # some 1.5 s per experience
 sweep=$work/sweep
 launch=(hydra/launcher=submitit_slurm hydra.launcher.partition=debug hydra.launcher.cpus_per_task=1

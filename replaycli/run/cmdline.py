@@ -280,15 +280,22 @@ def launcher_failure(e: Exception, args: list[str], target: Path | None, made: P
     ) from None
 
 
-def config_dir(args: list[str]) -> tuple[list[str], str | None]:
-    """`args` without `--config-dir DIR` / `-cd DIR` (or `=DIR`), and DIR (None when absent)."""
+def flag_value(args: list[str], names: tuple[str, ...]) -> tuple[list[str], str | None]:
+    """`args` without the flag `names` and its value (`-f VALUE` or `-f=VALUE`), and that value
+    (None when absent; "" when the flag ends the line)."""
     rest, found, it = [], None, iter(args)
     for a in it:
         flag, eq, value = a.partition("=")
-        if flag in ("--config-dir", "-cd"):
+        if flag in names:
             found = value if eq else next(it, "")
         else:
             rest.append(a)
+    return rest, found
+
+
+def config_dir(args: list[str]) -> tuple[list[str], str | None]:
+    """`args` without `--config-dir DIR` / `-cd DIR` (or `=DIR`), and DIR (None when absent)."""
+    rest, found = flag_value(args, ("--config-dir", "-cd"))
     if found is not None and not Path(found).is_dir():  # Hydra says it in three lines, or not at all (compose)
         raise ConfigError(f"--config-dir {found or '(nothing)'} is not a directory; allowed: a folder of config groups")
     return rest, found
@@ -296,13 +303,7 @@ def config_dir(args: list[str]) -> tuple[list[str], str | None]:
 
 def config_name(args: list[str]) -> tuple[list[str], str | None]:
     """`args` without `--config-name NAME` / `-cn NAME` (or `=NAME`), and NAME (None when absent)."""
-    rest, found, it = [], None, iter(args)
-    for a in it:
-        flag, eq, value = a.partition("=")
-        if flag in ("--config-name", "-cn"):
-            found = value if eq else next(it, "")
-        else:
-            rest.append(a)
+    rest, found = flag_value(args, ("--config-name", "-cn"))
     if found is not None and (not found or found.startswith("-")):
         raise ConfigError(
             f"--config-name {found or '(nothing)'} is no name; allowed: the name of a config of --config-dir, "
