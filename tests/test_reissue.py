@@ -116,3 +116,29 @@ def test_inspect_names_what_is_missing_and_the_command_that_finishes_it(whole, t
     assert done.returncode == 0, done.stderr
     assert [r["status"] for r in rows(root)] == ["complete"] * 3
     assert "to finish it" not in run_cli("inspect", str(root), cwd=tmp_path).stdout
+
+
+def test_a_job_that_failed_midway_goes_on_from_its_checkpoint_when_the_sweep_is_reissued(whole, tmp_path, monkeypatch):
+    import replaycli.run.loop as loop
+
+    real = loop.run_experience
+
+    def failing(run, exp, on_step):  # the seed-1 job fails in its third experience (a full disk, a lost node)
+        if exp.current_experience == 2 and run.bench is not None and seed_of(run) == 1:
+            raise RuntimeError("lost the node")
+        return real(run, exp, on_step)
+
+    def seed_of(run) -> int:
+        return int(run.method.setting.generator.initial_seed())
+
+    monkeypatch.setattr(loop, "run_experience", failing)
+    root = tmp_path / "sweep"
+    first = run_cli("run", "-m", *SWEEP, f"hydra.sweep.dir={root}", cwd=tmp_path)
+    assert first.returncode == 1 and "1 of 3 jobs failed (job 1: lost the node)" in first.stderr
+    assert (root / "1" / "failure.json").is_file()
+    monkeypatch.setattr(loop, "run_experience", real)
+    again = run_cli("run", "-m", *SWEEP, f"hydra.sweep.dir={root}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in (root / "1" / "run.log").read_text() and not (root / "1" / "failure.json").exists()
+    for job in ("0", "1", "2"):
+        assert (root / job / "accuracy.csv").read_bytes() == (whole / job / "accuracy.csv").read_bytes()
