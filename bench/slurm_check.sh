@@ -12,7 +12,10 @@
 #    job 2 with `scancel` once it runs: the requeued job resumes itself, the cancelled one is missing;
 # 3. re-issues the same sweep: job 2 runs, the complete jobs are not trained again;
 # 4. re-issues it once more: one line, nothing trained;
-# 5. checks every job's accuracy.csv and buffer_histogram.csv against plain runs, byte for byte.
+# 5. submits the same sweep packed into one allocation (`sbatch --requeue --wrap "replay run -m
+#    hydra/launcher=batched ..."`) and requeues it once a job is complete: the requeued allocation
+#    issues the sweep again, which goes on where it stopped;
+# 6. checks every job's accuracy.csv and buffer_histogram.csv against plain runs, byte for byte.
 # Then it stops the daemons it started (by PID). Exit 0 when every check holds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -178,11 +181,34 @@ log "3. re-issued once more"
 "${REPLAY[@]}" run -m "${launch[@]}" "${args[@]}" >"$out/third.out" 2>"$out/third.err"
 check "nothing left: one line" '[ "$(wc -l < "$out/third.out")" = 1 ] && grep -q "is complete; nothing to run" "$out/third.out"'
 
-log "4. plain runs, and the tables byte for byte"
+log "4. a whole sweep packed in one allocation (sbatch of a batched sweep), requeued midway"
+packed=$work/packed
+sbatch --requeue -o "$work/packed.%j.out" --wrap "cd $PWD && ${REPLAY[*]} run -m hydra/launcher=batched ${args[*]} hydra.sweep.dir=$packed" \
+    > "$out/packed.sbatch" 2>&1
+pid=$(awk '{print $NF}' "$out/packed.sbatch")
+log "submitted the packed sweep as job $pid"
+requeued_packed=""
+for _ in $(seq 600); do
+    if [ -z "$requeued_packed" ] && grep -qs '"status": "complete"' "$packed/1/summary.json"; then
+        scontrol requeue "$pid" && requeued_packed=1 && log "requeued the packed sweep once job 1 was complete"
+    fi
+    scontrol update JobId="$pid" StartTime=now >/dev/null 2>&1
+    state=$(squeue -h -j "$pid" -o %T 2>/dev/null)
+    [ -n "$requeued_packed" ] && [ -z "$state" ] && break
+    sleep 0.5
+done
+check "the packed sweep was requeued" '[ -n "$requeued_packed" ]'
+check "its second allocation went on where the first stopped" 'grep -qs "the sweep goes on: [1-3] of 4 jobs complete already" "$work"/packed.*.out'
+for s in 0 1 2 3; do
+    check "packed job $s complete" 'grep -qs "\"status\": \"complete\"" "$packed/$s/summary.json"'
+done
+
+log "5. plain runs, and the tables byte for byte"
 for s in 0 1 2 3; do
     "${REPLAY[@]}" run epochs=250 device=cpu progress=none buffer.max_size=30 "seed=$s" "hydra.run.dir=$work/plain/$s" >/dev/null
     for t in accuracy.csv buffer_histogram.csv; do
         check "job $s $t equals a plain run's" 'cmp -s "$sweep/$s/$t" "$work/plain/$s/$t"'
+        check "packed job $s $t equals a plain run's" 'cmp -s "$packed/$s/$t" "$work/plain/$s/$t"'
     done
 done
 cp "$sweep/summary.csv" "$out/" 2>/dev/null
