@@ -8,9 +8,11 @@ the members' stacked parameters computes all of them; a step's backward is one f
 after which each member's own optimizer steps its own parameters. A member's numbers are its
 single run's up to the order of float sums inside the batched matrix products.
 
-A member thread blocks only here; the last one to block resolves what is pending: the forward
-passes first, then, once every member waits to descend, the backward. A member that ends (done, or
-failed) leaves the group, so the others never wait for it.
+One member thread runs at a time: it holds the baton until it meets the others, then hands it on
+(`Group._pass`). When every member still training waits at a meeting, the one handing the baton
+on resolves what is pending: the forward passes first, then, once every member waits to descend,
+the backward. A member that ends (done, or failed) leaves the group, so the others never wait for
+it.
 
 What cannot be batched (a method whose step does more with the model than call it, a model with
 batch-norm statistics or dropout) takes turns: each member trains alone, one after another, still
