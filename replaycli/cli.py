@@ -92,7 +92,7 @@ def run(args: list[str]) -> int:
 def resume(args: list[str]) -> int:
     """`replay resume RUN_DIR [--trust TARGET ...]`: exit 0 when the run finishes, or when it was
     already complete."""
-    usage = "usage: replay resume RUN_DIR [--trust TARGET ...]"
+    usage = "usage: replay resume RUN_DIR [--trust TARGET ...] | replay resume SWEEP_DIR"
     if args in (["-h"], ["--help"]):
         print(
             usage + "\n  go on with a stopped run after its last finished experience; --trust allows a\n"
@@ -110,9 +110,25 @@ def resume(args: list[str]) -> int:
             dirs.append(a)
     if len(dirs) != 1 or "" in trusted:
         raise ConfigError(f"resume takes one RUN_DIR, got {' '.join(args) or 'nothing'}; {usage}")
+    from replaycli.outputs.sweepdir import MULTIRUN, finishing_args, finishing_command
     from replaycli.run.runner import resume_run
 
-    return resume_run(Path(dirs[0]), tuple(trusted))
+    where = Path(dirs[0])
+    if (where / MULTIRUN).is_file() and not (where / "config.yaml").exists():  # a sweep: issued again, it goes on
+        words, command = finishing_args(where), finishing_command(where)
+        if words is None:
+            raise ConfigError(
+                f"{where}/{MULTIRUN} does not say how the sweep was started; allowed: a sweep of replay run -m"
+            )
+        own = [w for w in words if "_target_" in w or w.startswith(("--config-dir", "-cd", "hydra.callbacks"))]
+        if own:  # a received sweep builds replaycli's own targets only, as a received run
+            raise ConfigError(
+                f"{where} was swept with {own[0]}, which may build code of its own; refused: replay resume runs "
+                f"replaycli's own targets only; to go on, issue it yourself: {command}"
+            )
+        print(f"{where}: the sweep, issued again: {command}", flush=True)
+        return run(words)
+    return resume_run(where, tuple(trusted))
 
 
 def check(args: list[str]) -> int:

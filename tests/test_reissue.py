@@ -142,3 +142,31 @@ def test_a_job_that_failed_midway_goes_on_from_its_checkpoint_when_the_sweep_is_
     assert "resuming" in (root / "1" / "run.log").read_text() and not (root / "1" / "failure.json").exists()
     for job in ("0", "1", "2"):
         assert (root / job / "accuracy.csv").read_bytes() == (whole / job / "accuracy.csv").read_bytes()
+
+
+def test_resume_of_a_sweep_directory_issues_the_sweep_again(whole, tmp_path):
+    import shutil
+
+    root = tmp_path / "sweep"
+    shutil.copytree(whole, root)
+    shutil.rmtree(root / "2")
+    proc = run_cli("resume", str(root), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{root}: the sweep, issued again: replay run -m {' '.join(SWEEP)} hydra.sweep.dir={root}" in proc.stdout
+    assert (root / "2" / "accuracy.csv").read_bytes() == (whole / "2" / "accuracy.csv").read_bytes()
+    assert [r["status"] for r in rows(root)] == ["complete"] * 3
+
+
+def test_resume_of_a_received_sweep_that_names_a_config_folder_is_refused(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "strategy").mkdir(parents=True)
+    (conf / "strategy" / "mine.yaml").write_text("_target_: replaycli.methods.er.Replay\n_partial_: true\n")
+    root = tmp_path / "sweep"
+    args = ("--config-dir", str(conf), "strategy=mine", "epochs=1", "device=cpu", "seed=0,1")
+    assert run_cli("run", "-m", *args, f"hydra.sweep.dir={root}", cwd=tmp_path).returncode == 0
+    (root / "1" / "summary.json").unlink()
+    proc = run_cli("resume", str(root), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: {root} was swept with --config-dir, which may build code of its own; refused" in proc.stderr
+    assert f"to go on, issue it yourself: replay run -m --config-dir {conf} strategy=mine" in proc.stderr
+    assert not (root / "1" / "summary.json").exists()

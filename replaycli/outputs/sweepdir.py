@@ -327,6 +327,12 @@ def finishing_command(sweep: Path) -> str | None:
     again, it finishes what is missing; None without a readable multirun.yaml."""
     import shlex
 
+    words = finishing_args(sweep)
+    return None if words is None else " ".join(shlex.quote(w) for w in ["replay", "run", *words])
+
+
+def finishing_args(sweep: Path) -> list[str] | None:
+    """The arguments of `finishing_command` after `replay run`."""
     import yaml  # omegaconf's own YAML reader: inspect imports neither torch, Hydra nor omegaconf
 
     try:
@@ -339,5 +345,4 @@ def finishing_command(sweep: Path) -> str | None:
     except Exception:  # noqa: BLE001 (not Hydra's file, or no overrides in it)
         return None
     flags = [*(w for f in folders for w in ("--config-dir", str(f))), *(["-cn", name] if name != "config" else [])]
-    words = ["replay", "run", "-m", *flags, *hydra, *task, f"hydra.sweep.dir={Path(sweep).absolute()}"]
-    return " ".join(shlex.quote(w) for w in words)
+    return ["-m", *flags, *hydra, *task, f"hydra.sweep.dir={Path(sweep).absolute()}"]
