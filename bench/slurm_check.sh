@@ -176,6 +176,7 @@ log "2. the same sweep, re-issued"
 log "second sweep exit $?"
 check "the re-issue says what is complete" 'grep -q "the sweep goes on: 3 of 4 jobs complete already" "$out/second.out"'
 check "no accounting warnings on the terminal" '! grep -q "Bypassing sacct" "$out/second.out" "$out/second.err"'
+check "a line per job on the terminal, as the local launchers say" '[ "$(grep -c "^\[job [0-3]/4\]" "$out/second.out")" = 4 ]'
 
 log "3. re-issued once more"
 "${REPLAY[@]}" run -m "${launch[@]}" "${args[@]}" >"$out/third.out" 2>"$out/third.err"

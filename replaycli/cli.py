@@ -52,6 +52,10 @@ def run(args: list[str]) -> int:
     sys.argv = cmdline.hydra_argv(args)
     if target is not None and cmdline.is_multirun(args):
         cmdline.quiet_launcher(target)
+        if any(a.startswith("hydra/launcher=submitit") for a in args):  # its jobs print in logs of their own
+            from replaycli.run.sweep import watch
+
+            watch(target)
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing: one line below
     holding = contextlib.ExitStack()

@@ -82,7 +82,7 @@ def test_submitit_local_runs_a_job_in_a_process_of_its_own(tmp_path, capsys, mon
     processes, their summary rows and progress lines: the joblib sweep (test_sweep)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli(
+    code, out, err = cli(
         "run",
         "-m",
         "hydra/launcher=submitit_local",
@@ -100,3 +100,5 @@ def test_submitit_local_runs_a_job_in_a_process_of_its_own(tmp_path, capsys, mon
     assert (sweep / ".submitit").is_dir()  # submitit ran the job
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.out"))
     assert re.search(r"\[job 0/1\] seed=3 .*: complete, final accuracy", logs)  # the job's line, in its log
+    said = [ln for ln in out.splitlines() if ln.startswith("[job ")]  # and on this terminal, said by the launcher's
+    assert len(said) == 1 and re.match(r"\[job 0/1\] seed=3 .*: complete, final accuracy \d\.\d{4}", said[0])

@@ -108,6 +108,8 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = sweep_dir(config)
+        while WATCHING:  # the jobs' lines the launching process has not said yet, before the table
+            WATCHING.pop().stop()
         rows = sweepdir.sweep_rows(root)
         if not rows:  # e.g. -m 'seed=glob(*)': a sweep whose values matched nothing
             print(
@@ -137,19 +139,21 @@ class SweepSummary(Callback):
         sys.exit(2 if all(k == "ConfigError" for k in kinds) else 1)
 
 
-def job_line(root: Path, row: dict[str, Any], overrides: list[str]) -> str:
+def job_line(root: Path, row: dict[str, Any], overrides: list[str], done: int | None = None) -> str:
     """`[job k/N] overrides: status, final accuracy, seconds  [bar] k/N, time left`: k counts the
-    sweep's finished jobs (one byte each in .sweep.done, appended by whichever process ran it)."""
+    sweep's finished jobs (one byte each in .sweep.done, appended by whichever process ran it), or
+    is `done` (a watcher's count: nothing appended)."""
     import json
     import os
     import time
 
-    fd = os.open(root / DONE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(fd, b".")
-        done = os.lseek(fd, 0, os.SEEK_CUR)  # just after this job's own byte: two jobs ending together count 1 and 2
-    finally:
-        os.close(fd)
+    if done is None:
+        fd = os.open(root / DONE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, b".")
+            done = os.lseek(fd, 0, os.SEEK_CUR)  # just after this job's own byte: two jobs ending together: 1 and 2
+        finally:
+            os.close(fd)
     try:
         plan = json.loads((root / PLAN).read_text())
     except (OSError, ValueError):
@@ -173,6 +177,52 @@ def job_line(root: Path, row: dict[str, Any], overrides: list[str]) -> str:
             left = (time.time() - started) / done * (total - done)
             progress += f", ~{left / 60:.1f} min left" if left >= 90 else f", ~{left:.0f} s left"
     return f"[job {row['job']}{of}] {' '.join(overrides) or '(no overrides)'}: {outcome}{progress}"
+
+
+class Watcher:
+    """For launchers whose jobs print elsewhere (submitit: a process or a Slurm node of their own,
+    its lines in `.submitit/` logs): the launching process says each job's line as it finishes,
+    from the job directories (`watch`); the sweep's end (`SweepSummary.on_multirun_end`) says the
+    last ones before the table."""
+
+    def __init__(self, root: Path, interval: float = 2.0):
+        import threading
+
+        self.root, self.interval = Path(root), interval
+        self.seen: set[str] = set()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.scan()
+
+    def scan(self) -> None:
+        for job in sweepdir.job_dirs(self.root):
+            if job.name in self.seen:
+                continue
+            try:
+                row = sweepdir.job_row(job)
+            except (OSError, files.OutputError):
+                continue
+            if row["status"] in ("complete", "failed", "interrupted"):
+                self.seen.add(job.name)
+                overrides = [str(o) for o in sweepdir.read_overrides(job)]
+                say_whole(job_line(self.root, row, overrides, done=len(self.seen)))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.scan()
+
+
+WATCHING: list[Watcher] = []  # the launching process's watcher, when its launcher runs jobs elsewhere
+
+
+def watch(root: Path) -> None:
+    """Start saying job lines from the launching process (see `Watcher`)."""
+    w = Watcher(root)
+    WATCHING.append(w)
+    w.thread.start()
 
 
 def results_table(root: Path) -> None:
