@@ -194,8 +194,13 @@ for _ in $(seq 600); do
         scontrol requeue "$pid" && requeued_packed=1 && log "requeued the packed sweep once job 1 was complete"
     fi
     scontrol update JobId="$pid" StartTime=now >/dev/null 2>&1
-    state=$(squeue -h -j "$pid" -o %T 2>/dev/null)
-    [ -n "$requeued_packed" ] && [ -z "$state" ] && break
+    all=1
+    for s in 0 1 2 3; do grep -qs '"status": "complete"' "$packed/$s/summary.json" || all=0; done
+    [ -n "$requeued_packed" ] && [ "$all" = 1 ] && break
+    sleep 0.5
+done
+for _ in $(seq 60); do  # the allocation's own end, after its last job
+    [ -z "$(squeue -h -j "$pid" -o %T 2>/dev/null)" ] && break
     sleep 0.5
 done
 check "the packed sweep was requeued" '[ -n "$requeued_packed" ]'
