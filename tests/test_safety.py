@@ -815,3 +815,35 @@ def test_an_npz_that_expands_past_the_free_memory_is_refused_before_it_is_read(t
     assert not (tmp_path / "run").exists()
     monkeypatch.setattr(os, "sysconf", real)  # with the memory there is, the same file trains
     assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path).returncode == 0
+
+
+def test_a_resume_writes_no_decode_cache_outside_its_run_directory(tmp_path, capsys, monkeypatch):
+    """A received run's config names `cache_dir`: resume reads a cache there, never writes one (nor
+    removes what looks like its temporaries); the images are decoded in memory, to the same tables."""
+    from rawfiles import write_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "imgs", ["a", "b", "c"], 6, size=(6, 6))
+    cache = tmp_path / "elsewhere"
+    args = [
+        "benchmark=folder",
+        "benchmark.root=imgs",
+        "benchmark.test_fraction=0.34",
+        "benchmark.n_experiences=3",
+        f"benchmark.cache_dir={cache}",
+        "epochs=1",
+        "progress=none",
+        "device=cpu",
+    ]
+    assert cli("run", *args, f"hydra.run.dir={tmp_path / 'whole'}", capsys=capsys)[0] == 0
+    with stopping_at(1):
+        assert cli("run", *args, f"hydra.run.dir={tmp_path / 'cut'}", capsys=capsys)[0] == 130
+    shutil.rmtree(cache)  # received elsewhere: no cache there; a file that looks like our temporary
+    cache.mkdir()
+    (cache / ".x.npy.1.tmp").write_text("not ours to remove")
+    code, out, err = cli("resume", str(tmp_path / "cut"), capsys=capsys)
+    assert code == 0, err
+    assert f"cache_dir={cache} is outside the run directory; a resume writes nothing there: decoding in memory" in out
+    assert [p.name for p in cache.iterdir()] == [".x.npy.1.tmp"]
+    for table in ("accuracy.csv", "buffer_histogram.csv"):
+        assert (tmp_path / "cut" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 FORMAT = 1  # bump when the decoding changes: old cache files are then never read
+CONFINED_TO: Path | None = None  # set by `replay resume`: a cache_dir outside this folder is read, never written
 
 
 class MappedArray:
@@ -63,10 +64,12 @@ def cached_images(
     cache_dir: Path,
     options: dict[str, Any],
     what: str,
-) -> MappedArray:
+) -> MappedArray | np.ndarray:
     """uint8 [N, *shape] images of `files` (decode(file) -> one [*shape] array), decoded into
     `cache_dir/<key>.npy` on the first call, mapped on every call. The file is written through
-    a temporary name and renamed when whole: a killed decode leaves no cache to trust."""
+    a temporary name and renamed when whole: a killed decode leaves no cache to trust. Under
+    `CONFINED_TO` (a resume) a cache_dir outside it is only read: when it has no file for these
+    images, they are decoded into memory (the array is returned)."""
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / f"{content_key(files, options)}.npy"
     expected = (len(files), *shape)
@@ -78,6 +81,14 @@ def cached_images(
         except (ValueError, OSError, AssertionError):  # truncated, or not an .npy of ours: decoded again
             pass
         path.unlink(missing_ok=True)
+    if not path.is_file() and CONFINED_TO is not None and not cache_dir.resolve().is_relative_to(CONFINED_TO):
+        # a received run's config names where to write: a resume writes (and removes) nothing there
+        print(f"{what}: cache_dir={cache_dir} is outside the run directory; a resume writes nothing there: ", end="")
+        print("decoding in memory", flush=True)
+        images = np.empty(expected, dtype=np.uint8)
+        for i, f in enumerate(progress(files, f"decoding {what}", "images")):
+            images[i] = decode(f)
+        return images
     if not path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
         remove_orphans(cache_dir)

@@ -95,6 +95,8 @@ def decode_files(
     mapped = cached_images(
         files, decode, (channels, h, w), Path(cache_dir or DEFAULT_CACHE), {"resize": size, "mode": mode}, what
     )
+    if isinstance(mapped, np.ndarray):  # decoded in memory (a resume's cache_dir outside its run)
+        return Samples(torch.from_numpy(mapped), y, None, names)
     return Samples(mapped.tensor, y, None, names, mapped)
 
 

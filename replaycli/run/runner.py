@@ -268,11 +268,17 @@ def resume_run(run_dir: Path, trusted: tuple[str, ...] = ()) -> int:
             f"{run_dir / CHECKPOINT} was not saved with this {CONFIG} (it was edited, or the checkpoint "
             "comes from another run); refused: start the run again with replay run"
         )
+    from replaycli.data import cache
+
     with held(run_dir):
         check_files(run_dir)  # a directory where summary.json goes: one line, not a traceback mid-resume
         for stale in stale_temporaries(run_dir):  # an atomic write of ours cut short by the kill
             stale.unlink(missing_ok=True)
-        execute(cfg, run_dir, resume=ckpt)
+        cache.CONFINED_TO = run_dir.resolve()  # a received config's cache_dir elsewhere is read, never written
+        try:
+            execute(cfg, run_dir, resume=ckpt)
+        finally:
+            cache.CONFINED_TO = None
     return 0
 
 
