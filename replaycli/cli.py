@@ -40,6 +40,11 @@ def run(args: list[str]) -> int:
     from replaycli.run import cmdline
     from replaycli.run.runner import Refused, hydra_main, launch
 
+    if args == ["--version"]:  # replaycli's version first; Hydra's alone said nothing of ours
+        from importlib.metadata import version
+
+        print(f"replay {version('replaycli')} (Hydra {version('hydra-core')})")
+        return 0
     if any("launcher=batched" in a for a in args):
         from replaycli.run.launcher import register
 

@@ -212,3 +212,15 @@ def test_readme_test_command_is_what_ci_runs():
     ]
     assert "bench/slurm_check.sh || status=$?" in ci[5]  # then the sweep on a real Slurm (exit 3: skipped)
     assert "```bash\npython3 -m pip install . && replay run\n```" in readme
+
+
+def test_run_help_and_version_speak_of_replay_not_hydras_job(capsys):
+    from importlib.metadata import version
+
+    from conftest import cli
+
+    code, out, _ = cli("run", "--version", capsys=capsys)
+    assert code == 0 and out == f"replay {version('replaycli')} (Hydra {version('hydra-core')})\n"
+    code, out, _ = cli("run", "--help", capsys=capsys)
+    assert code == 0 and out.startswith("replay run [group=option ...] [key=value ...]: train a replay method")
+    assert "runner" not in out and "powered by Hydra" not in out.lower()
