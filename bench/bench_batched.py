@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datafiles  # bench/'s own helper, beside this file
 
 
-def timed(args: list[str], cwd: Path) -> tuple[float, int]:
+def timed(args: list[str], cwd: Path, clock: str) -> tuple[float, int]:
     """(CPU seconds, or wall seconds with --clock wall; peak KB) of `replay ARGS`."""
     out = cwd / "time.txt"
     cmd = ["/usr/bin/time", "-o", str(out), "-f", "%U %S %e %M", sys.executable, "-m", "replaycli.cli", *args]
@@ -38,10 +38,7 @@ def timed(args: list[str], cwd: Path) -> tuple[float, int]:
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr[-2000:]}")
     user, sys_, wall, kb = out.read_text().split()[-4:]
-    return (float(wall) if CLOCK == "wall" else float(user) + float(sys_)), int(kb)
-
-
-CLOCK = "cpu"
+    return (float(wall) if clock == "wall" else float(user) + float(sys_)), int(kb)
 
 
 def finals(root: Path) -> list[str]:
@@ -57,8 +54,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")  # on a GPU: wall
     a = ap.parse_args()
-    global CLOCK
-    CLOCK = a.clock
     work = Path(tempfile.mkdtemp(prefix="bench_batched_"))
     data = work / "data"
     print(f"data: {datafiles.write_mnist_root(data)}; {a.clock} seconds per seed, start-up included, device={a.device}")
@@ -79,12 +74,14 @@ def main() -> None:
                     "basic": [],
                 }[side]
                 cpu[side], peak[side] = timed(
-                    ["run", "-m", *launcher, *common, seeds, f"hydra.sweep.dir={sweep}"], work
+                    ["run", "-m", *launcher, *common, seeds, f"hydra.sweep.dir={sweep}"], work, a.clock
                 )
             if s <= a.separate_max:
                 total = 0.0
                 for i in range(s):
-                    c, _ = timed(["run", *common, f"seed={i}", f"hydra.run.dir={work / f'{method}_{s}_sep_{i}'}"], work)
+                    c, _ = timed(
+                        ["run", *common, f"seed={i}", f"hydra.run.dir={work / f'{method}_{s}_sep_{i}'}"], work, a.clock
+                    )
                     total += c
                 per_separate, separate = total / s, f"{total / s:.2f}"
             else:

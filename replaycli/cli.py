@@ -43,7 +43,9 @@ def run(args: list[str]) -> int:
     if args == ["--version"]:  # replaycli's version first; Hydra's alone said nothing of ours
         from importlib.metadata import version
 
-        print(f"replay {version('replaycli')} (Hydra {version('hydra-core')})")
+        from replaycli import __version__
+
+        print(f"replay {__version__} (Hydra {version('hydra-core')})")
         return 0
     if any("launcher=batched" in a for a in args):
         from replaycli.run.launcher import register

@@ -86,8 +86,7 @@ def cached_images(
         print(f"{what}: cache_dir={cache_dir} is outside the run directory; a resume writes nothing there: ", end="")
         print("decoding in memory", flush=True)
         images = np.empty(expected, dtype=np.uint8)
-        for i, f in enumerate(progress(files, f"decoding {what}", "images")):
-            images[i] = decode(f)
+        decode_into(images, files, decode, what)
         return images
     if not path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -96,17 +95,23 @@ def cached_images(
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=expected)
             reserve(tmp, cache_dir)
-            for i, f in enumerate(progress(files, f"decoding {what}", "images")):
-                out[i] = decode(f)
-                if i % 4096 == 4095:  # written pages leave the resident set as they are flushed
-                    out.flush()
-                    out._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]  # numpy's own mmap
+            decode_into(out, files, decode, what)
             out.flush()
             del out
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     return MappedArray(path)
+
+
+def decode_into(out: np.ndarray, files: Sequence[Path], decode: Callable[[Path], np.ndarray], what: str) -> None:
+    """out[i] = decode(files[i]); a memory-mapped `out` gives its written pages back to the kernel
+    as it goes (they leave the resident set once flushed)."""
+    for i, f in enumerate(progress(files, f"decoding {what}", "images")):
+        out[i] = decode(f)
+        if i % 4096 == 4095 and isinstance(out, np.memmap):
+            out.flush()
+            out._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]  # numpy's own mmap
 
 
 def remove_orphans(cache_dir: Path) -> None:

@@ -286,7 +286,8 @@ def own_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | str | None:
     """What a sweep job finds in its own directory when it starts: "complete" (its run finished:
     nothing to train), the checkpoint to go on from (a job requeued, preempted, killed, or re-issued
     with the sweep), or None (nothing of it: a new run; a run stopped before its first experience
-    ended is removed, nothing of it was kept). The run must be of this very config: config.yaml
+    ended is removed, nothing of it was kept); called holding the directory (`job_of`). The run
+    must be of this very config: config.yaml
     byte for byte as this job would write it, and the checkpoint bound to it; anything else in the
     directory is refused in one line, and nothing of it is touched."""
     from replaycli.outputs.sweepdir import FAILURE, foreign
@@ -301,23 +302,22 @@ def own_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | str | None:
             f"{out_dir} holds {f'{other}, which is not a replaycli run' if other else 'a run of another config'}; "
             "this job was not run; allowed: the same sweep re-issued as it was, or --overwrite (a new sweep)"
         )
-    with held(out_dir):
-        try:
-            if read_run(out_dir).complete:
-                return "complete"
-        except OutputError:  # a table cut short: what the checkpoint holds decides
-            pass
-        for stale in stale_temporaries(out_dir):
-            stale.unlink(missing_ok=True)
-        (out_dir / FAILURE).unlink(missing_ok=True)  # the job runs again: its last failure no longer holds
-        if (out_dir / CHECKPOINT).is_file():
-            ckpt = checkpoint.load(out_dir)
-            if ckpt.get("config_sha256") == checkpoint.digest(out_dir / CONFIG):
-                check_files(out_dir)
-                return ckpt
-        for entry in out_dir.iterdir():  # stopped before its first experience ended: start over
-            if entry.name != ".hydra":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    try:
+        if read_run(out_dir).complete:
+            return "complete"
+    except OutputError:  # a table cut short: what the checkpoint holds decides
+        pass
+    for stale in stale_temporaries(out_dir):
+        stale.unlink(missing_ok=True)
+    (out_dir / FAILURE).unlink(missing_ok=True)  # the job runs again: its last failure no longer holds
+    if (out_dir / CHECKPOINT).is_file():
+        ckpt = checkpoint.load(out_dir)
+        if ckpt.get("config_sha256") == checkpoint.digest(out_dir / CONFIG):
+            check_files(out_dir)
+            return ckpt
+    for entry in out_dir.iterdir():  # stopped before its first experience ended: start over
+        if entry.name != ".hydra":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     return None
 
 
@@ -389,11 +389,11 @@ def job_of(cfg: DictConfig, hydra_cfg: Any, multirun: bool, together: tuple[Any,
                 f"hydra/sweeper=optuna maximises {OBJECTIVE} but hydra.sweeper.direction={direction}; "
                 "allowed: hydra.sweeper.direction=maximize, or hydra/sweeper=tune"
             )
-        found = own_run(cfg, out_dir) if multirun else None  # a requeued, preempted or re-issued job
-        if isinstance(found, str):  # complete: nothing to train
-            summary = read_summary(out_dir)
-        else:
-            with held(out_dir) if found is not None else contextlib.nullcontext():
+        with held(out_dir):  # from what the job finds in its directory to its end
+            found = own_run(cfg, out_dir) if multirun else None  # a requeued, preempted or re-issued job
+            if isinstance(found, str):  # complete: nothing to train
+                summary = read_summary(out_dir)
+            else:
                 summary = execute(
                     cfg, out_dir, job=job, objective=OBJECTIVE if tuning else None, together=together, resume=found
                 )
