@@ -43,9 +43,11 @@ def write_run(
     config: str = "seed: 0\n",
     complete: bool = True,
     started: float | None = None,
+    side: dict[str, list[list[float]]] | None = None,
 ) -> Path:
     """A run directory as `replay run` writes it, with the given numbers; `complete=False` leaves
-    it as a run killed after len(accuracy) experiences."""
+    it as a run killed after len(accuracy) experiences; `side`: the side tables' rows by record key
+    (task_il_accuracy, val_accuracy, ...)."""
     n_test, n_classes = len(accuracy[0]), len(histograms[0])
     w = RunWriter(root, n_test, n_classes)
     w.write_config(config)
@@ -53,7 +55,8 @@ def write_run(
     hydra.mkdir()
     (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides) or "[]\n")
     for i, (acc, hist) in enumerate(zip(accuracy, histograms, strict=True)):
-        w.add_experience(acc, hist, {"experience": i, "accuracy": acc, "histogram": hist})
+        extra = {k: rows[i] for k, rows in (side or {}).items()}
+        w.add_experience(acc, hist, {"experience": i, "accuracy": acc, "histogram": hist, **extra})
         w.write_tables()
     if complete:
         w.write_summary({"status": "complete", "seconds": 1.5, "seed": 0})

@@ -247,3 +247,94 @@ def test_the_latex_table_compiles_where_a_tex_engine_is_installed(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+# --- every recorded metric, percentages, display names -----------------------------------------
+def runs_with_side_tables(root):
+    """Two methods x two seeds, each with task-IL and validation tables beside accuracy.csv."""
+    numbers = {("er", 0): 0.5, ("er", 1): 0.6, ("der_seq_mnist", 0): 0.7, ("der_seq_mnist", 1): 0.8}
+    for (name, seed), a in numbers.items():
+        write_run(
+            root / f"{name}{seed}",
+            [[a, 0.0], [a - 0.1, a]],
+            HIST,
+            [f"+experiment={name}", f"seed={seed}"],
+            f"seed: {seed}\nexperiment: {name}\n",
+            side={"task_il_accuracy": [[1.0, 0.0], [a + 0.2, 1.0]], "val_accuracy": [[a, 0.0], [a, a + 0.1]]},
+        )
+    return numbers
+
+
+def test_task_il_and_validation_are_columns_and_selectable(tmp_path):
+    numbers = runs_with_side_tables(tmp_path)
+    d = compare([tmp_path], ["experiment"])
+    assert d["metrics"] == [
+        "final_accuracy",
+        "average_incremental_accuracy",
+        "forgetting",
+        "bwt",
+        "final_task_il_accuracy",
+        "final_val_accuracy",
+    ]  # auc and validation task-IL: recorded by no run, so not shown
+    by_name = {g["experiment"]: g for g in d["groups"]}
+    for name in ("er", "der_seq_mnist"):
+        a = [numbers[(name, s)] for s in (0, 1)]
+        assert by_name[name]["final_task_il_accuracy_mean"] == pytest.approx(statistics.fmean((x + 1.2) / 2 for x in a))
+        assert by_name[name]["final_val_accuracy_mean"] == pytest.approx(statistics.fmean((2 * x + 0.1) / 2 for x in a))
+    proc = run_cli("compare", str(tmp_path), "--metric", "final_val_accuracy,final_task_il_accuracy", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert header == (
+        "experiment,n,final_val_accuracy_mean,final_val_accuracy_std,final_val_accuracy_ci95,"
+        "final_task_il_accuracy_mean,final_task_il_accuracy_std,final_task_il_accuracy_ci95"
+    )
+    rich = run_cli("compare", str(tmp_path)).stdout
+    assert "task-IL accuracy" in rich and "validation accuracy" in rich
+
+
+def test_percent_and_labels_in_every_format(tmp_path):
+    numbers = runs_with_side_tables(tmp_path)
+    args = ["compare", str(tmp_path), "--percent", "--label", "der_seq_mnist=DER", "--label", "experiment=method"]
+    md = run_cli(*args, "--metric", "final_accuracy", "--format", "markdown").stdout
+    finals = [(numbers[("der_seq_mnist", s)] - 0.05) * 100 for s in (0, 1)]  # the last row's mean: a - 0.05
+    der, std = statistics.fmean(finals), statistics.stdev(finals)
+    assert md.splitlines()[0] == "| method | n | final accuracy (%) |"
+    assert f"| DER | 2 | **{der:.2f} ± {std:.2f}** |" in md
+    assert "der_seq_mnist" not in md
+    tex = run_cli(*args, "--format", "latex").stdout
+    assert "DER &" in tex and "final accuracy (\\%)" in tex
+    js = json.loads(run_cli(*args, "--json").stdout)
+    assert js["by"] == ["method"] and {g["method"] for g in js["groups"]} == {"DER", "er"}
+    assert next(g for g in js["groups"] if g["method"] == "DER")["final_accuracy_mean"] == pytest.approx(der)
+    rich = run_cli(*args).stdout
+    assert "DER" in rich and "method" in rich and f"{der:.2f} ± {std:.2f}" in rich
+
+
+@pytest.mark.parametrize(
+    "flag, words",
+    [
+        (["--metric", "accuracy"], "--metric accuracy: not a metric; allowed: final_accuracy,"),
+        (["--metric", "auc"], "--metric auc: no run records it; recorded: final_accuracy,"),
+        (["--label", "DER"], "--label DER: allowed: OLD=NEW"),
+    ],
+)
+def test_bad_metric_or_label_is_one_line_exit_2(tmp_path, flag, words):
+    runs_with_side_tables(tmp_path)
+    proc = run_cli("compare", str(tmp_path), *flag)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {words}") and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_table_without_an_interval_does_not_import_scipy(tmp_path):
+    import subprocess
+    import sys
+
+    runs_with_side_tables(tmp_path)
+    probe = (
+        "import sys; from replaycli.outputs.compare import main; main([{!r}] + {!r}); "
+        "print('SCIPY', 'scipy' in sys.modules)"
+    )
+    for flags, imported in (([], False), (["--format", "markdown"], False), (["--ci"], True)):
+        out = subprocess.run(
+            [sys.executable, "-c", probe.format(str(tmp_path), flags)], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"SCIPY {imported}" in out

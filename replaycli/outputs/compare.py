@@ -1,7 +1,12 @@
-"""`replay compare PATH... [--by KEY] [--ci] [--format F] [--json]`: runs grouped by config keys,
-their final accuracy, average incremental accuracy, forgetting and BWT as mean, sample standard
-deviation (n - 1) and n over the runs of each group (the seeds), and tables to paste into a
-paper (markdown, LaTeX, CSV).
+"""`replay compare PATH... [--by KEY] [--metric M] [--ci] [--percent] [--label A=B] [--format F] [--json]`:
+runs grouped by config keys, every metric their summary.json records (final accuracy, average
+incremental accuracy, forgetting, BWT, the online AUC, task-IL and validation accuracy) as mean,
+sample standard deviation (n - 1) and n over the runs of each group (the seeds), and tables to
+paste into a paper (markdown, LaTeX, CSV).
+
+What a table shows is chosen at display time (`displayed`): the metrics (default: the first four and
+those any run records beside them), fractions or percentages (`--percent`), and the names of keys
+and of group values (`--label der_seq_mnist=DER --label buffer.max_size=memory`).
 
 Runs with the same resolved config and seed are duplicates (the same experiment twice): they are
 counted once, and named, unless `--keep-duplicates`. A group of one run has no spread: its mean
@@ -23,14 +28,19 @@ from replaycli.outputs import formulas, rundir, sweepdir
 from replaycli.outputs.files import OutputError
 from replaycli.outputs.terminal import shown
 
-METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting", "bwt")
-LABELS = {
+LABELS = {  # every metric of summary.json a comparison can show, and its column name
     "final_accuracy": "final accuracy",
     "average_incremental_accuracy": "avg incremental acc",
     "forgetting": "forgetting",
     "bwt": "BWT",
+    "auc": "AUC",
+    "final_task_il_accuracy": "task-IL accuracy",
+    "final_val_accuracy": "validation accuracy",
+    "final_val_task_il_accuracy": "validation task-IL",
 }
-HIGHER_IS_BETTER = {"final_accuracy": True, "average_incremental_accuracy": True, "forgetting": False, "bwt": True}
+METRICS = tuple(LABELS)
+ALWAYS = METRICS[:4]  # shown by default; the others when a run records them
+HIGHER_IS_BETTER = {m: m != "forgetting" for m in METRICS}
 # keys that change nothing a run computes: left out when telling duplicate runs apart
 NOT_THE_EXPERIMENT = ("progress", "data_root", "download", "logger", "metrics", "granularity", "eval_mb_size")
 # keys that do not change what a run learns: never a default grouping key
@@ -139,21 +149,29 @@ def sort_key(v: Any) -> tuple:
         return (1, 0.0, str(v))
 
 
-def _stats(xs: list[float]) -> tuple[float | None, float | None, float | None]:
+def _stats(xs: list[float], ci: bool = True) -> tuple[float | None, float | None, float | None]:
     """Mean, sample standard deviation (n - 1; None for one run) and the half-width of the 95%
-    confidence interval of the mean (Student's t with n - 1 degrees of freedom; None for one run)."""
+    confidence interval of the mean (Student's t with n - 1 degrees of freedom; None for one run,
+    or when not `ci`)."""
     xs = [x for x in xs if x is not None]
     if not xs:
         return None, None, None
     if len(xs) == 1:
         return xs[0], None, None
-    from scipy.stats import t  # scikit-learn's own dependency; only when there is a spread to bound
-
     std = statistics.stdev(xs)
-    return statistics.fmean(xs), std, float(t.ppf(0.975, len(xs) - 1)) * std / len(xs) ** 0.5
+    return statistics.fmean(xs), std, t_975(len(xs) - 1) * std / len(xs) ** 0.5 if ci else None
 
 
-def group(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+def t_975(dof: int) -> float:
+    """Student's t quantile 0.975 with `dof` degrees of freedom: scipy's (scikit-learn's own
+    dependency), imported at the first call only: 1.6 s of CPU that a table without the interval
+    (`compare(..., ci=False)`) does not pay."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof))
+
+
+def group(runs: list[dict[str, Any]], keys: list[str], ci: bool = True) -> list[dict[str, Any]]:
     """One row per combination of `keys` values: those values, n, <metric>_mean/_std, seeds, runs."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in runs:
@@ -163,16 +181,20 @@ def group(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in zip(keys, values, strict=True)}
         row["n"] = len(members)
         for m in METRICS:
-            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci95"] = _stats([r[m] for r in members])
+            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci95"] = _stats([r[m] for r in members], ci)
         row["seeds"] = sorted(r["params"].get("seed") for r in members)
         row["runs"] = [str(r["path"]) for r in members]
         rows.append(row)
     return rows
 
 
-def compare(paths: list[str | Path], by: list[str] | None = None, keep_duplicates: bool = False) -> dict[str, Any]:
+def compare(
+    paths: list[str | Path], by: list[str] | None = None, keep_duplicates: bool = False, ci: bool = True
+) -> dict[str, Any]:
     """The comparison of the runs in `paths`, grouped by `by` (default: the keys that differ);
-    duplicate runs counted once unless `keep_duplicates` (`duplicates` lists them either way)."""
+    duplicate runs counted once unless `keep_duplicates` (`duplicates` lists them either way);
+    `metrics`: those shown by default (`ALWAYS` and any other a run records); `ci`: with the 95%
+    intervals (`<metric>_ci95`, else None)."""
     runs, skipped = load(run_dirs(paths))
     if not runs:
         raise OutputError(f"no complete run in {' '.join(map(str, paths))} ({len(skipped)} not complete)")
@@ -181,21 +203,71 @@ def compare(paths: list[str | Path], by: list[str] | None = None, keep_duplicate
     if by:
         check_keys(by, runs)
     keys = list(by) if by else differing_keys(runs)
+    recorded = [m for m in METRICS if m in ALWAYS or any(r[m] is not None for r in runs)]
     return {
         "by": keys,
-        "groups": group(runs, keys),
+        "metrics": recorded,
+        "groups": group(runs, keys, ci),
         "skipped": skipped,
         "duplicates": duplicates,
         "duplicates_counted": keep_duplicates,
     }
 
 
+def displayed(
+    d: dict[str, Any], metrics: list[str] | None = None, percent: bool = False, labels: list[str] | None = None
+) -> dict[str, Any]:
+    """The comparison `d` as a table shows it: the `metrics` asked for (default: `d["metrics"]`),
+    every number x 100 with `percent`, and keys and group values renamed by `labels` (`OLD=NEW`,
+    OLD a key of `--by` or a value as the table prints it)."""
+    names = {}
+    for item in labels or []:
+        old, eq, new = item.partition("=")
+        if not eq or not old.strip() or not new.strip():
+            raise ConfigError(f"--label {item}: allowed: OLD=NEW, e.g. der_seq_mnist=DER or buffer.max_size=memory")
+        names[old.strip()] = new.strip()
+    shown_metrics = list(metrics or d["metrics"])
+    for m in shown_metrics:
+        if m not in METRICS:
+            raise ConfigError(f"--metric {m}: not a metric; allowed: {', '.join(METRICS)}")
+        if all(g[f"{m}_mean"] is None for g in d["groups"]):
+            raise ConfigError(f"--metric {m}: no run records it; recorded: {', '.join(d['metrics'])}")
+    scale = 100.0 if percent else 1.0
+
+    def group_shown(g: dict[str, Any]) -> dict[str, Any]:
+        out = {names.get(k, k): names.get(str(g[k]), g[k]) for k in d["by"]}
+        for k, v in g.items():
+            if k in d["by"]:
+                continue
+            numeric = k.endswith(("_mean", "_std", "_ci95")) and v is not None
+            out[k] = v * scale if numeric else v
+        return out
+
+    return {
+        **d,
+        "by": [names.get(k, k) for k in d["by"]],
+        "metrics": shown_metrics,
+        "groups": [group_shown(g) for g in d["groups"]],
+        "percent": percent,
+    }
+
+
+def label(d: dict[str, Any], m: str) -> str:
+    """Metric `m`'s column name in the table of `d`."""
+    return LABELS[m] + (" (%)" if d.get("percent") else "")
+
+
 def cell(g: dict[str, Any], m: str, ci: bool = False, digits: int = 4) -> str:
-    """`mean ± std` (or ± the 95% CI half-width), the mean alone for one run, - when missing."""
+    """`mean ± std` (or ± the 95% CI half-width), the mean alone for one run, - when missing;
+    `digits` after the point (2 for percentages: `digits_of`)."""
     mean, spread = g[f"{m}_mean"], g[f"{m}_ci95" if ci else f"{m}_std"]
     if mean is None:
         return "-"
     return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def digits_of(d: dict[str, Any]) -> int:
+    return 2 if d.get("percent") else 4
 
 
 def spread_words(d: dict[str, Any], ci: bool) -> str:
@@ -212,13 +284,13 @@ def render(d: dict[str, Any], console: Any, ci: bool = False) -> None:
     from rich.table import Table
 
     t = Table(title=f"grouped by {', '.join(d['by']) or '(nothing: all runs together)'}; {spread_words(d, ci)}")
-    for col in (*d["by"], "n", *(LABELS[m] for m in METRICS), "seeds"):
+    for col in (*d["by"], "n", *(label(d, m) for m in d["metrics"]), "seeds"):
         t.add_column(col, justify="right")
     for g in d["groups"]:
         t.add_row(
             *(str(g[k]) for k in d["by"]),
             str(g["n"]),
-            *(cell(g, m, ci) for m in METRICS),
+            *(cell(g, m, ci, digits_of(d)) for m in d["metrics"]),
             ",".join(map(str, g["seeds"])),
         )
     console.print(t)
@@ -265,20 +337,30 @@ def main(args: list[str]) -> int:
     )
     p.add_argument(
         "--metric",
-        choices=METRICS,
-        default="final_accuracy",
-        help="the metric of a markdown/latex table grouped by two keys (rows x columns)",
+        action="append",
+        metavar="M",
+        help=f"the metrics shown (repeat or comma-separate; a table grouped by two keys, rows x columns, "
+        f"shows the first): {', '.join(METRICS)}; default: {', '.join(ALWAYS)} and those the runs record beside",
+    )
+    p.add_argument("--percent", action="store_true", help="numbers as percentages (2 decimals), not fractions")
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="OLD=NEW",
+        help="a display name for a key or a group value, e.g. --label der_seq_mnist=DER --label buffer.max_size=memory",
     )
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     a = p.parse_args(args)
-    d = compare(a.paths, keys(a.by), a.keep_duplicates)  # ConfigError / OutputError: one line, exit 2 (cli.py)
+    with_ci = a.ci or a.json or a.format == "csv"  # the interval costs scipy's import: only where it is shown
+    d = compare(a.paths, keys(a.by), a.keep_duplicates, with_ci)  # ConfigError / OutputError: one line, exit 2
+    d = displayed(d, keys(a.metric), a.percent, a.label)
     if a.json:
         print(json.dumps(d, indent=2))
         return 0
     if a.format != "rich":
         from replaycli.outputs.tables import table
 
-        sys.stdout.write(table(d, a.format, a.metric, a.ci))
+        sys.stdout.write(table(d, a.format, a.ci))
         return 0
     from rich.console import Console
 

@@ -239,7 +239,7 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, sty
 
 def plot_sweep(path: Path, by: list[str] | None = None, style: Style | None = None) -> list[Path]:
     style = style or Style()
-    d = compare.compare([path], by)
+    d = compare.compare([path], by, ci=False)
     keys, groups = d["by"], d["groups"]
     what = describe(sweepdir.run_params(Path(groups[0]["runs"][0])), tuple(keys))
     suffix = f"_by_{'_'.join(keys)}" if by else ""  # --by: its own files, never the default figures

@@ -1,17 +1,18 @@
 """`replay compare ... --format markdown|latex|csv`: the comparison as a table a paper can use.
 
 Grouped by two keys (e.g. `--by strategy,buffer.max_size`), a markdown or LaTeX table is the
-first key's values down, the second's across, each cell the `metric`'s mean ± spread; grouped by
-one key (or none), a row per group and a column per metric. The best mean of each column is in
+first key's values down, the second's across, each cell the first shown metric's mean ± spread;
+grouped by one key (or none), a row per group and a column per shown metric. The best mean of each column is in
 bold (highest, or lowest for forgetting). A line under the table says what the ± is and n. CSV is
-for scripts: one row per group, every mean, std, 95% CI half-width and n, nothing in bold.
+for scripts: one row per group, every shown metric's mean, std, 95% CI half-width and n, nothing
+in bold.
 Standard library only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from replaycli.outputs.compare import HIGHER_IS_BETTER, LABELS, METRICS, cell, spread_words
+from replaycli.outputs.compare import HIGHER_IS_BETTER, cell, digits_of, label, spread_words
 from replaycli.outputs.files import csv_text, fmt
 
 LATEX_SPECIAL = {
@@ -37,9 +38,9 @@ def best(groups: list[dict[str, Any]], metric: str) -> float | None:
     return (max if HIGHER_IS_BETTER[metric] else min)(means) if means else None
 
 
-def grid(d: dict[str, Any], metric: str, ci: bool) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+def grid(d: dict[str, Any], ci: bool) -> tuple[list[str], list[list[tuple[str, bool]]]]:
     """The header and rows of (text, bold) cells."""
-    keys, groups = d["by"], d["groups"]
+    keys, groups, metric, digits = d["by"], d["groups"], d["metrics"][0], digits_of(d)
     if len(keys) == 2:  # rows x columns of one metric
         down = list(dict.fromkeys(str(g[keys[0]]) for g in groups))
         across = list(dict.fromkeys(str(g[keys[1]]) for g in groups))
@@ -50,7 +51,7 @@ def grid(d: dict[str, Any], metric: str, ci: bool) -> tuple[list[str], list[list
             [
                 (r, False),
                 *(
-                    (cell(at[(r, c)], metric, ci), at[(r, c)][f"{metric}_mean"] == tops[c])
+                    (cell(at[(r, c)], metric, ci, digits), at[(r, c)][f"{metric}_mean"] == tops[c])
                     if (r, c) in at
                     else ("-", False)
                     for c in across
@@ -59,35 +60,35 @@ def grid(d: dict[str, Any], metric: str, ci: bool) -> tuple[list[str], list[list
             for r in down
         ]
         return header, rows
-    tops = {m: best(groups, m) for m in METRICS}
-    header = [*keys, "n", *(LABELS[m] for m in METRICS)]
+    tops = {m: best(groups, m) for m in d["metrics"]}
+    header = [*keys, "n", *(label(d, m) for m in d["metrics"])]
     rows = [
         [
             *((str(g[k]), False) for k in keys),
             (str(g["n"]), False),
-            *((cell(g, m, ci), g[f"{m}_mean"] == tops[m] and tops[m] is not None) for m in METRICS),
+            *((cell(g, m, ci, digits), g[f"{m}_mean"] == tops[m] and tops[m] is not None) for m in d["metrics"]),
         ]
         for g in groups
     ]
     return header, rows
 
 
-def markdown(d: dict[str, Any], metric: str, ci: bool) -> str:
-    header, rows = grid(d, metric, ci)
+def markdown(d: dict[str, Any], ci: bool) -> str:
+    header, rows = grid(d, ci)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(f"**{t}**" if b else t for t, b in row) + " |" for row in rows]
-    what = f"{LABELS[metric]}; " if len(d["by"]) == 2 else ""
+    what = f"{label(d, d['metrics'][0])}; " if len(d["by"]) == 2 else ""
     return "\n".join(lines) + f"\n\n{what}{spread_words(d, ci)}.\n"
 
 
-def latex(d: dict[str, Any], metric: str, ci: bool) -> str:
-    header, rows = grid(d, metric, ci)
+def latex(d: dict[str, Any], ci: bool) -> str:
+    header, rows = grid(d, ci)
 
     def tex(text: str, bold: bool) -> str:
         body = latex_text(text).replace(" ± ", r" $\pm$ ")
         return rf"\textbf{{{body}}}" if bold else body
 
-    what = f"{LABELS[metric]}; " if len(d["by"]) == 2 else ""
+    what = f"{label(d, d['metrics'][0])}; " if len(d["by"]) == 2 else ""
     caption = latex_text(what + spread_words(d, ci)).replace("±", r"$\pm$")
     lines = [
         r"\begin{table}[t]",
@@ -104,17 +105,17 @@ def latex(d: dict[str, Any], metric: str, ci: bool) -> str:
 
 def csv_table(d: dict[str, Any]) -> str:
     keys = d["by"]
-    header = [*keys, "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci95"))]
+    header = [*keys, "n", *(f"{m}_{s}" for m in d["metrics"] for s in ("mean", "std", "ci95"))]
     cells = lambda v: "" if v is None else fmt(v)  # noqa: E731
     rows = [
-        [*(g[k] for k in keys), g["n"], *(cells(g[f"{m}_{s}"]) for m in METRICS for s in ("mean", "std", "ci95"))]
+        [*(g[k] for k in keys), g["n"], *(cells(g[f"{m}_{s}"]) for m in d["metrics"] for s in ("mean", "std", "ci95"))]
         for g in d["groups"]
     ]
     return csv_text(header, rows)
 
 
-def table(d: dict[str, Any], fmt_name: str, metric: str = "final_accuracy", ci: bool = False) -> str:
-    """The comparison `d` (replaycli.outputs.compare.compare) as `fmt_name`: markdown, latex or csv."""
+def table(d: dict[str, Any], fmt_name: str, ci: bool = False) -> str:
+    """The comparison `d` (replaycli.outputs.compare.displayed) as `fmt_name`: markdown, latex or csv."""
     if fmt_name == "csv":
         return csv_table(d)
-    return markdown(d, metric, ci) if fmt_name == "markdown" else latex(d, metric, ci)
+    return markdown(d, ci) if fmt_name == "markdown" else latex(d, ci)

@@ -232,7 +232,7 @@ def results_table(root: Path) -> None:
     from replaycli.outputs import compare
 
     try:
-        d = compare.compare([root])
+        d = compare.compare([root], ci=False)
     except files.OutputError:  # no complete job: nothing to group
         return
     compare.render(d, Console(width=None if sys.stdout.isatty() else 160))
