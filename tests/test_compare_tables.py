@@ -169,9 +169,9 @@ def test_run_figures_describe_the_run_and_scale_to_20_experiences(tmp_path):
     fig = plots.accuracy_curves(acc, "accuracy per test experience\nx", plots.Style())
     ax = fig.axes[0]
     assert ax.get_ylim() == (0.0, 1.02) and len(legend_texts(fig)) == 21 and fig.axes[0].get_legend()._ncols == 2
-    matrix = plots.accuracy_matrix(acc, "m")
+    matrix = plots.accuracy_matrix(acc, "m", plots.Style())
     assert not matrix.axes[0].texts and len(matrix.axes[0].get_xticks()) == 20  # no cell numbers at 20 x 20
-    conf = plots.confusion([[8, 2], [0, 10]], "c")
+    conf = plots.confusion([[8, 2], [0, 10]], "c", plots.Style(), ["cat", "dog"])
     assert sorted(t.get_text() for t in conf.axes[0].texts) == ["0.20", "0.80", "1.00"]  # shares, as the colour bar
     params = {
         "benchmark": "split_mnist",
@@ -196,7 +196,7 @@ def test_plot_formats_dpi_and_by_files(tmp_path):
     from matplotlib.image import imread
 
     png = run_cli("plot", str(one), "--dpi", "200").stdout.split()
-    assert imread(png[0]).shape[:2] == (800, 1280)
+    assert imread(png[0]).shape[:2] == (800, 1280) and png[0].endswith("accuracy_matrix_200dpi.png")
     bad = run_cli("plot", str(one), "--dpi", "5")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --dpi 5 is not allowed; allowed: 10 to 1200"
 
@@ -338,3 +338,119 @@ def test_a_table_without_an_interval_does_not_import_scipy(tmp_path):
             [sys.executable, "-c", probe.format(str(tmp_path), flags)], capture_output=True, text=True, check=True
         ).stdout
         assert f"SCIPY {imported}" in out
+
+
+# --- figures for a paper -------------------------------------------------------------------------
+def pdf_fonts(path: Path) -> set[bytes]:
+    """The font subtypes a PDF embeds, read from its font dictionaries (matplotlib writes them
+    uncompressed)."""
+    return set(re.findall(rb"/Subtype\s*/(Type3|TrueType|Type1|CIDFontType[02]|Type0)", path.read_bytes()))
+
+
+def test_pdf_fonts_are_truetype_and_svg_text_is_text(tmp_path):
+    import shutil
+    import subprocess
+
+    root = runs(tmp_path / "sweep", GRID)
+    made = run_cli("plot", str(root), "--format", "pdf").stdout.split()
+    truetype = {b"TrueType", b"Type0", b"CIDFontType2"}  # Type 42: plain, or as a CID font for "±"
+    assert made and all(pdf_fonts(Path(f)) and pdf_fonts(Path(f)) <= truetype for f in made)  # never Type 3
+    if shutil.which("pdffonts"):  # poppler's own reading, where installed
+        for f in made:
+            table = subprocess.run(["pdffonts", f], capture_output=True, text=True, check=True).stdout
+            assert "TrueType" in table and "Type 3" not in table
+    svg = run_cli("plot", str(root / "er-100-0"), "--format", "svg").stdout.split()
+    text = Path(svg[0]).read_text()
+    assert "<text" in text and "test experience" in text  # the axis label as text, not glyph outlines
+
+
+def test_sizes_for_a_column_and_a_page_with_type_that_reads(tmp_path):
+    one = runs(tmp_path, {("er", 100, 0): GRID[("er", 100, 0)]}) / "er-100-0"
+    from matplotlib.image import imread
+
+    for size, (w, h) in (("column", (3.5, 2.6)), ("page", (7.0, 3.2)), ("3.3x2.5", (3.3, 2.5))):
+        made = run_cli("plot", str(one), "--size", size, "--format", "pdf").stdout.split()
+        box = re.search(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)", Path(made[0]).read_bytes())
+        assert box and (float(box[1]), float(box[2])) == pytest.approx((w * 72, h * 72))
+        png = run_cli("plot", str(one), "--size", size).stdout.split()
+        assert imread(png[0]).shape[:2] == (round(h * 100), round(w * 100))
+    from replaycli.outputs import figures, plots
+
+    fig = plots.accuracy_curves([[0.9, 0.1], [0.5, 0.8]], "t", figures.Style(size="column"))
+    ax = fig.axes[0]
+    assert ax.xaxis.label.get_fontsize() == 8.0 and ax.get_legend().get_texts()[0].get_fontsize() >= 6.5
+    bad = run_cli("plot", str(one), "--size", "huge")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --size huge: allowed: screen, column, page or WxH")
+
+
+def test_no_title_categories_as_points_log_sizes_and_two_keys_two_encodings(tmp_path):
+    from replaycli.outputs import plots
+
+    d = compare([runs(tmp_path, GRID)], ["strategy._target_", "buffer.max_size"])
+    fig = plots.final_accuracy(d["groups"], d["by"], "t", plots.Style(titles=False))
+    ax = fig.axes[0]
+    assert ax.get_title() == "" and [t.get_text() for t in ax.get_xticklabels()] == ["der", "er"]
+    assert all(line.get_linestyle() == "None" for line in ax.lines)  # methods have no order: no joining line
+    sizes = compare([runs(tmp_path / "s", {(m, n, 0): GRID[("er", 100, 0)] for m in ("er",) for n in (100, 200, 500)})])
+    ax = plots.final_accuracy(sizes["groups"], sizes["by"], "t", plots.Style()).axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["100", "200", "500"]
+    assert ax.lines[0].get_linestyle() == "-"  # numbers are ordered: joined
+    lin = plots.final_accuracy(sizes["groups"], sizes["by"], "t", plots.Style(xscale="linear")).axes[0]
+    assert lin.get_xscale() == "linear"
+    # three keys: x, colour by the second, line style and marker by the third
+    grid3 = {(m, n, s): GRID[("er", 100, 0)] for m in ("er", "der") for n in (100, 200) for s in (0, 1)}
+    root3 = tmp_path / "three"
+    for (m, n, s), acc in grid3.items():
+        write_run(
+            root3 / f"{m}{n}{s}",
+            acc,
+            HIST,
+            [f"strategy._target_={m}", f"buffer.max_size={n}", f"seed={s}"],
+            f"seed: 0\nstrategy:\n  _target_: {m}\nbuffer:\n  max_size: {n}\nlr: {0.1 * (s + 1)}\n",
+        )
+    d3 = compare([root3], ["lr", "strategy._target_", "buffer.max_size"])
+    ax = plots.final_accuracy(d3["groups"], d3["by"], "t", plots.Style()).axes[0]
+    look = {
+        c.get_label().split(" (")[0]: (c[0].get_color(), c[0].get_linestyle(), c[0].get_marker()) for c in ax.containers
+    }
+    assert (
+        look["strategy._target_=der, buffer.max_size=100"][0] == look["strategy._target_=der, buffer.max_size=200"][0]
+    )
+    assert (
+        look["strategy._target_=der, buffer.max_size=100"][1:] == look["strategy._target_=er, buffer.max_size=100"][1:]
+    )
+    assert look["strategy._target_=der, buffer.max_size=100"][0] != look["strategy._target_=er, buffer.max_size=100"][0]
+    assert look["strategy._target_=er, buffer.max_size=100"][2] != look["strategy._target_=er, buffer.max_size=200"][2]
+
+
+def test_experiences_from_1_class_names_and_a_subtitle_true_of_every_curve(tmp_path):
+    from replaycli.outputs import figures, plots
+
+    acc = [[0.9, 0.0, 0.0], [0.5, 0.8, 0.0], [0.4, 0.6, 0.9]]
+    ax = plots.accuracy_curves(acc, "t", figures.Style()).axes[0]
+    assert list(ax.lines[0].get_xdata()) == [1, 2, 3] and legend_texts(ax.figure)[0] == "test 1"
+    m = plots.accuracy_matrix(acc, "t", figures.Style()).axes[0]
+    assert [t.get_text() for t in m.get_xticklabels()] == ["1", "2", "3"]
+    one = write_run(tmp_path / "named", acc, [[2, 0], [1, 1], [1, 1]])
+    (one / "class_names.json").write_text('["cat", "dog"]\n')
+    run_cli("plot", str(one))
+    fig = plots.buffer_histogram([[2, 0], [1, 1]], "t", figures.Style(), plots.rundir.class_names(one, 2))
+    assert legend_texts(fig) == ["cat", "dog"] and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2"]
+    assert json.loads(run_cli("inspect", str(one), "--json").stdout)["class_names"] == ["cat", "dog"]
+    assert "one bar per class, cat, dog" in " ".join(run_cli("inspect", str(one)).stdout.split())
+    shared = {"benchmark": "split_mnist", "buffer": "reservoir", "buffer._target_": "x", "buffer.max_size": 500}
+    runs_params = [{**shared, "strategy": "der"}, {**shared, "strategy": "er"}, {**shared, "strategy": "icarl"}]
+    assert figures.common(runs_params, ("experiment",)) == "split_mnist · reservoir(500)"  # no method: they differ
+
+
+def test_a_figure_with_other_options_never_overwrites_another(tmp_path):
+    one = runs(tmp_path, {("er", 100, 0): GRID[("er", 100, 0)]}) / "er-100-0"
+    first = run_cli("plot", str(one)).stdout.split()
+    before = [Path(f).read_bytes() for f in first]
+    zoomed = run_cli("plot", str(one), "--ylim", "auto").stdout.split()
+    paper = run_cli("plot", str(one), "--size", "column", "--no-title").stdout.split()
+    assert len(set(first) | set(zoomed) | set(paper)) == 9  # three options, nine files
+    assert [Path(f).read_bytes() for f in first] == before
+    assert paper[0].endswith("accuracy_matrix_column_notitle.png") and zoomed[1].endswith(
+        "accuracy_curves_ylimauto.png"
+    )

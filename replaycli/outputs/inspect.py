@@ -68,6 +68,8 @@ def describe_run(path: Path) -> dict[str, Any]:
     )
     rows = rundir.origins(rec.metrics[: len(acc)])
     d.update(experiences_done=len(acc), n_experiences=n, accuracy=acc, histograms=rec.histograms)
+    if (path / rundir.CLASS_NAMES).is_file() and rec.histograms:  # what the data called each class
+        d["class_names"] = rundir.class_names(path, len(rec.histograms[0]))
     d["stream_accuracy"] = [formulas.mean(row) for row in acc]  # after each experience, over the test stream
     last = {o: i for i, o in enumerate(rows if rows is not None else range(len(acc)))}  # the row right after each
     d["per_experience"] = [  # forgetting: best earlier accuracy - final; 0 for the last trained
@@ -224,7 +226,8 @@ def render_run(d: dict[str, Any], console: Any) -> None:
     console.print(t)
     hists = d["histograms"]
     top = max((max(h) for h in hists if h), default=0)
-    t = Table(title=f"buffer samples per class (one bar per class, 0..{len(hists[0]) - 1}; full = {top})")
+    order = ", ".join(d["class_names"]) if "class_names" in d else f"0..{len(hists[0]) - 1}"
+    t = Table(title=f"buffer samples per class (one bar per class, {order}; full = {top})")
     for col in ("trained", "classes", "min", "max", "total"):
         t.add_column(col, justify="left" if col == "classes" else "right")
     for i in kept(len(hists)):

@@ -1,17 +1,22 @@
-"""`replay plot PATH [--by KEY] [--format png|pdf|svg] [--dpi N] [--ylim full|auto]`: figures of a
-run or a sweep, written into its directory.
+"""`replay plot PATH [--by KEY] [--format png|pdf|svg] [--dpi N] [--ylim full|auto] [--size S]
+[--no-title] [--xscale auto|linear|log|category]`: figures of a run or a sweep, written into its
+directory.
 
 A run: the accuracy matrix as a heatmap, the accuracy on each test experience over time with the
 seen-so-far mean, the buffer's class histogram per experience as stacked bars, and (with
 `metrics=[...,confusion]`) the test stream's confusion matrix after the last experience. A sweep:
-the final accuracy against the swept key (mean ± std over the seeds of each point as error bars),
-and per group the accuracy on the experiences seen so far, after each experience, with a band of
-± one std over its seeds. Titles say the benchmark, the method and the buffer; legends say n and
-what the spread is over; accuracy axes run from 0 to 1 unless `--ylim auto`. Colours are the
-Okabe-Ito palette (safe for colour-blind readers), Paul Tol's muted one for 9-10, then cividis. A sweep
-plotted `--by KEY` writes `<figure>_by_<KEY>.<format>` beside the default figures, never over
-them. Every figure is FIGSIZE inches at `--dpi` (640 x 400 pixels at the default 100).
-matplotlib is imported by `figures`, when a figure is drawn.
+the final accuracy against the swept key (mean ± std over the seeds of each point as error bars;
+a key of text or `--xscale category` is points, never joined by a line; positive numbers spanning 4x
+or more on a log axis), and per group the accuracy on the experiences seen so far, after each
+experience, with a band of ± one std over its seeds. A second key is the colour, a third the line
+style and marker. Experiences are numbered from 1, classes by their names (class_names.json) where
+the data had names. Titles say what every curve shares (benchmark, method, buffer), unless
+`--no-title`; legends say n and what the spread is over; accuracy axes run from 0 to 1 unless
+`--ylim auto`. Colours are the Okabe-Ito palette (safe for colour-blind readers), Paul Tol's muted
+one for 9-10, then cividis. A sweep plotted `--by KEY` writes `<figure>_by_<KEY>.<format>`, and any
+option other than the defaults adds its name (figures.Style.name): no figure overwrites another's.
+Sizes and fonts: replaycli.outputs.figures. matplotlib is imported by `figures`, when a figure is
+drawn.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs import compare, formulas, rundir, sweepdir
-from replaycli.outputs.figures import DPI, Style, colours, describe, figure, save
+from replaycli.outputs.figures import DPI, SIZES, Style, colours, common, describe, figure, looks, save, size_of
 from replaycli.outputs.files import OutputError
 from replaycli.outputs.rundir import RUN_FIGURES
 from replaycli.outputs.sweepdir import SWEEP_FIGURES
@@ -31,24 +36,31 @@ CONFUSION_FIGURE = "confusion"  # runs with a confusion matrix only
 
 
 # --- a run ------------------------------------------------------------------------------------
-def accuracy_matrix(acc: list[list[float]], title: str) -> Any:
-    fig, ax = figure()
+def numbered(ax: Any, axis: str, n: int) -> None:
+    """Ticks at positions 0..n-1 labelled from 1 (experiences are counted from 1), at most ~20."""
+    ticks = range(0, n, max(1, math.ceil(n / 20)))
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(list(ticks), [str(i + 1) for i in ticks])
+
+
+def accuracy_matrix(acc: list[list[float]], title: str, style: Style) -> Any:
+    fig, ax = figure(style)
     im = ax.imshow(acc, vmin=0.0, vmax=1.0, cmap="cividis", aspect="auto")  # [trained, tested]
     if len(acc[0]) <= 10 and len(acc) <= 12:
         for i, row in enumerate(acc):
             for j, a in enumerate(row):
-                ax.text(j, i, f"{a:.2f}", ha="center", va="center", fontsize=8, color="white" if a < 0.6 else "black")
-    ax.set(xlabel="test experience", ylabel="after training experience", title=title)
-    step = max(1, math.ceil(len(acc[0]) / 20))
-    ax.set_xticks(range(0, len(acc[0]), step))
-    ax.set_yticks(range(0, len(acc), max(1, math.ceil(len(acc) / 20))))
+                ax.text(
+                    j, i, f"{a:.2f}", ha="center", va="center", fontsize="small", color="white" if a < 0.6 else "black"
+                )
+    style.label(ax, "test experience", "after training experience", title)
+    numbered(ax, "x", len(acc[0]))
+    numbered(ax, "y", len(acc))
     fig.colorbar(im, ax=ax, label="accuracy")
     return fig
 
 
 def accuracy_curves(acc: list[list[float]], title: str, style: Style, origins: list[int] | None = None) -> Any:
-    fig, ax = figure()
-    steps = list(range(len(acc)))
+    fig, ax = figure(style)
+    steps = list(range(1, len(acc) + 1))  # after experience 1, 2, ...
     origins = list(range(len(acc))) if origins is None else origins
     n = len(acc[0])
     palette = colours(n)
@@ -61,35 +73,37 @@ def accuracy_curves(acc: list[list[float]], title: str, style: Style, origins: l
             ms=3,
             lw=1,
             color=palette[j],
-            label=f"test {j}",
+            label=f"test {j + 1}",
         )
     ax.plot(steps, formulas.seen(acc, origins), color="black", lw=2.5, label="seen so far (mean)")
-    ax.set(xlabel="after training experience", ylabel="accuracy", title=title)
+    style.label(ax, "after training experience", "accuracy", title)
     style.accuracy_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=6 if n > 10 else 7, ncol=1 if n <= 10 else 2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(
+        fontsize="x-small" if n > 10 else "small", ncol=1 if n <= 10 else 2, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+    )
     return fig
 
 
-def buffer_histogram(hists: list[list[int]], title: str) -> Any:
-    fig, ax = figure()
+def buffer_histogram(hists: list[list[int]], title: str, style: Style, names: list[str]) -> Any:
+    fig, ax = figure(style)
     n = len(hists[0])
     palette = colours(n)
     bottom = [0] * len(hists)
     for k in range(n):
         counts = [h[k] for h in hists]
-        ax.bar(range(len(hists)), counts, bottom=bottom, color=palette[k], label=f"class {k}" if n <= 20 else None)
+        ax.bar(range(len(hists)), counts, bottom=bottom, color=palette[k], label=names[k] if n <= 20 else None)
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
-    ax.set(xlabel="after training experience", ylabel="samples in the buffer", title=title)
-    ax.set_xticks(range(0, len(hists), max(1, math.ceil(len(hists) / 20))))
+    style.label(ax, "after training experience", "samples in the buffer", title)
+    numbered(ax, "x", len(hists))
     if n <= 20:
-        ax.legend(fontsize=6 if n > 10 else 7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize="x-small" if n > 10 else "small", ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
-def confusion(matrix: list[list[int]], title: str) -> Any:
+def confusion(matrix: list[list[int]], title: str, style: Style, names: list[str]) -> Any:
     """Rows: true class, columns: predicted; colour and numbers: the share of the true class."""
-    fig, ax = figure()
+    fig, ax = figure(style)
     n = len(matrix)
     shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
     im = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
@@ -103,13 +117,13 @@ def confusion(matrix: list[list[int]], title: str) -> Any:
                         f"{share:.2f}",
                         ha="center",
                         va="center",
-                        fontsize=7,
+                        fontsize="x-small",
                         color="white" if share > 0.6 else "black",
                     )
-    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    style.label(ax, "predicted class", "true class", title)
     if n <= 20:
-        ax.set_xticks(range(n))
-        ax.set_yticks(range(n))
+        ax.set_xticks(range(n), names, rotation=90 if max(map(len, names)) > 3 else 0)
+        ax.set_yticks(range(n), names)
     fig.colorbar(im, ax=ax, label="share of the true class")
     return fig
 
@@ -124,9 +138,10 @@ def plot_run(path: Path, style: Style | None = None) -> list[Path]:
     what += "" if state == "complete" else f" ({state})"
     final = sum(rec.accuracy[-1]) / len(rec.accuracy[-1])
     origins = rundir.origins(rec.metrics[: len(rec.accuracy)])
+    names = rundir.class_names(path, len(rec.histograms[0]) if rec.histograms else 0)
     figures = [
         save(
-            accuracy_matrix(rec.accuracy, f"accuracy, final {final:.3f}\n{what}"),
+            accuracy_matrix(rec.accuracy, f"accuracy, final {final:.3f}\n{what}", style),
             path / style.name(RUN_FIGURES[0]),
             style,
         ),
@@ -136,14 +151,16 @@ def plot_run(path: Path, style: Style | None = None) -> list[Path]:
             style,
         ),
         save(
-            buffer_histogram(rec.histograms, f"buffer samples per class\n{what}"),
+            buffer_histogram(rec.histograms, f"buffer samples per class\n{what}", style, names),
             path / style.name(RUN_FIGURES[2]),
             style,
         ),
     ]
     if rec.confusion:
-        title = f"confusion on the test stream after experience {len(rec.confusion) - 1}\n{what}"
-        figures.append(save(confusion(rec.confusion[-1], title), path / style.name(CONFUSION_FIGURE), style))
+        title = f"confusion on the test stream after experience {len(rec.confusion)}\n{what}"
+        matrix = rec.confusion[-1]
+        names = rundir.class_names(path, len(matrix))
+        figures.append(save(confusion(matrix, title, style, names), path / style.name(CONFUSION_FIGURE), style))
     return figures
 
 
@@ -156,84 +173,112 @@ def spread_label(ns: list[int]) -> str:
     return f"mean ± std over {n} seeds"
 
 
-def _series(groups: list[dict[str, Any]], keys: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The groups split into lines: the first key is the x axis, the others name the line."""
-    lines: dict[str, list[dict[str, Any]]] = {}
-    for g in groups:
-        label = ", ".join(f"{k}={g[k]}" for k in keys[1:]) or "all runs"
-        lines.setdefault(label, []).append(g)
-    return lines
+def axis_kind(groups: list[dict[str, Any]], x_key: str, style: Style) -> str:
+    """How the swept key is drawn: `category` (text, or asked), `log` (positive numbers spanning 4x
+    or more: memory sizes 100, 200, 500), else `linear`; `--xscale` decides where it is not auto."""
+    numeric = bool(x_key) and all(compare.sort_key(g.get(x_key))[0] == 0 for g in groups)
+    if style.xscale != "auto":
+        if style.xscale != "category" and not numeric:
+            raise OutputError(
+                f"--xscale {style.xscale}: {x_key or 'the x axis'} is not numeric; allowed: category, auto"
+            )
+        if style.xscale == "log" and min(float(g[x_key]) for g in groups) <= 0:
+            raise OutputError(f"--xscale log: {x_key} has values <= 0; allowed: linear, category, auto")
+        return style.xscale
+    if not numeric:
+        return "category"
+    xs = [float(g[x_key]) for g in groups]
+    return "log" if min(xs) > 0 and max(xs) / min(xs) >= 4 else "linear"
 
 
 def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
-    fig, ax = figure()
+    """The final accuracy against the first key; a line per value of the second key (its colour)
+    and the third (its line style and marker); a categorical key: points with error bars, dodged."""
+    fig, ax = figure(style)
     x_key = keys[0] if keys else ""  # "": one point, all runs
+    kind = axis_kind(groups, x_key, style) if x_key else "category"
     cats = list(dict.fromkeys(str(g.get(x_key)) for g in groups)) if x_key else ["all runs"]
-    numeric = bool(x_key) and all(compare.sort_key(g.get(x_key))[0] == 0 for g in groups)
-    series = _series(groups, keys)
-    for colour, (label, gs) in zip(colours(len(series)), series.items(), strict=True):
-        xs = [float(g[x_key]) if numeric else cats.index(str(g.get(x_key))) if x_key else 0 for g in gs]
+    lines: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for g in groups:
+        lines.setdefault(tuple(str(g[k]) for k in keys[1:3]), []).append(g)
+    names = list(lines)
+    styles = looks([n[0] if n else "" for n in names], [n[1] for n in names] if len(keys) >= 3 else None)
+    for i, ((name, gs), (colour, dash, marker)) in enumerate(zip(lines.items(), styles, strict=True)):
+        if kind == "category":
+            dodge = (i - (len(lines) - 1) / 2) * min(0.3, 0.6 / max(len(lines), 1))
+            xs = [(cats.index(str(g.get(x_key))) if x_key else 0) + dodge for g in gs]
+        else:
+            xs = [float(g[x_key]) for g in gs]
         ys = [g["final_accuracy_mean"] for g in gs]
         errs = [g["final_accuracy_std"] or 0.0 for g in gs]
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys[1:3], name, strict=True)) or "all runs"
         ax.errorbar(
             xs,
             ys,
             yerr=errs if any(errs) else None,
-            marker="o",
-            capsize=4,
+            marker=marker,
+            ls="none" if kind == "category" else dash,  # categories have no order: never joined
+            capsize=3,
             color=colour,
             label=f"{label} ({spread_label([g['n'] for g in gs])})",
         )
-    if numeric:
+    if kind == "category":
+        ax.set_xticks(range(len(cats)), cats, rotation=30 if sum(map(len, cats)) > 40 else 0)
+        ax.set_xlim(-0.5, len(cats) - 0.5)
+    else:
         xs = sorted({float(g[x_key]) for g in groups})
-        if xs[0] > 0 and xs[-1] / xs[0] >= 8:
-            ax.set_xscale("log", base=2)  # memory sizes are swept by doubling
+        if kind == "log":
+            ax.set_xscale("log")
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
-    else:
-        ax.set_xticks(range(len(cats)), cats)
-    ax.set(xlabel=x_key or "all runs", ylabel="final accuracy (test stream)", title=title)
+    style.label(ax, x_key or "all runs", "final accuracy (test stream)", title)
     style.accuracy_axis(ax)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize="small")
     return fig
 
 
 def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
-    """After each experience, the accuracy on the experiences trained so far: the mean over each
-    group's runs, with a band of ± one std over them (at the last experience: the final accuracy)."""
-    fig, ax = figure()
-    for colour, g in zip(colours(len(groups)), groups, strict=True):
+    """After each experience (from 1), the accuracy on the experiences trained so far: the mean
+    over each group's runs, with a band of ± one std over them (at the last experience: the final
+    accuracy). Colour: the first key's value; line style and marker: the second's."""
+    import statistics
+
+    fig, ax = figure(style)
+    styles = looks(
+        [g[keys[0]] if keys else "" for g in groups], [g[keys[1]] for g in groups] if len(keys) >= 2 else None
+    )
+    for (colour, dash, marker), g in zip(styles, groups, strict=True):
         recs = [rundir.read_run(p) for p in g["runs"]]
         curves = [formulas.seen(r.accuracy, rundir.origins(r.metrics[: len(r.accuracy)])) for r in recs]
         steps = min(len(c) for c in curves)
         mean = [sum(c[t] for c in curves) / len(curves) for t in range(steps)]
         label = ", ".join(f"{k}={g[k]}" for k in keys) or "all runs"
+        xs = range(1, steps + 1)
         ax.plot(
-            range(steps),
+            xs,
             mean,
-            marker="o" if steps <= 20 else None,
+            ls=dash,
+            marker=marker if steps <= 20 else None,
             ms=3,
             color=colour,
             label=f"{label} ({spread_label([g['n']])})",
         )
         if len(curves) > 1:
-            import statistics
-
             std = [statistics.stdev(c[t] for c in curves) for t in range(steps)]
             ax.fill_between(
-                range(steps),
+                xs,
                 [m - s for m, s in zip(mean, std, strict=True)],
                 [m + s for m, s in zip(mean, std, strict=True)],
                 color=colour,
                 alpha=0.2,
                 lw=0,
             )
-    ax.set(xlabel="after training experience", ylabel="accuracy on the experiences seen", title=title)
+    style.label(ax, "after training experience", "accuracy on the experiences seen", title)
     style.accuracy_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8 if len(groups) <= 8 else 6, ncol=1 if len(groups) <= 10 else 2)
+    ax.legend(fontsize="small" if len(groups) <= 8 else "x-small", ncol=1 if len(groups) <= 10 else 2)
     return fig
 
 
@@ -241,7 +286,7 @@ def plot_sweep(path: Path, by: list[str] | None = None, style: Style | None = No
     style = style or Style()
     d = compare.compare([path], by, ci=False)
     keys, groups = d["by"], d["groups"]
-    what = describe(sweepdir.run_params(Path(groups[0]["runs"][0])), tuple(keys))
+    what = common([sweepdir.run_params(Path(r)) for g in groups for r in g["runs"]], tuple(keys))
     suffix = f"_by_{'_'.join(keys)}" if by else ""  # --by: its own files, never the default figures
     return [
         save(
@@ -309,10 +354,26 @@ def main(args: list[str]) -> int:
         default="full",
         help="accuracy axes from 0 to 1 (full, default) or zoomed to the data (auto)",
     )
+    p.add_argument(
+        "--size",
+        default="screen",
+        metavar="S",
+        help=f"{', '.join(f'{k} ({w:g} x {h:g} in, {pt:g} pt)' for k, ((w, h), pt) in SIZES.items())}, "
+        "or WxH in inches; default screen",
+    )
+    p.add_argument("--no-title", action="store_true", help="no titles (a paper's caption says what a figure shows)")
+    p.add_argument(
+        "--xscale",
+        choices=("auto", "linear", "log", "category"),
+        default="auto",
+        help="a sweep's x axis: auto (log for positive numbers spanning 4x or more, categories for text)",
+    )
     a = p.parse_args(args)
     if not 10 <= a.dpi <= 1200:
         raise ConfigError(f"--dpi {a.dpi} is not allowed; allowed: 10 to 1200")
-    files = plot(a.path, keys(a.by), Style(a.format, a.dpi, a.ylim))  # errors: one line and exit 2, in replaycli.cli
+    size_of(a.size)  # a bad size: one line before anything is drawn
+    style = Style(a.format, a.dpi, a.ylim, a.size.lower(), not a.no_title, a.xscale)
+    files = plot(a.path, keys(a.by), style)  # errors: one line and exit 2, in replaycli.cli
     for f in files:
         print(f)
     return 0

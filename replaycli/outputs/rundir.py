@@ -304,3 +304,18 @@ def read_summary(root: Path) -> dict[str, Any]:
     """summary.json of a run, {} while the run has not finished."""
     path = Path(root) / SUMMARY
     return read_json(path) if path.is_file() else {}
+
+
+def class_names(root: Path, n: int) -> list[str]:
+    """What each of the `n` classes is called: class_names.json where the data had names (a folder's
+    class folders, a file's own labels), else `class k`; a file that does not hold n names is
+    not used."""
+    path = Path(root) / CLASS_NAMES
+    if path.is_file():
+        try:
+            names = read_json(path, list)
+        except OutputError:
+            names = None
+        if isinstance(names, list) and len(names) == n and all(isinstance(x, (str, int)) for x in names):
+            return [str(x) for x in names]
+    return [f"class {k}" for k in range(n)]
