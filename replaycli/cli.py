@@ -56,6 +56,8 @@ def run(args: list[str]) -> int:
     except cmdline.Finished as e:  # a re-issued sweep with nothing left to run
         print(e, flush=True)
         return 0
+    if sys.stderr.isatty() and (cfg is not None or cmdline.is_multirun(args)):  # what the next seconds go to
+        print("replay run: loading PyTorch and the data ...", file=sys.stderr, flush=True)
     sys.argv = cmdline.hydra_argv(args)
     if target is not None and cmdline.is_multirun(args):
         cmdline.quiet_launcher(target)

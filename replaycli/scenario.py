@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 SCENARIOS = ("class_il", "task_il")  # the config's `scenario`
 
 
 def task_mask(bench: Any) -> torch.Tensor:
     """bool [n_tasks, n_classes]: the classes of each task label of `bench`'s training stream."""
+    import torch  # here: `SCENARIOS` is read by the checks made before torch is imported (run/rules.py)
+
     mask = torch.zeros(bench.n_tasks, bench.n_classes, dtype=torch.bool)
     for e in bench.train_stream:
         mask[e.task_label, e.classes_in_this_experience] = True

@@ -277,3 +277,68 @@ def test_hydra_flag_misuse_is_one_line(args, message, tmp_path, capsys, monkeypa
     code, _, err = cli("run", *args, "epochs=1", capsys=capsys)
     assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_typo_is_refused_before_torch_is_imported(tmp_path):
+    """The run's keys and the types of the options' keys are checked before torch is imported."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from replaycli.cli import main; code = main(sys.argv[1:]); "
+        "print('TORCH', 'torch' in sys.modules, code)"
+    )
+    for arg, words in (
+        ("buffer.max_size=100.5", "buffer.max_size=100.5 is not allowed; allowed: an integer (buffer=parametric has"),
+        ("loader.shuffle=maybe", "loader.shuffle='maybe' is not allowed; allowed: true, false"),
+        ("optimizer.lr=fast", "optimizer.lr='fast' is not allowed; allowed: a number"),
+        ("epochs=0", "epochs=0 must be a positive integer"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "run", arg, f"hydra.run.dir={tmp_path / 'r'}"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert proc.stdout.strip() == "TORCH False 2", proc.stderr
+        assert proc.stderr.startswith(f"error: {words}") and len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+    both = subprocess.run(  # an int where the default is a float is a number: lr=1 passes, the next is refused
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "run",
+            "optimizer.lr=1",
+            "buffer.max_size=1.5",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "TORCH False 2" in both.stdout and both.stderr.startswith("error: buffer.max_size=1.5 is not allowed")
+
+
+def test_the_first_line_comes_before_the_imports_on_a_terminal(tmp_path):
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        ["replay", "run", "epochs=1", "benchmark.n_experiences=2", "progress=none", f"hydra.run.dir={tmp_path / 'r'}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        cwd=tmp_path,
+    )
+    os.close(follower)
+    first = b""
+    while b"\n" not in first:
+        first += os.read(leader, 1024)
+    out, _ = proc.communicate()
+    os.close(leader)
+    assert first.startswith(b"replay run: loading PyTorch and the data ...")
+    assert proc.returncode == 0 and b"loading" not in out  # stdout (a pipe here) has only the run's own lines
+    piped = run_cli("run", "epochs=1", "benchmark.n_experiences=2", "progress=none", f"hydra.run.dir={tmp_path / 'p'}")
+    assert "loading PyTorch" not in piped.stderr  # not a terminal: no status line

@@ -326,6 +326,8 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from replaycli.run import rules
+
     args, extra = config_dir(args)  # the flags with a value composed here: a user's own config folder,
     args, name = config_name(args)  # and the config of it (or of ours) to start from
     flags = [f for f in check_flags(args) if f not in ("-r", "--run")]  # -r is a plain run: the same guard
@@ -360,6 +362,9 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
                     f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
                     "with an option's name (replay run --help lists them)"
                 ) from None
+            if resolves(cfg):  # the run's own keys and the types of the options' keys, before torch is imported:
+                rules.check_settings(cfg)  # a typo costs no second of CPU (what does not resolve here, a job's
+                rules.check_override_types(cfg, variant)  # build reports)
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
         raw = OmegaConf.to_container(cfg.hydra.sweep, resolve=False) if multirun else {}  # ${hydra.job.num}: as typed
@@ -368,6 +373,16 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
             raise ConfigError(f"hydra.sweep.subdir={subdir} leaves the sweep directory; allowed: a path inside it")
     target = Path(OmegaConf.select(cfg, key))  # as composed: relative to the working directory
     return target, first_missing(target.parent), cfg if single else None
+
+
+def resolves(cfg: DictConfig) -> bool:
+    """Whether the run's keys of `cfg` resolve as composed here, outside a job (`${hydra:...}`
+    resolves only inside one)."""
+    try:
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]), resolve=True)
+    except Exception:  # noqa: BLE001 (omegaconf's interpolation errors: the job's build says which, in one line)
+        return False
+    return True
 
 
 def check_flags(args: list[str]) -> list[str]:

@@ -232,3 +232,44 @@ def check_memory(cfg: DictConfig, method: type[Method], buffer: Any, bench: Any)
             f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "
             "ranks whole groups; allowed: selection=random"
         )
+
+
+def check_override_types(cfg: DictConfig, overrides: list[str]) -> None:
+    """Each `key=value` of the command line that sets a key of a shipped option (buffer.max_size,
+    optimizer.lr, loader.shuffle) holds a value of the type of that option's own default: an
+    integer where the default is an integer, true or false where it is a boolean, a number where
+    it is a float. Torch-free: `replay run` refuses a typo before importing torch; ranges and
+    everything else about a value are the constructor's (`run.build`)."""
+    import yaml
+
+    root = resources.files("replaycli.configs")
+    for item in overrides:
+        key, eq, _ = item.lstrip("+").partition("=")
+        group_name = key.split(".")[0]
+        if not eq or "." not in key or key.startswith(("~", "hydra.")) or not (root / group_name).is_dir():
+            continue
+        chosen = option(cfg, group_name, "")
+        source = root / group_name / f"{chosen}.yaml"
+        if not chosen or not source.is_file():
+            continue
+        text = source.read_text()
+        tree = yaml.safe_load(text) or {}
+        path = key.split(".") if "@package _global_" in text.split("\n", 1)[0] else key.split(".")[1:]
+        default: Any = tree
+        for part in path:
+            default = default.get(part) if isinstance(default, dict) else None
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(default, bool):
+            flag(key, value)  # the message every flag has
+            continue
+        if isinstance(default, int):
+            wanted, fits = "an integer", isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            wanted, fits = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            continue
+        if not fits:
+            raise ConfigError(
+                f"{key}={value!r} is not allowed; allowed: {wanted} ({group_name}={chosen} has "
+                f"{key.split('.', 1)[1]}: {default})"
+            )
