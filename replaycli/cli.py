@@ -21,6 +21,7 @@ verbs:
   plot PATH [--by KEY]            PNG figures of a run, a sweep or an outputs directory, written into each
   resume RUN_DIR [--trust T]      go on with a stopped run after its last finished experience
   check [overrides]               does this run resume to the same numbers? (a new method, buffer, ...)
+  prune PATH... [--yes]           remove the checkpoints of complete runs and runs that failed long ago
 
 examples:
   replay run
@@ -168,7 +169,21 @@ def plot(args: list[str]) -> int:
     return plot_main(args)
 
 
-VERBS = {"run": run, "resume": resume, "check": check, "inspect": inspect, "compare": compare, "plot": plot}
+def prune(args: list[str]) -> int:
+    from replaycli.outputs.prune import main as prune_main
+
+    return prune_main(args)
+
+
+VERBS = {
+    "run": run,
+    "resume": resume,
+    "check": check,
+    "inspect": inspect,
+    "compare": compare,
+    "plot": plot,
+    "prune": prune,
+}
 
 
 def complete(argv: list[str]) -> int:
@@ -191,7 +206,7 @@ def complete(argv: list[str]) -> int:
     return run(argv)
 
 
-READERS = ("inspect", "compare", "plot")  # verbs that only read a directory someone may have sent
+READERS = ("inspect", "compare", "plot", "prune")  # verbs that only read a directory someone may have sent
 
 
 def interrupted(signum: int, frame: object) -> None:

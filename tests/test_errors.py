@@ -342,3 +342,33 @@ def test_the_first_line_comes_before_the_imports_on_a_terminal(tmp_path):
     assert proc.returncode == 0 and b"loading" not in out  # stdout (a pipe here) has only the run's own lines
     piped = run_cli("run", "epochs=1", "benchmark.n_experiences=2", "progress=none", f"hydra.run.dir={tmp_path / 'p'}")
     assert "loading PyTorch" not in piped.stderr  # not a terminal: no status line
+
+
+def test_device_cuda_n_is_checked_up_front_and_against_the_machine(tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from replaycli.cli import main; code = main(sys.argv[1:]); print('TORCH', 'torch' in sys.modules)"
+    )
+    for bad in ("cuda:x", "cuda:-1", "cuda:01", "gpu"):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "run", f"device={bad}", f"hydra.run.dir={tmp_path / 'r'}"],
+            capture_output=True,
+            text=True,
+        )
+        assert "TORCH False" in proc.stdout
+        assert (
+            proc.stderr.strip()
+            == f"error: device='{bad}' is not allowed; allowed: auto, cpu, cuda, cuda:N (N = 0, 1, ...)"
+        )
+    if not torch.cuda.is_available():
+        proc = run_cli("run", "device=cuda:1", f"hydra.run.dir={tmp_path / 'r'}")
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            "error: device=cuda:1 but CUDA is not available here; allowed: auto, cpu"
+        )
+    else:  # a device index past the machine's
+        n = torch.cuda.device_count()
+        proc = run_cli("run", f"device=cuda:{n}", f"hydra.run.dir={tmp_path / 'r'}")
+        assert proc.returncode == 2 and f"this machine has {n} CUDA device" in proc.stderr
+    assert not (tmp_path / "r").exists()

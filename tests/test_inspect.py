@@ -133,7 +133,7 @@ def test_an_outputs_dir_lists_runs_and_sweeps_newest_first(sweep, tmp_path):
         }
     ]
     proc = run_cli("inspect", str(root), cwd=tmp_path)
-    assert proc.returncode == 0 and "4 runs, 1 sweeps" in proc.stdout
+    assert proc.returncode == 0 and "4 runs, 1 sweep (newest first)" in proc.stdout
     assert proc.stdout.index("new") < proc.stdout.index("middle") < proc.stdout.index("old")
 
 

@@ -132,11 +132,11 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_summary_matches_the_check
 
     real, calls = checkpoint.save, []
 
-    def full_at_the_second(run_dir, ckpt):
+    def full_at_the_second(run_dir, ckpt, keep="last"):
         calls.append(1)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(run_dir, ckpt)
+        real(run_dir, ckpt, keep)
 
     monkeypatch.setattr(checkpoint, "save", full_at_the_second)
     run = tmp_path / "run"

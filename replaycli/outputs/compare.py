@@ -42,9 +42,18 @@ METRICS = tuple(LABELS)
 ALWAYS = METRICS[:4]  # shown by default; the others when a run records them
 HIGHER_IS_BETTER = {m: m != "forgetting" for m in METRICS}
 # keys that change nothing a run computes: left out when telling duplicate runs apart
-NOT_THE_EXPERIMENT = ("progress", "data_root", "download", "logger", "metrics", "granularity", "eval_mb_size")
+NOT_THE_EXPERIMENT = (
+    "progress",
+    "data_root",
+    "download",
+    "logger",
+    "metrics",
+    "granularity",
+    "eval_mb_size",
+    "keep_checkpoint",
+)
 # keys that do not change what a run learns: never a default grouping key
-IGNORED = ("seed", "progress", "device", "data_root", "download", "eval_mb_size", "logger", "metrics", "granularity")
+IGNORED = ("seed", *NOT_THE_EXPERIMENT, "device")
 
 
 def run_dirs(paths: list[str | Path]) -> list[Path]:

@@ -335,7 +335,10 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
 def render_outputs(d: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]outputs[/] {d['path']}: {len(d['runs'])} runs, {len(d['sweeps'])} sweeps (newest first)")
+    n, m = len(d["runs"]), len(d["sweeps"])
+    console.print(
+        f"[bold]{d['path']}[/]: {n} run{'s' * (n != 1)}, {m} sweep{'s' * (m != 1)} (newest first)", highlight=False
+    )
     if d["runs"]:
         t = Table(title="runs")
         for col in ("started", "run", "status", "experiences", "final acc", "overrides"):

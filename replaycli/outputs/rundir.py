@@ -31,7 +31,9 @@ A run directory holds:
                          with `timing`: `timing` (seconds per experience and epoch); with
                          `resources`: peak_rss_mb, cpu_seconds, gpu_peak_memory_mb, disk_bytes;
 - `run.log`              what the terminal showed, as plain text without colour (appended line by line);
-- `checkpoint.pt`        after every experience: what `replay resume` needs (replaycli.checkpoint).
+- `checkpoint.pt`        after every experience: what `replay resume` needs (replaycli.checkpoint); removed
+                         once the run is complete with `keep_checkpoint=none`;
+- `checkpoints/<k>.pt`   with `keep_checkpoint=all`: the checkpoint after experience k (from 1), each kept.
 A sweep directory holds one run directory per job (`0/`, `1/`, ...) and `summary.csv`
 (replaycli.outputs.sweepdir).
 
@@ -59,7 +61,7 @@ CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "metrics.jsonl",
     "summary.json",
 )
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT, CHECKPOINTS = "checkpoint.pt", "checkpoints"
 RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")  # replay plot RUN_DIR: NAME[SUFFIX].FORMAT
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 CONFUSION, LOG, CLASS_NAMES = "confusion.csv", "run.log", "class_names.json"
@@ -71,6 +73,7 @@ SIDE_TABLES = {
 }
 
 
+LOGGER_DIRS = ("tensorboard", "wandb", "mlruns")  # the loggers' default folders in a run directory
 RUN_FILES = (  # every name a run writes into its directory (and the logger's default folder)
     CONFIG,
     ACCURACY,
@@ -82,8 +85,9 @@ RUN_FILES = (  # every name a run writes into its directory (and the logger's de
     LOG,
     CLASS_NAMES,
     *SIDE_TABLES.values(),
+    CHECKPOINTS,
     ".hydra",
-    "tensorboard",
+    *LOGGER_DIRS,
 )
 
 
@@ -98,7 +102,7 @@ def check_files(root: Path) -> None:
     """Every file of a run that `root` holds, and every temporary an atomic write of ours left, is
     a regular file: a directory, a link or a FIFO in its place is an OutputError, not a traceback
     when the run writes or removes it."""
-    named = [Path(root) / n for n in RUN_FILES if n not in (".hydra", "tensorboard")]
+    named = [Path(root) / n for n in RUN_FILES if n not in (".hydra", CHECKPOINTS, *LOGGER_DIRS)]
     for path in [*named, *stale_temporaries(root)]:
         if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
             kind = "a link" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file"

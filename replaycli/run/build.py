@@ -71,10 +71,17 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device `name` (rules.device) on this machine: auto is CUDA when present; cuda:N must exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but CUDA is not available here; allowed: auto, cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available here; allowed: auto, cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(
+            f"device={name} but this machine has {count} CUDA device{'s' if count != 1 else ''}; "
+            f"allowed: cuda:0 to cuda:{count - 1}, cuda, auto, cpu"
+        )
     return torch.device(name)
 
 

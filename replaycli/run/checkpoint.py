@@ -26,7 +26,7 @@ import torch
 
 from replaycli.errors import ConfigError
 from replaycli.outputs.files import write_atomic
-from replaycli.outputs.rundir import CHECKPOINT, RunWriter
+from replaycli.outputs.rundir import CHECKPOINT, CHECKPOINTS, RunWriter
 from replaycli.run import state
 from replaycli.run.loop import Run
 
@@ -135,10 +135,14 @@ def fingerprint(run: Run) -> str:
     return h.hexdigest()
 
 
-def save(run_dir: Path, checkpoint: dict[str, Any]) -> None:
+def save(run_dir: Path, checkpoint: dict[str, Any], keep: str = "last") -> None:
+    """checkpoint.pt of `run_dir`; with `keep` "all" also checkpoints/<k>.pt, k its experiences done."""
     buf = io.BytesIO()
     torch.save(checkpoint, buf)
     write_atomic(Path(run_dir) / CHECKPOINT, buf.getvalue())
+    if keep == "all":
+        (Path(run_dir) / CHECKPOINTS).mkdir(exist_ok=True)
+        write_atomic(Path(run_dir) / CHECKPOINTS / f"{checkpoint['experiences_done']}.pt", buf.getvalue())
 
 
 def load(run_dir: Path) -> dict[str, Any]:

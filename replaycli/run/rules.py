@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
     from replaycli.methods.base import Method
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, the N-th CUDA device (`device`)
 PATH_KEYS = ("data_root", "benchmark.root", "benchmark.path", "benchmark.cache_dir")  # what a run reads: config.yaml
 # keeps them absolute
 PROGRESS = ("auto", "rich", "plain", "none")
+KEEP_CHECKPOINT = ("last", "none", "all")  # what a complete run keeps of its checkpoints
 PROTOCOLS = ("after_experience", "every_batch")  # buffer_update: when the memory takes samples
 
 
@@ -99,8 +100,9 @@ def check_settings(cfg: DictConfig) -> None:
     integer("epochs", cfg.get("epochs"), 1)
     for key in ("train_mb_size", "mem_mb_size", "eval_mb_size"):
         batch(key, cfg.get(key))
-    choice("device", cfg.get("device"), DEVICES)
+    device(cfg.get("device"))
     choice("progress", cfg.get("progress"), PROGRESS)
+    choice("keep_checkpoint", cfg.get("keep_checkpoint", "last"), KEEP_CHECKPOINT)
     choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
     choice("scenario", cfg.get("scenario"), SCENARIOS)
     flag("download", cfg.get("download"))
@@ -232,6 +234,18 @@ def check_memory(cfg: DictConfig, method: type[Method], buffer: Any, bench: Any)
             f"buffer_update=every_batch inserts batch by batch; selection={option(cfg, 'selection', '')} "
             "ranks whole groups; allowed: selection=random"
         )
+
+
+def device(value: Any) -> str:
+    """`value` if it names a device a run may train on: auto, cpu, cuda (the current CUDA device)
+    or cuda:N (the N-th); else a ConfigError. Whether it exists here: `run.build.resolve_device`."""
+    text = str(value)
+    index = text[5:] if text.startswith("cuda:") else None
+    if value in DEVICES or (
+        isinstance(value, str) and index is not None and index.isdigit() and index == str(int(index))
+    ):
+        return text
+    raise ConfigError(f"device={value!r} is not allowed; allowed: {', '.join(DEVICES)}, cuda:N (N = 0, 1, ...)")
 
 
 def check_override_types(cfg: DictConfig, overrides: list[str]) -> None:

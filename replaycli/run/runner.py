@@ -108,7 +108,8 @@ def train(
                 writer.add_experience(record["accuracy"], record["histogram"], record)
                 seconds = before + time.perf_counter() - start
                 # the checkpoint first: the tables never show an experience it does not hold
-                checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes, config))
+                keep = cfg.get("keep_checkpoint", "last")
+                checkpoint.save(out_dir, checkpoint.capture(run, generator, writer, seconds, resumes, config), keep)
                 saved += 1
                 writer.write_tables()
                 log.experience_done(record)
@@ -118,7 +119,8 @@ def train(
     except BaseException as e:  # killed by an error or Ctrl-C: the finished experiences stay
         stopped(e, cfg, writer, saved)
         raise
-    log.close()
+    finally:
+        log.close()  # what it logged is flushed and its run closed, however the run ends (a resume reopens it)
     return finish(cfg, run, writer, report, before + time.perf_counter() - start, resumes)
 
 
@@ -205,8 +207,10 @@ def finish(
         **run_summary(run.metrics, writer.records, run.device, writer.root),  # timing, resources
     }
     writer.write_summary(summary)
+    if cfg.get("keep_checkpoint", "last") == "none":  # complete: nothing left to resume
+        (writer.root / CHECKPOINT).unlink(missing_ok=True)
     report.tables(writer.accuracy, writer.histograms)
-    report.line(f"outputs: {writer.root}")
+    report.line(f"outputs: {writer.root.absolute()}")  # as a run says it, after a resume too
     return summary
 
 
