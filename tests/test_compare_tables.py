@@ -454,3 +454,20 @@ def test_a_figure_with_other_options_never_overwrites_another(tmp_path):
     assert paper[0].endswith("accuracy_matrix_column_notitle.png") and zoomed[1].endswith(
         "accuracy_curves_ylimauto.png"
     )
+
+
+def test_a_column_figure_has_its_legend_below_naming_values_and_the_labels_asked_for(tmp_path):
+    from replaycli.outputs import compare as comparing
+    from replaycli.outputs import plots
+
+    root = runs(tmp_path / "sweep", GRID)
+    labels = ["der=DER", "strategy._target_=method"]
+    d = comparing.displayed(compare([root], ["buffer.max_size", "strategy._target_"]), labels=labels)
+    fig = plots.final_accuracy(d["groups"], d["by"], "t", plots.Style(size="column"))
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1  # below the axes, across the figure
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[0].startswith("DER (") and texts[1].startswith("er (")  # values; the keys in the title
+    assert fig.legends[0].get_title().get_text() == "method"
+    made = run_cli("plot", str(root), "--size", "column", "--label", "der=DER", "--label", "strategy._target_=method")
+    assert made.returncode == 0, made.stderr
+    assert all("_column_labels-" in Path(f).name for f in made.stdout.split())

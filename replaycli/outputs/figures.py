@@ -11,6 +11,7 @@ A figure drawn with options other than the defaults is written under a name that
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class Style:
     size: str = "screen"
     titles: bool = True
     xscale: str = "auto"
+    labels: tuple[str, ...] = ()  # display names, OLD=NEW (replay compare --label)
 
     def name(self, figure: str, suffix: str = "") -> str:
         """The file name: the options that differ from the defaults are part of it."""
@@ -72,6 +74,7 @@ class Style:
             "" if self.ylim == "full" else f"ylim{self.ylim}",
             "" if self.xscale == "auto" else f"x{self.xscale}",
             "" if self.dpi == DPI or self.format != "png" else f"{self.dpi}dpi",
+            "" if not self.labels else "labels-" + hashlib.sha256("\n".join(self.labels).encode()).hexdigest()[:6],
         ]
         return f"{figure}{suffix}{''.join('_' + o for o in options if o)}.{self.format}"
 
@@ -130,6 +133,44 @@ def figure(style: Style) -> tuple[Any, Any]:
     plt.rcParams["axes.labelsize"] = points
     plt.rcParams["legend.fontsize"] = points - 1
     return plt.subplots(figsize=size, layout="constrained")
+
+
+def narrow(style: Style) -> bool:
+    """A figure for one column (under 4.5 in wide): its legend goes below the axes, its entries
+    name values only and the legend's title the keys."""
+    return size_of(style.size)[0][0] < 4.5
+
+
+def entry(keys: list[str], values: list[Any], style: Style) -> str:
+    """A legend entry: `key=value, ...`, or in a narrow figure the values alone (`keyed` titles them)."""
+    if narrow(style):
+        return ", ".join(map(str, values)) or "all runs"
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "all runs"
+
+
+def keyed(keys: list[str], note: str | None, style: Style) -> str | None:
+    """The legend's title: the spread when every entry shares it, and in a narrow figure the keys."""
+    said = [", ".join(keys)] if narrow(style) and keys else []
+    return ": ".join(said + ([note] if note else [])) or None
+
+
+def legend(fig: Any, ax: Any, style: Style, title: str | None = None, columns: int = 1) -> None:
+    """The legend of `ax`: inside the axes, or, in a figure narrower than 4.5 in (a column), below
+    them across the figure, where long labels fit; `title` says once what every entry shares."""
+    handles, labels = ax.get_legend_handles_labels()
+    if narrow(style):
+        ncol = 2 if max(map(len, labels), default=0) <= 24 else 1  # two columns of long labels overflow a column
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncol=ncol,
+            title=title,
+            fontsize="small",
+            title_fontsize="small",
+        )
+    else:
+        ax.legend(handles, labels, title=title, fontsize="small", title_fontsize="small", ncol=columns)
 
 
 def save(fig: Any, path: Path, style: Style) -> Path:

@@ -26,7 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs import compare, formulas, rundir, sweepdir
-from replaycli.outputs.figures import DPI, SIZES, Style, colours, common, describe, figure, looks, save, size_of
+from replaycli.outputs.figures import (
+    DPI,
+    SIZES,
+    Style,
+    colours,
+    common,
+    describe,
+    entry,
+    figure,
+    keyed,
+    legend,
+    looks,
+    save,
+    size_of,
+)
 from replaycli.outputs.files import OutputError
 from replaycli.outputs.rundir import RUN_FIGURES
 from replaycli.outputs.sweepdir import SWEEP_FIGURES
@@ -165,6 +179,13 @@ def plot_run(path: Path, style: Style | None = None) -> list[Path]:
 
 
 # --- a sweep ----------------------------------------------------------------------------------
+def spread_note(groups: list[dict[str, Any]]) -> tuple[str | None, bool]:
+    """(the legend's title, whether each entry says its own spread): said once when every group
+    has the same number of runs, else per entry."""
+    ns = {g["n"] for g in groups}
+    return (spread_label(sorted(ns)), False) if len(ns) == 1 else (None, True)
+
+
 def spread_label(ns: list[int]) -> str:
     """What a point's or a band's spread is over: `mean ± std over 3 seeds`, or `1 run, no spread`."""
     if max(ns) == 1:
@@ -191,7 +212,7 @@ def axis_kind(groups: list[dict[str, Any]], x_key: str, style: Style) -> str:
     return "log" if min(xs) > 0 and max(xs) / min(xs) >= 4 else "linear"
 
 
-def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
+def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title_text: str, style: Style) -> Any:
     """The final accuracy against the first key; a line per value of the second key (its colour)
     and the third (its line style and marker); a categorical key: points with error bars, dodged."""
     fig, ax = figure(style)
@@ -202,6 +223,7 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, st
     for g in groups:
         lines.setdefault(tuple(str(g[k]) for k in keys[1:3]), []).append(g)
     names = list(lines)
+    title, each = spread_note(groups)
     styles = looks([n[0] if n else "" for n in names], [n[1] for n in names] if len(keys) >= 3 else None)
     for i, ((name, gs), (colour, dash, marker)) in enumerate(zip(lines.items(), styles, strict=True)):
         if kind == "category":
@@ -211,7 +233,7 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, st
             xs = [float(g[x_key]) for g in gs]
         ys = [g["final_accuracy_mean"] for g in gs]
         errs = [g["final_accuracy_std"] or 0.0 for g in gs]
-        label = ", ".join(f"{k}={v}" for k, v in zip(keys[1:3], name, strict=True)) or "all runs"
+        label = entry(keys[1:3], list(name), style)
         ax.errorbar(
             xs,
             ys,
@@ -220,7 +242,7 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, st
             ls="none" if kind == "category" else dash,  # categories have no order: never joined
             capsize=3,
             color=colour,
-            label=f"{label} ({spread_label([g['n'] for g in gs])})",
+            label=f"{label} ({spread_label([g['n'] for g in gs])})" if each else label,
         )
     if kind == "category":
         ax.set_xticks(range(len(cats)), cats, rotation=30 if sum(map(len, cats)) > 40 else 0)
@@ -231,20 +253,21 @@ def final_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, st
             ax.set_xscale("log")
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
-    style.label(ax, x_key or "all runs", "final accuracy (test stream)", title)
+    style.label(ax, x_key or "all runs", "final accuracy (test stream)", title_text)
     style.accuracy_axis(ax)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    legend(fig, ax, style, keyed(keys[1:3], title, style))
     return fig
 
 
-def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, style: Style) -> Any:
+def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title_text: str, style: Style) -> Any:
     """After each experience (from 1), the accuracy on the experiences trained so far: the mean
     over each group's runs, with a band of ± one std over them (at the last experience: the final
     accuracy). Colour: the first key's value; line style and marker: the second's."""
     import statistics
 
     fig, ax = figure(style)
+    title, each = spread_note(groups)
     styles = looks(
         [g[keys[0]] if keys else "" for g in groups], [g[keys[1]] for g in groups] if len(keys) >= 2 else None
     )
@@ -253,7 +276,7 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, sty
         curves = [formulas.seen(r.accuracy, rundir.origins(r.metrics[: len(r.accuracy)])) for r in recs]
         steps = min(len(c) for c in curves)
         mean = [sum(c[t] for c in curves) / len(curves) for t in range(steps)]
-        label = ", ".join(f"{k}={g[k]}" for k in keys) or "all runs"
+        label = entry(keys, [g[k] for k in keys], style)
         xs = range(1, steps + 1)
         ax.plot(
             xs,
@@ -262,7 +285,7 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, sty
             marker=marker if steps <= 20 else None,
             ms=3,
             color=colour,
-            label=f"{label} ({spread_label([g['n']])})",
+            label=f"{label} ({spread_label([g['n']])})" if each else label,
         )
         if len(curves) > 1:
             std = [statistics.stdev(c[t] for c in curves) for t in range(steps)]
@@ -274,17 +297,17 @@ def seen_accuracy(groups: list[dict[str, Any]], keys: list[str], title: str, sty
                 alpha=0.2,
                 lw=0,
             )
-    style.label(ax, "after training experience", "accuracy on the experiences seen", title)
+    style.label(ax, "after training experience", "accuracy, seen so far", title_text)
     style.accuracy_axis(ax)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small" if len(groups) <= 8 else "x-small", ncol=1 if len(groups) <= 10 else 2)
+    legend(fig, ax, style, keyed(keys, title, style), columns=1 if len(groups) <= 10 else 2)
     return fig
 
 
 def plot_sweep(path: Path, by: list[str] | None = None, style: Style | None = None) -> list[Path]:
     style = style or Style()
-    d = compare.compare([path], by, ci=False)
+    d = compare.displayed(compare.compare([path], by, ci=False), labels=list(style.labels))
     keys, groups = d["by"], d["groups"]
     what = common([sweepdir.run_params(Path(r)) for g in groups for r in g["runs"]], tuple(keys))
     suffix = f"_by_{'_'.join(keys)}" if by else ""  # --by: its own files, never the default figures
@@ -363,6 +386,12 @@ def main(args: list[str]) -> int:
     )
     p.add_argument("--no-title", action="store_true", help="no titles (a paper's caption says what a figure shows)")
     p.add_argument(
+        "--label",
+        action="append",
+        metavar="OLD=NEW",
+        help="a sweep's display name for a key or a value, as replay compare --label (e.g. der_seq_mnist=DER)",
+    )
+    p.add_argument(
         "--xscale",
         choices=("auto", "linear", "log", "category"),
         default="auto",
@@ -372,7 +401,7 @@ def main(args: list[str]) -> int:
     if not 10 <= a.dpi <= 1200:
         raise ConfigError(f"--dpi {a.dpi} is not allowed; allowed: 10 to 1200")
     size_of(a.size)  # a bad size: one line before anything is drawn
-    style = Style(a.format, a.dpi, a.ylim, a.size.lower(), not a.no_title, a.xscale)
+    style = Style(a.format, a.dpi, a.ylim, a.size.lower(), not a.no_title, a.xscale, tuple(a.label or ()))
     files = plot(a.path, keys(a.by), style)  # errors: one line and exit 2, in replaycli.cli
     for f in files:
         print(f)
