@@ -471,3 +471,21 @@ def test_a_column_figure_has_its_legend_below_naming_values_and_the_labels_asked
     made = run_cli("plot", str(root), "--size", "column", "--label", "der=DER", "--label", "strategy._target_=method")
     assert made.returncode == 0, made.stderr
     assert all("_column_labels-" in Path(f).name for f in made.stdout.split())
+
+
+def test_inspect_of_a_sweep_shows_task_il_and_validation_where_jobs_record_them(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job, a in ((0, 0.5), (1, 0.7)):
+        write_run(
+            sweep / str(job),
+            [[a, 0.0], [a - 0.1, a]],
+            HIST,
+            [f"seed={job}"],
+            f"seed: {job}\n",
+            side={"task_il_accuracy": [[1.0, 0.0], [0.9, 1.0]], "val_accuracy": [[a, 0.0], [a, 0.8]]},
+        )
+    out = run_cli("inspect", str(sweep)).stdout
+    header = next(line for line in out.splitlines() if "final acc" in line)
+    assert "task-IL" in header and "validation" in header and "AUC" not in header
+    row = next(line for line in out.splitlines() if line.startswith("│   1 "))
+    assert "0.950" in row and "0.750" in row  # task-IL (0.9 + 1.0) / 2, validation (0.7 + 0.8) / 2

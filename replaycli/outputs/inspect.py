@@ -303,6 +303,14 @@ def render_confusion(d: dict[str, Any], console: Any) -> None:
     console.print(t)
 
 
+SIDE_COLUMNS = (  # a sweep's columns beside class-IL, where some job records them (summary.csv)
+    ("final_task_il_accuracy", "task-IL"),
+    ("final_val_accuracy", "validation"),
+    ("final_val_task_il_accuracy", "val task-IL"),
+    ("auc", "AUC"),
+)
+
+
 def render_sweep(d: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
@@ -313,7 +321,19 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
     console.print(f"[bold]sweep[/] {d['path']}  (started {d['started']}): {len(rows)} jobs, {counts}", highlight=False)
     console.print(f"common overrides: {' '.join(common) or '(none)'}", highlight=False)
     t = Table()
-    for col in ("job", *swept, "status", "final acc", "forgetting", "BWT", "seconds", "exps", "error"):
+    side = [(k, n) for k, n in SIDE_COLUMNS if any(r.get(k) is not None for r in rows)]  # what some job records
+    for col in (
+        "job",
+        *swept,
+        "status",
+        "final acc",
+        *(n for _, n in side),
+        "forgetting",
+        "BWT",
+        "seconds",
+        "exps",
+        "error",
+    ):
         t.add_column(col, justify="left" if col in ("status", "error") else "right", overflow="fold")
     for r in rows:
         t.add_row(
@@ -321,6 +341,7 @@ def render_sweep(d: dict[str, Any], console: Any) -> None:
             *(str(r.get(k, "")) for k in swept),
             _status(r["status"]),
             _num(r["final_accuracy"]),
+            *(_num(r.get(k)) for k, _ in side),
             _num(r["forgetting"]),
             _num(r["bwt"]),
             _num(r["seconds"], 1),
