@@ -102,3 +102,56 @@ def test_submitit_local_runs_a_job_in_a_process_of_its_own(tmp_path, capsys, mon
     assert re.search(r"\[job 0/1\] seed=3 .*: complete, final accuracy", logs)  # the job's line, in its log
     said = [ln for ln in out.splitlines() if ln.startswith("[job ")]  # and on this terminal, said by the launcher's
     assert len(said) == 1 and re.match(r"\[job 0/1\] seed=3 .*: complete, final accuracy \d\.\d{4}", said[0])
+
+
+def session_processes(sid: int) -> list[int]:
+    """The live processes of session `sid` (from /proc: a replay run and every worker it started)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # the 6th field: session id (after state, ppid, pgrp)
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="reads /proc")
+def test_a_killed_joblib_sweep_leaves_no_worker_training_for_nobody(tmp_path):
+    """SIGKILL of the sweep's process: its joblib workers notice, record their runs interrupted
+    (resumable by issuing the sweep again) and end, instead of training on for minutes."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import replay_command
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [*replay_command(), "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "epochs=2000"]
+        + ["progress=none", "device=cpu", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while not all((sweep / j / "checkpoint.pt").is_file() for j in "01"):  # both workers are training
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while session_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert session_processes(proc.pid) == []
+    for j in "01":
+        summary = json.loads((sweep / j / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and (sweep / j / "checkpoint.pt").is_file()

@@ -35,7 +35,12 @@ FAILURE = "failure.json"
 OVERRIDES = ".hydra/overrides.yaml"
 HYDRA_CONFIG = ".hydra/hydra.yaml"
 SWEEP_METRICS = ["final_accuracy", "forgetting", "bwt", "seconds", "experiences_done"]
-SIDE_METRICS = ["final_val_accuracy", "final_task_il_accuracy", "final_val_task_il_accuracy", "auc"]  # columns only when a job has them
+SIDE_METRICS = [
+    "final_val_accuracy",
+    "final_task_il_accuracy",
+    "final_val_task_il_accuracy",
+    "auc",
+]  # columns only when a job has them
 RESULTS = {"job", "status", "error", *SWEEP_METRICS, *SIDE_METRICS}  # a row's columns that are no override
 
 

@@ -393,7 +393,7 @@ def job_of(cfg: DictConfig, hydra_cfg: Any, multirun: bool, together: tuple[Any,
                 f"hydra/sweeper=optuna maximises {OBJECTIVE} but hydra.sweeper.direction={direction}; "
                 "allowed: hydra.sweeper.direction=maximize, or hydra/sweeper=tune"
             )
-        with held(out_dir):  # from what the job finds in its directory to its end
+        with held(out_dir), stopped_when_orphaned(hydra_cfg):  # from what the job finds in its directory to its end
             found = own_run(cfg, out_dir) if multirun else None  # a requeued, preempted or re-issued job
             if isinstance(found, str):  # complete: nothing to train
                 summary = read_summary(out_dir)
@@ -408,6 +408,45 @@ def job_of(cfg: DictConfig, hydra_cfg: Any, multirun: bool, together: tuple[Any,
         if multirun:
             raise
         raise Refused(e) from None  # past Hydra's job runner, which would print a line of its own
+
+
+@contextlib.contextmanager
+def stopped_when_orphaned(hydra_cfg: Any, every: float = 0.5) -> Iterator[None]:
+    """A job of the joblib launcher runs in a worker process of the sweep's process; when that
+    process dies (SIGKILL, the OOM killer, a closed session) the worker would train on for nobody,
+    holding its memory. Here it notices (its parent changes) and stops as a Ctrl-C stops a run:
+    recorded interrupted, resumable by issuing the sweep again, and the worker ends (an idle worker
+    of a dead sweep would hold its memory for minutes). Other launchers' jobs are left
+    alone (a Slurm job outlives the process that submitted it)."""
+    import signal
+    import threading
+
+    in_worker = "joblib" in str(OmegaConf.select(hydra_cfg, "launcher._target_", default="") or "").lower()
+    if not in_worker or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    parent, done, orphaned = os.getppid(), threading.Event(), threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def watch() -> None:
+        while not done.wait(every):
+            if os.getppid() != parent:  # re-parented: the sweep's process is gone
+                orphaned.set()
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+                return
+
+    before = signal.signal(signal.SIGTERM, interrupted)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.signal(signal.SIGTERM, before)
+        if orphaned.is_set():  # its run is recorded interrupted; nobody will send the worker another job
+            os._exit(130)
 
 
 hydra_main = hydra.main(version_base="1.3", config_path="pkg://replaycli.configs", config_name="config")(job)
