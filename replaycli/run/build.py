@@ -1,5 +1,5 @@
 """Config -> the run's objects. YAML gives each group's keys; Python passes the objects, the same
-keyword arguments to every option of a group (INJECTED), so any class with that signature plugs
+keyword arguments to every option of a group (rules.INJECTED), so any class with that signature plugs
 in. Everything is checked and built here, before a run writes anything."""
 
 from __future__ import annotations
@@ -15,22 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from replaycli.errors import ConfigError, first_line
 from replaycli.run import rules
 
-# what Python passes to every option of each group, beside the option's own YAML keys
-OPTIONAL = ("buffer", "selection", "logger")  # groups a run may go without (buffer=none); the others it needs
-INJECTED = {
-    "benchmark": (),
-    "model": ("num_classes", "input_shape"),
-    "optimizer": ("params",),
-    "selection": ("model", "generator"),
-    "buffer": ("selection_strategy", "generator"),
-    "strategy": ("model", "optimizer", "mask"),
-    "loader": ("data", "buffer", "batch_size", "batch_size_mem", "generator"),
-    "logger": ("run_dir",),
-}
-
 
 def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
-    """Build the option of group `name` with `objects` (INJECTED[name]); None when its
+    """Build the option of group `name` with `objects` (rules.INJECTED[name]); None when its
     `_target_` is null (buffer=none). A constructor's ConfigError names the key as typed
     (`buffer.max_size=-5 ...`); a target that cannot be imported is one ConfigError."""
     from hydra.errors import InstantiationException
@@ -41,7 +28,7 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
         for key in sorted(OmegaConf.missing_keys(node)):  # `path: ???` in the option's YAML (keys from the root)
             raise ConfigError(f"{key} is required; allowed: {name}={rules.option(cfg, name, '')} {key}=VALUE")
     if not isinstance(node, DictConfig) or node.get("_target_") is None:
-        if name in OPTIONAL:
+        if name in rules.OPTIONAL:
             return None
         rules.refuse_missing(name, node)
     try:
@@ -144,7 +131,7 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"the config cannot be resolved: {first_line(e)}") from None
     rules.check_settings(cfg)
     working_directory_last(tree)
-    rules.check_arguments(cfg, INJECTED)
+    rules.check_arguments(cfg, rules.INJECTED)
 
 
 def working_directory_last(tree: Any) -> None:

@@ -326,7 +326,7 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from replaycli.run import rules
+    from replaycli.run import precheck, rules
 
     args, extra = config_dir(args)  # the flags with a value composed here: a user's own config folder,
     args, name = config_name(args)  # and the config of it (or of ours) to start from
@@ -362,9 +362,10 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
                     f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
                     "with an option's name (replay run --help lists them)"
                 ) from None
-            if resolves(cfg):  # the run's own keys and the types of the options' keys, before torch is imported:
-                rules.check_settings(cfg)  # a typo costs no second of CPU (what does not resolve here, a job's
-                rules.check_override_types(cfg, variant)  # build reports)
+            if resolves(cfg):  # before torch is imported, a typo costs no second of CPU: the run's own keys,
+                rules.check_settings(cfg)  # the types of the options' keys typed, and the shipped constructors'
+                rules.check_override_types(cfg, variant)  # own checks of each group's values (what does not
+                precheck.check(cfg)  # resolve here, a job's build reports)
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
         raw = OmegaConf.to_container(cfg.hydra.sweep, resolve=False) if multirun else {}  # ${hydra.job.num}: as typed

@@ -26,6 +26,18 @@ PATH_KEYS = ("data_root", "benchmark.root", "benchmark.path", "benchmark.cache_d
 PROGRESS = ("auto", "rich", "plain", "none")
 KEEP_CHECKPOINT = ("last", "none", "all")  # what a complete run keeps of its checkpoints
 PROTOCOLS = ("after_experience", "every_batch")  # buffer_update: when the memory takes samples
+# what Python passes to every option of each group, beside the option's own YAML keys
+OPTIONAL = ("buffer", "selection", "logger")  # groups a run may go without (buffer=none); the others it needs
+INJECTED = {
+    "benchmark": (),
+    "model": ("num_classes", "input_shape"),
+    "optimizer": ("params",),
+    "selection": ("model", "generator"),
+    "buffer": ("selection_strategy", "generator"),
+    "strategy": ("model", "optimizer", "mask"),
+    "loader": ("data", "buffer", "batch_size", "batch_size_mem", "generator"),
+    "logger": ("run_dir",),
+}
 
 
 def option(cfg: DictConfig, group: str, fallback: str) -> str:
