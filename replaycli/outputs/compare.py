@@ -37,10 +37,14 @@ LABELS = {  # every metric of summary.json a comparison can show, and its column
     "final_task_il_accuracy": "task-IL accuracy",
     "final_val_accuracy": "validation accuracy",
     "final_val_task_il_accuracy": "validation task-IL",
+    "anytime_accuracy": "anytime accuracy",  # eval_every: the anytime curve's measures (formulas.anytime)
+    "min_accuracy": "min-ACC",
+    "worst_case_accuracy": "WC-ACC",
+    "stability_gap": "stability gap",
 }
 METRICS = tuple(LABELS)
 ALWAYS = METRICS[:4]  # shown by default; the others when a run records them
-HIGHER_IS_BETTER = {m: m != "forgetting" for m in METRICS}
+HIGHER_IS_BETTER = {m: m not in ("forgetting", "stability_gap") for m in METRICS}
 # keys that change nothing a run computes: left out when telling duplicate runs apart
 NOT_THE_EXPERIMENT = (
     "progress",

@@ -67,3 +67,55 @@ def auc(acc: list[list[float]], samples: list[int], origins: list[int] | None = 
 
 def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+def anytime_curve(records: list[dict]) -> list[tuple[int, int, list[float]]]:
+    """(test experience trained on, cumulative step, accuracy on each seen test experience) of every
+    anytime point of `records` (run/anytime.py), in order: a record's steps count on from the end of
+    the one before (its last point is its end)."""
+    curve, offset = [], 0
+    for r in records:
+        origin = r.get("origin_experience", r.get("experience", 0))
+        points = r.get("anytime") or []
+        for step, acc in points:
+            curve.append((int(origin), offset + int(step), [float(a) for a in acc]))
+        offset += int(points[-1][0]) if points else 0
+    return curve
+
+
+def anytime(records: list[dict]) -> dict[str, float | list[float] | None]:
+    """The measures of an anytime curve (`anytime_curve`), as De Lange et al. (ICLR 2023) and Koh et
+    al. (ICLR 2022) define them:
+    - anytime_accuracy: the mean over the points of the accuracy on the seen test experiences;
+    - min_accuracy (min-ACC): over each test experience j before the last trained, the lowest
+      accuracy on j at any point after j was trained on, averaged over j;
+    - worst_case_accuracy (WC-ACC): 1/k of the last point's accuracy on the last experience plus
+      (1 - 1/k) of min-ACC, k the experiences trained;
+    - stability_gaps: at each switch to experience o, the mean over j < o of the accuracy on j at
+      the last point before the switch minus its lowest during o; stability_gap: their mean.
+    None where a measure needs a second experience."""
+    curve = anytime_curve(records)
+    if not curve:
+        return {}
+    last = curve[-1][0]
+    out: dict[str, float | list[float] | None] = {
+        "anytime_accuracy": sum(sum(a) / len(a) for _, _, a in curve) / len(curve),
+        "min_accuracy": None,
+        "worst_case_accuracy": None,
+        "stability_gaps": [],
+        "stability_gap": None,
+    }
+    if last > 0:
+        lows = [min(a[j] for o, _, a in curve if o > j) for j in range(last)]
+        low, k = sum(lows) / len(lows), last + 1
+        out["min_accuracy"] = low
+        out["worst_case_accuracy"] = curve[-1][2][last] / k + (1 - 1 / k) * low
+    gaps = []
+    for o in sorted({o for o, _, _ in curve if o > 0}):
+        before = [a for p, _, a in curve if p == o - 1]
+        during = [a for p, _, a in curve if p == o]
+        if before and during:
+            gaps.append(sum(before[-1][j] - min(a[j] for a in during) for j in range(o)) / o)
+    out["stability_gaps"] = gaps
+    out["stability_gap"] = sum(gaps) / len(gaps) if gaps else None
+    return out

@@ -93,6 +93,7 @@ def describe_run(path: Path) -> dict[str, Any]:
                     "bwt",
                     "seconds",
                     *(f"final_{key}" for key in rundir.SIDE_TABLES),
+                    *ANYTIME_MEASURES,
                 )
             }
         )
@@ -209,6 +210,9 @@ def render_run(d: dict[str, Any], console: Any) -> None:
         console.print(
             "  ".join(f"final {label} accuracy {v:.4f}" for label, v in side if v is not None), highlight=False
         )
+    measured = [(ANYTIME_MEASURES[k], d.get(k)) for k in ANYTIME_MEASURES if d.get(k) is not None]
+    if measured:  # eval_every: the anytime curve's measures (anytime.csv)
+        console.print("anytime: " + "  ".join(f"{label} {v:.4f}" for label, v in measured), highlight=False)
     if not d["accuracy"]:
         return
     console.print(accuracy_table(d["accuracy"]))
@@ -303,11 +307,19 @@ def render_confusion(d: dict[str, Any], console: Any) -> None:
     console.print(t)
 
 
+ANYTIME_MEASURES = {  # summary.json's measures of an anytime curve (eval_every), as inspect says them
+    "anytime_accuracy": "average anytime accuracy",
+    "min_accuracy": "min-ACC",
+    "worst_case_accuracy": "WC-ACC",
+    "stability_gap": "stability gap",
+}
 SIDE_COLUMNS = (  # a sweep's columns beside class-IL, where some job records them (summary.csv)
     ("final_task_il_accuracy", "task-IL"),
     ("final_val_accuracy", "validation"),
     ("final_val_task_il_accuracy", "val task-IL"),
     ("auc", "AUC"),
+    ("anytime_accuracy", "anytime"),
+    ("stability_gap", "stab. gap"),
 )
 
 

@@ -46,7 +46,7 @@ from replaycli.outputs.rundir import RUN_FIGURES
 from replaycli.outputs.sweepdir import SWEEP_FIGURES
 
 FORMATS = ("png", "pdf", "svg")
-CONFUSION_FIGURE = "confusion"  # runs with a confusion matrix only
+CONFUSION_FIGURE, ANYTIME_FIGURE = RUN_FIGURES[3:5]  # runs with a confusion matrix, an anytime curve only
 
 
 # --- a run ------------------------------------------------------------------------------------
@@ -175,7 +175,37 @@ def plot_run(path: Path, style: Style | None = None) -> list[Path]:
         matrix = rec.confusion[-1]
         names = rundir.class_names(path, len(matrix))
         figures.append(save(confusion(matrix, title, style, names), path / style.name(CONFUSION_FIGURE), style))
+    curve = formulas.anytime_curve(rec.metrics[: len(rec.accuracy)])
+    if curve:
+        title = f"anytime accuracy (every {curve[1][1] - curve[0][1] if len(curve) > 1 else 0} steps)\n{what}"
+        figures.append(save(anytime(curve, title, style), path / style.name(ANYTIME_FIGURE), style))
     return figures
+
+
+def anytime(curve: list[tuple[int, int, list[float]]], title: str, style: Style) -> Any:
+    """The anytime curve (eval_every): the accuracy on each seen test experience and their mean
+    against training steps, a dashed line at each switch to a new experience (where the stability
+    gap opens)."""
+    fig, ax = figure(style)
+    n = max(len(acc) for _, _, acc in curve)
+    palette = colours(n)
+    for j in range(n):
+        xs = [step for _, step, acc in curve if len(acc) > j]
+        ax.plot(xs, [acc[j] for _, _, acc in curve if len(acc) > j], lw=1, color=palette[j], label=f"test {j + 1}")
+    ax.plot(
+        [step for _, step, _ in curve],
+        [sum(acc) / len(acc) for _, _, acc in curve],
+        color="black",
+        lw=2,
+        label="seen so far (mean)",
+    )
+    for (o, step, _), (before, _, _) in zip(curve[1:], curve, strict=False):
+        if o != before:
+            ax.axvline(step, color="grey", ls="--", lw=0.8)
+    style.label(ax, "training step (dashed: a new experience begins)", "accuracy (test sample)", title)
+    style.accuracy_axis(ax)
+    legend(fig, ax, style, columns=1 if n <= 10 else 2)
+    return fig
 
 
 # --- a sweep ----------------------------------------------------------------------------------

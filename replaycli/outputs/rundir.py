@@ -14,6 +14,12 @@ A run directory holds:
 - `val_accuracy.csv`     with `benchmark.validation`: accuracy.csv's layout on the validation stream (held out of
                          each training experience: column `test_j` is validation experience j);
                          `val_task_il_accuracy.csv` beside it for a stream with task labels;
+- `anytime.csv`          with `eval_every=K`: the anytime curve; a row per point (each experience's start,
+                         every K steps, its end): `trained` (the test experience trained on), `step`
+                         (training steps since the run began), `test_j` (accuracy on a fixed sample of
+                         test experience j, blank before j is trained on) and `seen` (their mean);
+                         summary.json then has anytime_accuracy, min_accuracy, worst_case_accuracy,
+                         stability_gaps and stability_gap (replaycli.outputs.formulas.anytime);
 - `class_names.json`     when the data's labels were not 0..K-1 (a folder's class names, a file's own labels):
                          the name of each class k, as a JSON list;
 - `confusion.csv`        with `metrics=[...,confusion]`: the test stream's confusion matrix after each
@@ -62,9 +68,10 @@ CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY = (
     "summary.json",
 )
 CHECKPOINT, CHECKPOINTS = "checkpoint.pt", "checkpoints"
-RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram")  # replay plot RUN_DIR: NAME[SUFFIX].FORMAT
+# replay plot RUN_DIR: NAME[SUFFIX].FORMAT; the last two only for a run with a confusion matrix or an anytime curve
+RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram", "confusion", "anytime")
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
-CONFUSION, LOG, CLASS_NAMES = "confusion.csv", "run.log", "class_names.json"
+CONFUSION, LOG, CLASS_NAMES, ANYTIME = "confusion.csv", "run.log", "class_names.json", "anytime.csv"
 # accuracy.csv's siblings: a record's key -> its table (written when the records hold the key)
 SIDE_TABLES = {
     "task_il_accuracy": "task_il_accuracy.csv",
@@ -84,6 +91,7 @@ RUN_FILES = (  # every name a run writes into its directory (and the logger's de
     CONFUSION,
     LOG,
     CLASS_NAMES,
+    ANYTIME,
     *SIDE_TABLES.values(),
     CHECKPOINTS,
     ".hydra",
@@ -94,7 +102,18 @@ RUN_FILES = (  # every name a run writes into its directory (and the logger's de
 def stale_temporaries(root: Path) -> list[Path]:
     """The temporary files a killed `write_atomic` left in `root`: `.NAME.<hex>.tmp` for the names
     of a run directory only (a user's `.notes.tmp` is not ours)."""
-    names = {CONFIG, ACCURACY, HISTOGRAM, METRICS, SUMMARY, CHECKPOINT, CONFUSION, CLASS_NAMES, *SIDE_TABLES.values()}
+    names = {
+        CONFIG,
+        ACCURACY,
+        HISTOGRAM,
+        METRICS,
+        SUMMARY,
+        CHECKPOINT,
+        CONFUSION,
+        CLASS_NAMES,
+        ANYTIME,
+        *SIDE_TABLES.values(),
+    }
     return [p for p in Path(root).glob(".*.tmp") if p.name[1:].rsplit(".", 2)[0] in names]
 
 
@@ -159,6 +178,11 @@ class RunWriter:
         hist_header = ["trained", *(f"class_{k}" for k in range(self.n_classes))]
         write_atomic(self.root / HISTOGRAM, csv_text(hist_header, [[i, *r] for i, r in enumerate(self.histograms)]))
         write_atomic(self.root / METRICS, "".join(self._json_lines()))
+        curve = formulas.anytime_curve(self.records)  # eval_every: the points during each experience
+        if curve:
+            header = ["trained", "step", *(f"test_{j}" for j in range(self.n_test)), "seen"]
+            rows = [[o, step, *(acc + [""] * (self.n_test - len(acc))), sum(acc) / len(acc)] for o, step, acc in curve]
+            write_atomic(self.root / ANYTIME, csv_text(header, rows))
         matrices = [r["confusion"] for r in self.records if "confusion" in r]  # in the records: checkpointed with them
         if matrices:
             header = ["trained", "true", *(f"pred_{k}" for k in range(self.n_classes))]
@@ -188,6 +212,7 @@ class RunWriter:
         base = {
             **side,
             **online,
+            **formulas.anytime(self.records),
             "final_accuracy": sum(final) / len(final) if final else None,
             "average_incremental_accuracy": formulas.average_incremental_accuracy(self.accuracy, rows),
             "forgetting": formulas.forgetting(self.accuracy, rows),

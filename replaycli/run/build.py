@@ -117,6 +117,10 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
         mask=mask,
         metrics=from_config(cfg.get("metrics"), cfg.get("granularity")),
     )
+    if cfg.get("eval_every") is not None:
+        from replaycli.run.anytime import Anytime
+
+        run.anytime = Anytime(cfg.eval_every, bench.test_stream, cfg.get("eval_sample", 1000), cfg.seed)
     run.make_loader(bench.train_stream[0].dataset, None)  # the loader's keys: refused now, not at the first experience
     run_state(run, generator)  # what a checkpoint cannot keep is refused now, not at the first checkpoint
     return run, generator

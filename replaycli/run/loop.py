@@ -39,6 +39,7 @@ class Run:
     mask: torch.Tensor | None = None  # task-IL: bool [n_tasks, n_classes]
     metrics: Metrics = field(default_factory=Metrics)
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record (the progress display)
+    anytime: Any = None  # eval_every: the points during each experience (run/anytime.py)
 
 
 def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
@@ -49,9 +50,12 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
     loader = run.make_loader(data.train(), joined)
     run.model.train()
     meter = TrainMeter(run.metrics, run.mask, k)
+    steps, points = run.epochs * len(loader), []  # points: anytime evaluation's, with eval_every
     with run.together.installed(run.method):
         for epoch in range(run.epochs):
             for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.update.per_batch)):
+                if run.anytime is not None and run.anytime.due(done := epoch * len(loader) + i, steps):
+                    points.append(run.anytime.point(run, exp.origin_experience, done))  # before this step
                 loss, out = run.method.step(Batch(x, y, t, k), run.update.step_memory())  # out: [B, n_classes]
                 run.update.after_step(samples, k, out)  # every_batch: the memory takes the batch
                 run.together.descend(loss)  # zero_grad, backward, step
@@ -60,7 +64,9 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
             record = meter.epoch_done(epoch)  # steps and seconds; loss and accuracy sync once, at the end
             if run.on_epoch is not None:
                 run.on_epoch(record)
-    return meter.experience_done()
+        if run.anytime is not None:  # the experience's end
+            points.append(run.anytime.point(run, exp.origin_experience, steps))
+    return meter.experience_done() | ({"anytime": points} if run.anytime is not None else {})
 
 
 def update_memory(run: Run, exp: Experience) -> None:

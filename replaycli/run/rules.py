@@ -115,6 +115,9 @@ def check_settings(cfg: DictConfig) -> None:
     device(cfg.get("device"))
     choice("progress", cfg.get("progress"), PROGRESS)
     choice("keep_checkpoint", cfg.get("keep_checkpoint", "last"), KEEP_CHECKPOINT)
+    if cfg.get("eval_every") is not None:
+        integer("eval_every", cfg.get("eval_every"), 1, otherwise="null (at experience ends only)")
+    integer("eval_sample", cfg.get("eval_sample", 1000), 1)
     choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
     choice("scenario", cfg.get("scenario"), SCENARIOS)
     flag("download", cfg.get("download"))
