@@ -325,7 +325,7 @@ def render(d: dict[str, Any], console: Any, ci: bool = False) -> None:
 
 def main(args: list[str]) -> int:
     """`replay compare PATH... [--by KEY] [--json]`."""
-    from replaycli.outputs.verbargs import ArgParser, keys
+    from replaycli.outputs.verbargs import ArgParser, keys, label_option
 
     p = ArgParser(prog="replay compare", description="Group runs by config keys; mean, std and n over seeds.")
     p.add_argument("paths", metavar="PATH", nargs="+", help="run, sweep or outputs directories")
@@ -356,12 +356,7 @@ def main(args: list[str]) -> int:
         f"shows the first): {', '.join(METRICS)}; default: {', '.join(ALWAYS)} and those the runs record beside",
     )
     p.add_argument("--percent", action="store_true", help="numbers as percentages (2 decimals), not fractions")
-    p.add_argument(
-        "--label",
-        action="append",
-        metavar="OLD=NEW",
-        help="a display name for a key or a group value, e.g. --label der_seq_mnist=DER --label buffer.max_size=memory",
-    )
+    label_option(p, "a display name for a key or a group value")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     a = p.parse_args(args)
     with_ci = a.ci or a.json or a.format == "csv"  # the interval costs scipy's import: only where it is shown

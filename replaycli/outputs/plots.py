@@ -388,7 +388,7 @@ def plot(path: str | Path, by: list[str] | None = None, style: Style | None = No
 def main(args: list[str]) -> int:
     """`replay plot PATH [--by KEY] [--format F] [--dpi N] [--ylim full|auto]`: prints the paths written."""
     from replaycli.errors import ConfigError
-    from replaycli.outputs.verbargs import ArgParser, keys
+    from replaycli.outputs.verbargs import ArgParser, keys, label_option
 
     p = ArgParser(prog="replay plot", description="Write figures of a run or a sweep into its directory.")
     p.add_argument("path", metavar="PATH", help="a run directory or a sweep directory")
@@ -415,12 +415,7 @@ def main(args: list[str]) -> int:
         "or WxH in inches; default screen",
     )
     p.add_argument("--no-title", action="store_true", help="no titles (a paper's caption says what a figure shows)")
-    p.add_argument(
-        "--label",
-        action="append",
-        metavar="OLD=NEW",
-        help="a sweep's display name for a key or a value, as replay compare --label (e.g. der_seq_mnist=DER)",
-    )
+    label_option(p, "a sweep's display name for a key or a value, as replay compare's")
     p.add_argument(
         "--xscale",
         choices=("auto", "linear", "log", "category"),

@@ -81,7 +81,7 @@ SIDE_TABLES = {
 
 
 LOGGER_DIRS = ("tensorboard", "wandb", "mlruns")  # the loggers' default folders in a run directory
-RUN_FILES = (  # every name a run writes into its directory (and the logger's default folder)
+WRITTEN = (  # the files a run writes whole (write_atomic), each at once
     CONFIG,
     ACCURACY,
     HISTOGRAM,
@@ -89,31 +89,17 @@ RUN_FILES = (  # every name a run writes into its directory (and the logger's de
     SUMMARY,
     CHECKPOINT,
     CONFUSION,
-    LOG,
     CLASS_NAMES,
     ANYTIME,
     *SIDE_TABLES.values(),
-    CHECKPOINTS,
-    ".hydra",
-    *LOGGER_DIRS,
 )
+RUN_FILES = (*WRITTEN, LOG, CHECKPOINTS, ".hydra", *LOGGER_DIRS)  # every name a run writes into its directory
 
 
 def stale_temporaries(root: Path) -> list[Path]:
     """The temporary files a killed `write_atomic` left in `root`: `.NAME.<hex>.tmp` for the names
     of a run directory only (a user's `.notes.tmp` is not ours)."""
-    names = {
-        CONFIG,
-        ACCURACY,
-        HISTOGRAM,
-        METRICS,
-        SUMMARY,
-        CHECKPOINT,
-        CONFUSION,
-        CLASS_NAMES,
-        ANYTIME,
-        *SIDE_TABLES.values(),
-    }
+    names = set(WRITTEN)
     return [p for p in Path(root).glob(".*.tmp") if p.name[1:].rsplit(".", 2)[0] in names]
 
 
@@ -121,7 +107,7 @@ def check_files(root: Path) -> None:
     """Every file of a run that `root` holds, and every temporary an atomic write of ours left, is
     a regular file: a directory, a link or a FIFO in its place is an OutputError, not a traceback
     when the run writes or removes it."""
-    named = [Path(root) / n for n in RUN_FILES if n not in (".hydra", CHECKPOINTS, *LOGGER_DIRS)]
+    named = [Path(root) / n for n in (*WRITTEN, LOG)]
     for path in [*named, *stale_temporaries(root)]:
         if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
             kind = "a link" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file"

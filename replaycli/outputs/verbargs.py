@@ -16,3 +16,13 @@ class ArgParser(argparse.ArgumentParser):
 def keys(values: list[str] | None) -> list[str]:
     """`--by a --by b,c` -> ['a', 'b', 'c']."""
     return [k.strip() for v in values or [] for k in v.split(",") if k.strip()]
+
+
+def label_option(p: ArgParser, what: str) -> None:
+    """`--label OLD=NEW`, repeatable: display names (replaycli.outputs.compare.displayed)."""
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="OLD=NEW",
+        help=f"{what}, e.g. --label der_seq_mnist=DER --label buffer.max_size=memory",
+    )

@@ -362,10 +362,10 @@ def check_command_line(args: list[str]) -> tuple[Path | None, Path | None, DictC
                     f"cannot compose {' '.join(variant)} ({first_line(e)}); allowed: group=option "
                     "with an option's name (replay run --help lists them)"
                 ) from None
-            if resolves(cfg):  # before torch is imported, a typo costs no second of CPU: the run's own keys,
-                rules.check_settings(cfg)  # the types of the options' keys typed, and the shipped constructors'
-                rules.check_override_types(cfg, variant)  # own checks of each group's values (what does not
-                precheck.check(cfg)  # resolve here, a job's build reports)
+            if not multirun and resolves(cfg):  # a run, before torch is imported (a sweep's jobs check their own
+                rules.check_settings(cfg)  # values: one bad job fails alone): the run's own keys, the types of the
+                rules.check_override_types(cfg, variant)  # options' keys typed, and the shipped constructors' own
+                precheck.check(cfg)  # checks of each group's values; a typo costs no second of CPU
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(cfg, key))
         raw = OmegaConf.to_container(cfg.hydra.sweep, resolve=False) if multirun else {}  # ${hydra.job.num}: as typed
