@@ -38,7 +38,7 @@ def plotted(path, cwd, *args, process: bool = False) -> list[str]:
 
 def test_a_run(sweep, tmp_path):
     files = plotted(sweep / "2", tmp_path, process=True)  # the subprocess smoke test of `plot`
-    assert files == [str(sweep / "2" / f"{name}.png") for name in RUN_FIGURES]
+    assert files == [str(sweep / "2" / f"{name}.png") for name in RUN_FIGURES[:3]]  # no confusion, no anytime curve
     for f in files:
         check_png(f)
 
