@@ -108,3 +108,27 @@ def test_a_resumed_anytime_run_is_byte_identical(tmp_path):
 def test_bad_anytime_keys_are_one_line(tmp_path, arg, words):
     proc = run_cli("run", arg, f"hydra.run.dir={tmp_path / 'r'}")
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {words}" and not (tmp_path / "r").exists()
+
+
+def test_anytime_points_of_a_batched_group_equal_the_single_runs(tmp_path):
+    """Under hydra/launcher=batched (batch=true) the members meet at each point as at each step:
+    their curves are those of the same seeds run one by one (bit for bit here; within the batched
+    products' float reordering elsewhere, the tolerance of tests/test_batched.py)."""
+    common = ["epochs=1", "strategy=der", "buffer_update=every_batch", "eval_every=5", "progress=none", "device=cpu"]
+    batched = run_cli(
+        "run", "-m", "hydra/launcher=batched", "hydra.launcher.batch=true", "seed=0,1", *common,
+        f"hydra.sweep.dir={tmp_path / 'batched'}",
+    )  # fmt: skip
+    assert batched.returncode == 0, batched.stderr
+    for seed in (0, 1):
+        alone = run_cli("run", f"seed={seed}", *common, f"hydra.run.dir={tmp_path / str(seed)}")
+        assert alone.returncode == 0, alone.stderr
+        got, want = (
+            read_curve(tmp_path / "batched" / str(seed) / "anytime.csv"),
+            read_curve(tmp_path / str(seed) / "anytime.csv"),
+        )
+        assert [(r["trained"], r["step"]) for r in got] == [(r["trained"], r["step"]) for r in want]
+        for g, w in zip(got, want, strict=True):  # equal here; within float reordering of the batched products
+            assert [float(v or "nan") for v in g.values()] == pytest.approx(
+                [float(v or "nan") for v in w.values()], abs=0.02, nan_ok=True
+            )
