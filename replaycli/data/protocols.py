@@ -1,6 +1,7 @@
 """The protocol applied to any built stream: a validation stream held out of training, an online
-stream of fixed-size pieces, and the normalisation, as the CLI's `normalize`, `validation` and
-`experience_size` keys (`with_protocol` gives a benchmark factory those keys)."""
+stream of fixed-size pieces, a blurry stream without clean boundaries, and the normalisation, as
+the CLI's `normalize`, `validation`, `experience_size` and `blurry` keys (`with_protocol` gives a
+benchmark factory those keys)."""
 
 from __future__ import annotations
 
@@ -75,16 +76,61 @@ def split_online_stream(
     return Stream(getattr(stream, "name", "train"), out)
 
 
+def blurry_stream(stream: Sequence[Experience], disjoint: float, blurry: float, seed: int | None = None) -> Stream:
+    """i-Blurry-N-M (Koh et al., ICLR 2022): `disjoint` percent of the classes (N, drawn from
+    `seed`) stay in the experience that holds them; of every other class, `blurry` percent of its
+    samples (M) move out of its own experience, each to one of the others drawn uniformly. The
+    experiences keep their order and indexes; each one's classes are those it now holds."""
+    n_exp = len(stream)
+    if n_exp < 2:
+        raise ConfigError(f"benchmark.blurry needs a stream of two experiences or more; this one has {n_exp}")
+    if any(e.task_label != stream[0].task_label for e in stream):
+        raise ConfigError("benchmark.blurry mixes the experiences' samples, so task labels mean nothing; allowed: "
+                          "benchmark.blurry with a class-incremental stream (no return_task_id)")  # fmt: skip
+    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    classes = sorted({c for e in stream for c in e.classes_in_this_experience})
+    fixed = {classes[i] for i in torch.randperm(len(classes), generator=g)[: round(disjoint / 100 * len(classes))]}
+    parts: list[list[Any]] = [[] for _ in stream]  # each experience's samples: what stays, then what arrives
+    for k, e in enumerate(stream):
+        y = e.dataset.y.cpu()
+        stays = torch.ones(len(y), dtype=torch.bool)
+        leaving, to = [], []
+        for c in e.classes_in_this_experience:
+            if c in fixed:
+                continue
+            pos = (y == c).nonzero().flatten()
+            out = pos[torch.randperm(len(pos), generator=g)[: round(blurry / 100 * len(pos))]]
+            stays[out] = False
+            leaving.append(out)
+            drawn = torch.randint(n_exp - 1, (len(out),), generator=g)
+            to.append(drawn + (drawn >= k).long())  # uniformly among the other experiences
+        parts[k].insert(0, e.dataset.subset(stays.nonzero().flatten()))
+        if leaving:
+            leave, dest = torch.cat(leaving), torch.cat(to)
+            for j in range(n_exp):
+                if j != k and bool((dest == j).any()):
+                    parts[j].append(e.dataset.subset(leave[dest == j]))
+    out_stream = []
+    for k, e in enumerate(stream):
+        data = parts[k][0]
+        for extra in parts[k][1:]:
+            data = data.concat(extra)
+        out_stream.append(Experience(data, k, torch.unique(data.y).tolist(), e.task_label))
+    return Stream(getattr(stream, "name", "train"), out_stream)
+
+
 def protocol(
     bench: Benchmark,
     normalize: str | None = None,
     validation: float | None = None,
     experience_size: int | None = None,
     seed: int | None = None,
+    blurry: Sequence[float] | None = None,
 ) -> Benchmark:
     """The CLI's protocol keys on a built benchmark, in place: `normalize` (standard | unit |
-    none; standard keeps the source's own statistics), `validation` (held out of each
-    experience, drawn from `seed`), `experience_size` (an online stream of pieces that size)."""
+    none; standard keeps the source's own statistics), `blurry` ([N, M]: i-Blurry-N-M, drawn from
+    `seed`), `validation` (held out of each experience, drawn from `seed`), `experience_size` (an
+    online stream of pieces that size)."""
     if normalize is not None:
         train = bench.train_pool
         others = [
@@ -97,6 +143,9 @@ def protocol(
             stats = (train.mean.flatten().tolist(), train.std.flatten().tolist())
             for pool in others:
                 pool.normalized(normalize, stats if normalize == "standard" else None)
+    if blurry is not None:  # before validation and pieces: they are drawn from the blurry experiences
+        bench.blurry = check_blurry(blurry)
+        bench.train_stream = blurry_stream(bench.train_stream, *bench.blurry, seed=seed)
     if validation is not None:
         benchmark_with_validation_stream(bench, validation, seed)
     if experience_size is not None:
@@ -104,9 +153,24 @@ def protocol(
     return bench
 
 
+def check_blurry(value: Any) -> tuple[float, float]:
+    """`blurry` as (N, M), two percentages in [0, 100]."""
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in value)
+    ):
+        raise ConfigError(
+            f"benchmark.blurry={value!r} is not allowed; allowed: [N, M], percentages in [0, 100]: N of the "
+            "classes stay in their experience, M of each other class's samples move to the others (i-Blurry-N-M)"
+        )
+    return float(value[0]), float(value[1])
+
+
 PROTOCOL_KEYS = [
     inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
-    for k in ("normalize", "validation", "experience_size")
+    for k in ("normalize", "validation", "experience_size", "blurry")
 ]
 
 
@@ -120,6 +184,7 @@ def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]
         normalize: str | None = None,
         validation: float | None = None,
         experience_size: int | None = None,
+        blurry: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> Benchmark:
         if "dataset_root" in kwargs and "root" in inspect.signature(factory).parameters:
@@ -130,8 +195,10 @@ def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]
             fraction("validation", validation)
         if experience_size is not None:
             integer("experience_size", experience_size)
+        if blurry is not None:
+            blurry = list(check_blurry(list(blurry) if not isinstance(blurry, str) else blurry))
         bench = factory(*args, **kwargs)
-        return protocol(bench, normalize, validation, experience_size, kwargs.get("seed"))
+        return protocol(bench, normalize, validation, experience_size, kwargs.get("seed"), blurry)
 
     sig = inspect.signature(factory)
     make.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *PROTOCOL_KEYS])  # type: ignore[attr-defined]

@@ -71,6 +71,7 @@ class Benchmark:
     test_pool: Pool
     valid_stream: Stream | None = None
     class_names: list[str] | None = field(default=None)
+    blurry: tuple[float, float] | None = None  # benchmark.blurry: the stream is i-Blurry-N-M (data/protocols.py)
 
     @property
     def n_experiences(self) -> int:

@@ -20,6 +20,8 @@ A run directory holds:
                          test experience j, blank before j is trained on) and `seen` (their mean);
                          summary.json then has anytime_accuracy, min_accuracy, worst_case_accuracy,
                          stability_gaps and stability_gap (replaycli.outputs.formulas.anytime);
+- `stream_histogram.csv` with `benchmark.blurry`: buffer_histogram.csv's layout, row i = the training samples of
+                         each class in experience i of the blurry stream;
 - `class_names.json`     when the data's labels were not 0..K-1 (a folder's class names, a file's own labels):
                          the name of each class k, as a JSON list;
 - `confusion.csv`        with `metrics=[...,confusion]`: the test stream's confusion matrix after each
@@ -72,6 +74,7 @@ CHECKPOINT, CHECKPOINTS = "checkpoint.pt", "checkpoints"
 RUN_FIGURES = ("accuracy_matrix", "accuracy_curves", "buffer_histogram", "confusion", "anytime")
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 CONFUSION, LOG, CLASS_NAMES, ANYTIME = "confusion.csv", "run.log", "class_names.json", "anytime.csv"
+STREAM_HISTOGRAM = "stream_histogram.csv"
 # accuracy.csv's siblings: a record's key -> its table (written when the records hold the key)
 SIDE_TABLES = {
     "task_il_accuracy": "task_il_accuracy.csv",
@@ -91,6 +94,7 @@ WRITTEN = (  # the files a run writes whole (write_atomic), each at once
     CONFUSION,
     CLASS_NAMES,
     ANYTIME,
+    STREAM_HISTOGRAM,
     *SIDE_TABLES.values(),
 )
 RUN_FILES = (*WRITTEN, LOG, CHECKPOINTS, ".hydra", *LOGGER_DIRS)  # every name a run writes into its directory
@@ -163,6 +167,9 @@ class RunWriter:
                 write_atomic(self.root / name, accuracy_text(rows, len(rows[0])))
         hist_header = ["trained", *(f"class_{k}" for k in range(self.n_classes))]
         write_atomic(self.root / HISTOGRAM, csv_text(hist_header, [[i, *r] for i, r in enumerate(self.histograms)]))
+        if self.records and "stream_histogram" in self.records[0]:  # benchmark.blurry: what each experience held
+            rows = [[i, *r["stream_histogram"]] for i, r in enumerate(self.records)]
+            write_atomic(self.root / STREAM_HISTOGRAM, csv_text(hist_header, rows))
         write_atomic(self.root / METRICS, "".join(self._json_lines()))
         curve = formulas.anytime_curve(self.records)  # eval_every: the points during each experience
         if curve:
