@@ -209,10 +209,6 @@ def complete(argv: list[str]) -> int:
 READERS = ("inspect", "compare", "plot", "prune")  # verbs that only read a directory someone may have sent
 
 
-def interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a scheduler's stop) is recorded as Ctrl-C is: interrupted
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -230,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown verb {verb!r}; allowed: {', '.join(VERBS)}", file=sys.stderr)
         return 2
     if verb in ("run", "resume", "check") and threading.current_thread() is threading.main_thread():
+        from replaycli.run.runner import interrupted
+
         signal.signal(signal.SIGTERM, interrupted)
     try:
         return VERBS[verb](argv[1:])

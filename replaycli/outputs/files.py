@@ -87,3 +87,17 @@ def read_csv_text(path: Path) -> str:
     if header.count(",") >= MAX_COLUMNS:
         raise OutputError(f"{path} has {header.count(',') + 1} columns; allowed: at most {MAX_COLUMNS}")
     return text
+
+
+def disk_bytes(path: str | os.PathLike) -> int:
+    """The size on disk of a file, or of every file under a directory (links not followed), in bytes."""
+    if os.path.islink(path) or os.path.isfile(path):
+        return os.lstat(path).st_size
+    total = 0
+    for root, _dirs, names in os.walk(os.fspath(path)):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed while we walk (a temporary file renamed)
+                pass
+    return total

@@ -17,14 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from replaycli.outputs import sweepdir
+from replaycli.outputs.files import disk_bytes
 from replaycli.outputs.rundir import CHECKPOINT, CHECKPOINTS
-
-
-def size_of(path: Path) -> int:
-    """Bytes under `path` (a file or a directory tree; links not followed)."""
-    if path.is_symlink() or path.is_file():
-        return path.lstat().st_size
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def failed_since(run: Path) -> float | None:
@@ -49,7 +43,7 @@ def plan(paths: list[str | Path], failed_days: float, now: float | None = None) 
             for name in (CHECKPOINT, CHECKPOINTS):
                 if (run / name).exists():
                     items.append(
-                        {"path": run / name, "bytes": size_of(run / name), "why": "a complete run's checkpoint"}
+                        {"path": run / name, "bytes": disk_bytes(run / name), "why": "a complete run's checkpoint"}
                     )
             continue
         since = failed_since(run)
@@ -57,7 +51,7 @@ def plan(paths: list[str | Path], failed_days: float, now: float | None = None) 
             other = sweepdir.foreign(run, False)
             if other is None:
                 days = (now - since) / 86400
-                items.append({"path": run, "bytes": size_of(run), "why": f"a run that failed {days:.0f} days ago"})
+                items.append({"path": run, "bytes": disk_bytes(run), "why": f"a run that failed {days:.0f} days ago"})
     return items
 
 

@@ -40,8 +40,7 @@ def group(cfg: DictConfig, name: str, **objects: Any) -> Any:
     try:
         return factory(**objects)
     except ConfigError as e:
-        key = str(e).partition("=")[0]
-        raise ConfigError(f"{name}.{e}" if key in node else str(e)) from None
+        raise rules.named(name, node, e) from None
     except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as e:  # `~buffer.max_size`, a model too
         # large to allocate, a value the target (torch's own, a user's) refuses in its own words
         raise ConfigError(

@@ -218,9 +218,13 @@ class MLflowLogger:
                 exp = found.experiment_id if found else self.client.create_experiment(self.experiment)
                 run = self.client.create_run(exp, run_name=self.run_dir.name)
                 self.run_id = run.info.run_id
-                params = flat(run_config(self.run_dir))
-                for key, value in params.items():
-                    self.client.log_param(self.run_id, key, value[:6000])  # MLflow's limit on a value
+                from mlflow.entities import Param
+
+                params = [
+                    Param(k, v[:6000]) for k, v in flat(run_config(self.run_dir)).items()
+                ]  # MLflow's limit on a value
+                for i in range(0, len(params), 100):  # MLflow's limit on a batch: one call per 100, not one per key
+                    self.client.log_batch(self.run_id, params=params[i : i + 100])
                 if (self.run_dir / "config.yaml").is_file():
                     self.client.log_artifact(self.run_id, str(self.run_dir / "config.yaml"))
                 (self.folder / "run_id").write_text(self.run_id + "\n")

@@ -9,7 +9,6 @@ reach Python once per experience, for its line in metrics.jsonl.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from replaycli.benchmarks import Stream
 from replaycli.errors import ConfigError
 from replaycli.methods.base import logits_of
+from replaycli.outputs import files
 from replaycli.run.metrics import Metrics
 from replaycli.scenario import masked
 
@@ -270,17 +270,5 @@ def run_summary(metrics: Metrics, records: list[dict[str, Any]], device: torch.d
         out["timing"] = timing
     if metrics.on("resources"):
         out.update(resources(device))
-        out["disk_bytes"] = disk_bytes(run_dir)
+        out["disk_bytes"] = files.disk_bytes(run_dir)
     return out
-
-
-def disk_bytes(path: str | os.PathLike) -> int:
-    """The size on disk of every file under `path` (links not followed), in bytes."""
-    total = 0
-    for root, _dirs, names in os.walk(os.fspath(path)):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:  # removed while we walk (a temporary file renamed)
-                pass
-    return total

@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from replaycli import errors
+from replaycli.run import rules
 
 HELPERS = {f: getattr(errors, f) for f in ("integer", "number", "flag", "choice", "batch", "fraction")}
 PACKAGE = Path(errors.__file__).parent
@@ -75,6 +76,7 @@ def base_of(module: str, node: ast.ClassDef) -> tuple[str, ast.AST] | None:
     return definition(f"{module}.{node.bases[0].id}")
 
 
+@cache
 def constants(module: str) -> dict[str, Any]:
     """The module-level names of `module` bound to a literal (`SCHEDULES = ("constant", ...)`)."""
     tree = module_tree(module)
@@ -179,13 +181,10 @@ def check_group(name: str, node: Any) -> None:
     try:
         check_function(*where, values)
     except errors.ConfigError as e:
-        key = str(e).partition("=")[0]
-        raise errors.ConfigError(f"{name}.{e}" if key in node else str(e)) from None
+        raise rules.named(name, node, e) from None
 
 
 def check(cfg: DictConfig) -> None:
     """Every group of `cfg` (rules.INJECTED), before torch is imported."""
-    from replaycli.run.rules import INJECTED
-
-    for name in INJECTED:
+    for name in rules.INJECTED:
         check_group(name, cfg.get(name))

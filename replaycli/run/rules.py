@@ -263,6 +263,13 @@ def device(value: Any) -> str:
     raise ConfigError(f"device={value!r} is not allowed; allowed: {', '.join(DEVICES)}, cuda:N (N = 0, 1, ...)")
 
 
+def named(group: str, node: Any, e: ConfigError) -> ConfigError:
+    """A constructor's refusal (`max_size=-5 must be ...`) with its key as typed: `buffer.max_size`
+    when the key is one of the group's node, else as it was."""
+    key = str(e).partition("=")[0]
+    return ConfigError(f"{group}.{e}" if key in node else str(e))
+
+
 def check_override_types(cfg: DictConfig, overrides: list[str]) -> None:
     """Each `key=value` of the command line that sets a key of a shipped option (buffer.max_size,
     optimizer.lr, loader.shuffle) holds a value of the type of that option's own default: an

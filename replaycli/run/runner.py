@@ -410,6 +410,10 @@ def job_of(cfg: DictConfig, hydra_cfg: Any, multirun: bool, together: tuple[Any,
         raise Refused(e) from None  # past Hydra's job runner, which would print a line of its own
 
 
+def interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler's stop, an orphaned worker's) is recorded as Ctrl-C is: interrupted
+
+
 @contextlib.contextmanager
 def stopped_when_orphaned(hydra_cfg: Any, every: float = 0.5) -> Iterator[None]:
     """A job of the joblib launcher runs in a worker process of the sweep's process; when that
@@ -426,9 +430,6 @@ def stopped_when_orphaned(hydra_cfg: Any, every: float = 0.5) -> Iterator[None]:
         yield
         return
     parent, done, orphaned = os.getppid(), threading.Event(), threading.Event()
-
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
     def watch() -> None:
         while not done.wait(every):
