@@ -193,12 +193,17 @@ sbatch --requeue -o "$work/packed.%j.out" --wrap "cd $PWD && ${REPLAY[*]} run -m
     > "$out/packed.sbatch" 2>&1
 pid=$(awk '{print $NF}' "$out/packed.sbatch")
 log "submitted the packed sweep as job $pid"
-requeued_packed=""
+requeued_packed="" requeued_at=0
 for _ in $(seq 600); do
     if [ -z "$requeued_packed" ] && grep -qs '"status": "complete"' "$packed/1/summary.json"; then
-        scontrol requeue "$pid" && requeued_packed=1 && log "requeued the packed sweep once job 1 was complete"
+        scontrol requeue "$pid" && requeued_packed=1 requeued_at=$(date +%s) && log "requeued the packed sweep once job 1 was complete"
     fi
-    scontrol update JobId="$pid" StartTime=now >/dev/null 2>&1
+    # Slurm holds a requeued job ~2 min: start it now, but only once its first instance is gone (pending) and a
+    # few seconds on, or slurmctld kills the new one ("Job credential revoked", seen twice in 20 runs)
+    if [ -n "$requeued_packed" ] && [ $(($(date +%s) - requeued_at)) -ge 5 ] \
+        && [ "$(squeue -h -j "$pid" -o %T 2>/dev/null)" = PENDING ]; then
+        scontrol update JobId="$pid" StartTime=now >/dev/null 2>&1
+    fi
     all=1
     for s in 0 1 2 3; do grep -qs '"status": "complete"' "$packed/$s/summary.json" || all=0; done
     [ -n "$requeued_packed" ] && [ "$all" = 1 ] && break
