@@ -18,6 +18,7 @@ from torch.func import functional_call, grad, vmap
 from replaycli.data.dataset import StreamDataset
 from replaycli.errors import integer
 from replaycli.memory.buffer import Buffer
+from replaycli.run.cost import charge
 
 
 class GradientSimilarity:
@@ -45,6 +46,7 @@ class GradientSimilarity:
         model.eval()
         try:
             g = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+            charge(model, forward=len(x), backward=len(x))  # the transform hides its batch from the counter
         finally:
             model.train(was_training)
         return torch.cat([v.flatten(1) for v in g.values()], 1)

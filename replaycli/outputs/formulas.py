@@ -8,6 +8,8 @@ training experience j" is the last row of origin j.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def _last_rows(acc: list[list[float]], origins: list[int] | None) -> dict[int, int]:
     """Test experience j -> the last row that trained on it, for the j trained before the last row's."""
@@ -118,4 +120,23 @@ def anytime(records: list[dict]) -> dict[str, float | list[float] | None]:
             gaps.append(sum(before[-1][j] - min(a[j] for a in during) for j in range(o)) / o)
     out["stability_gaps"] = gaps
     out["stability_gap"] = sum(gaps) / len(gaps) if gaps else None
+    return out
+
+
+def spending(records: list[dict]) -> dict[str, Any]:
+    """What the experiences of `records` spent (`metrics: [cost]`, run/cost.py): `cost`, the totals
+    of their steps, forward and backward sample passes and FLOPs; `flops_per_step`; with a budget
+    or realtime, `skipped` (incoming batches not trained on); with realtime, `online_accuracy`
+    (each batch predicted before it was trained on, over all of them)."""
+    out: dict[str, Any] = {}
+    parts = [r["cost"] for r in records if "cost" in r]
+    if parts:
+        total = {k: sum(p[k] for p in parts) for k in ("steps", "forward", "backward", "flops")}
+        out["cost"] = total
+        out["flops_per_step"] = total["flops"] / total["steps"] if total["steps"] else None
+    if any("skipped" in r for r in records):
+        out["skipped"] = sum(r.get("skipped", 0) for r in records)
+    seen = [(r["online_accuracy"], r["online_samples"]) for r in records if r.get("online_samples")]
+    if seen:
+        out["online_accuracy"] = sum(a * n for a, n in seen) / sum(n for _, n in seen)
     return out

@@ -206,6 +206,7 @@ class RunWriter:
             **side,
             **online,
             **formulas.anytime(self.records),
+            **formulas.spending(self.records),
             "final_accuracy": sum(final) / len(final) if final else None,
             "average_incremental_accuracy": formulas.average_incremental_accuracy(self.accuracy, rows),
             "forgetting": formulas.forgetting(self.accuracy, rows),

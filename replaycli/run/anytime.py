@@ -12,6 +12,7 @@ each switch)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -41,7 +42,12 @@ class Anytime:
     def point(self, run: Any, origin: int, step: int) -> list[Any]:
         """[step, accuracy on each test experience 0..origin], evaluated as at an experience's end."""
         seen = self.stream[: origin + 1]
-        accuracy = evaluate_stream(
+        with run.cost.counting(False) if run.cost is not None else contextlib.nullcontext():  # evaluation is free
+            accuracy = self.evaluate(run, seen)
+        return [step, accuracy]
+
+    def evaluate(self, run: Any, seen: list[Any]) -> list[float]:
+        return evaluate_stream(
             run.model,
             seen,  # type: ignore[arg-type]  # what evaluate_stream reads of a stream: each experience's dataset
             run.eval_mb_size,
@@ -49,4 +55,3 @@ class Anytime:
             run.bench.n_classes,
             predict=run.method.predict,
         )["accuracy"]
-        return [step, accuracy]

@@ -120,9 +120,25 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
         from replaycli.run.anytime import Anytime
 
         run.anytime = Anytime(cfg.eval_every, bench.test_stream, cfg.get("eval_sample", 1000), cfg.seed)
+    run.pace, run.cost = pace_and_cost(cfg, run, shape)
     run.make_loader(bench.train_stream[0].dataset, None)  # the loader's keys: refused now, not at the first experience
     run_state(run, generator)  # what a checkpoint cannot keep is refused now, not at the first checkpoint
     return run, generator
+
+
+def pace_and_cost(cfg: DictConfig, run: Run, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """Which batches the run trains on (a budget, realtime: run/pace.py) and its cost counter
+    (run/cost.py), when `metrics` has `cost` or the pace counts."""
+    from replaycli.run import pace
+    from replaycli.run.cost import Cost, per_sample_flops
+
+    counted = run.metrics.on("cost") or cfg.get("realtime", False) or cfg.get("budget_unit", "steps") != "steps"
+    cost = Cost(run.model, per_sample_flops(run.model, shape, run.device)) if counted else None
+    if cfg.get("realtime", False):
+        return pace.Realtime(cost, cfg.train_mb_size, cfg.mem_mb_size), cost
+    if cfg.get("budget") is not None:
+        return pace.Budget(cfg.budget, cfg.get("budget_unit", "steps"), cost), cost
+    return pace.Free(), cost
 
 
 def check(cfg: DictConfig) -> None:

@@ -3,6 +3,7 @@ under the update protocol, the model is evaluated on the whole test stream."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from replaycli.benchmarks import Benchmark, Experience
 from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method
 from replaycli.run.meters import TrainMeter, evaluate_stream
+from replaycli.run.cost import Meter
 from replaycli.run.metrics import Metrics
+from replaycli.run.pace import Free
 from replaycli.run.together import Alone
 from replaycli.run.updates import AfterExperience
 from replaycli.scenario import task_mask
@@ -40,6 +43,8 @@ class Run:
     metrics: Metrics = field(default_factory=Metrics)
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record (the progress display)
     anytime: Any = None  # eval_every: the points during each experience (run/anytime.py)
+    cost: Any = None  # metrics: [cost], a budget or realtime: the passes through the network (run/cost.py)
+    pace: Any = field(default_factory=Free)  # which incoming batches are trained on: budget, realtime (run/pace.py)
 
 
 def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int], None]) -> dict[str, Any]:
@@ -51,22 +56,38 @@ def train_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int
     run.model.train()
     meter = TrainMeter(run.metrics, run.mask, k)
     steps, points = run.epochs * len(loader), []  # points: anytime evaluation's, with eval_every
+    spent, pace = Meter(run.cost) if run.cost is not None else None, run.pace
+    pace.begin()
     with run.together.installed(run.method):
         for epoch in range(run.epochs):
             for i, (x, y, t, samples) in enumerate(loader.batches(with_samples=run.update.per_batch)):
                 if run.anytime is not None and run.anytime.due(done := epoch * len(loader) + i, steps):
                     points.append(run.anytime.point(run, exp.origin_experience, done))  # before this step
-                loss, out = run.method.step(Batch(x, y, t, k), run.update.step_memory())  # out: [B, n_classes]
-                run.update.after_step(samples, k, out)  # every_batch: the memory takes the batch
-                run.together.descend(loss)  # zero_grad, backward, step
-                meter.step(loss, out, y, t)  # keeps references: no kernel, no sync
+                if pace.admit(run, x, y, t):  # else: a budget spent, or the stream gone on (realtime)
+                    train_step(run, Batch(x, y, t, k), samples, meter, spent)
                 on_step(epoch, i, len(loader))
             record = meter.epoch_done(epoch)  # steps and seconds; loss and accuracy sync once, at the end
             if run.on_epoch is not None:
                 run.on_epoch(record)
         if run.anytime is not None:  # the experience's end
             points.append(run.anytime.point(run, exp.origin_experience, steps))
-    return meter.experience_done() | ({"anytime": points} if run.anytime is not None else {})
+    return (
+        meter.experience_done()
+        | ({"anytime": points} if run.anytime is not None else {})
+        | pace.record()
+        | ({"cost": spent} if spent is not None else {})  # a Meter: recorded once the experience's end is counted
+    )
+
+
+def train_step(run: Run, batch: Batch, samples: Any, meter: TrainMeter, spent: Meter | None) -> None:
+    """One step on `batch`: the method's loss, the memory's update (every_batch), the descent."""
+    if spent is not None:
+        spent.step_begins()
+    loss, out = run.method.step(batch, run.update.step_memory())  # out: [B, n_classes]
+    run.update.after_step(samples, batch.experience, out)  # every_batch: the memory takes the batch
+    run.together.descend(loss)  # zero_grad, backward, step
+    meter.step(loss, out, batch.y, batch.t)  # keeps references: no kernel, no sync
+    run.pace.paid(*(spent.step_cost() if spent is not None else (0, 0)))  # a budget of steps needs no counts
 
 
 def update_memory(run: Run, exp: Experience) -> None:
@@ -78,10 +99,13 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
     """Train, update the memory, evaluate: the record of one finished experience."""
     m, n_classes = run.metrics, run.bench.n_classes
     t0 = time.perf_counter()
-    trained = train_experience(run, exp, on_step)
-    t1 = time.perf_counter()
-    update_memory(run, exp)
-    run.method.end_experience(exp.current_experience, run.memory)  # BiC's bias layer, iCaRL's class means, ...
+    with run.cost.counting() if run.cost is not None else contextlib.nullcontext():
+        trained = train_experience(run, exp, on_step)
+        t1 = time.perf_counter()
+        update_memory(run, exp)
+        run.method.end_experience(exp.current_experience, run.memory)  # BiC's bias layer, iCaRL's class means, ...
+    if "cost" in trained:
+        trained["cost"] = trained["cost"].record()
     t2 = time.perf_counter()
     both = task_mask(run.bench).to(run.bench.test_pool.device) if run.mask is None and run.bench.n_tasks > 1 else None
     with run.together.installed(run.method):  # a batched group evaluates its members together

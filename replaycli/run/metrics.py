@@ -8,6 +8,8 @@ seconds (metrics.jsonl). The list adds:
 - `loss`:      training loss per epoch or mini-batch; test loss per test experience and stream;
 - `timing`:    seconds of each epoch; per-epoch and per-experience seconds in summary.json;
 - `resources`: peak RSS, CPU time, peak GPU memory (CUDA) and the run directory's size;
+- `cost`:      the samples each experience passed forward and backward through the network, its
+               steps and FLOPs (run/cost.py); totals and FLOPs per step in summary.json;
 - `confusion`: the confusion matrix of the whole test stream after each experience (confusion.csv).
 Levels, finest first: minibatch, epoch (training), experience, stream (evaluation on the test
 stream). `granularity.NAME` is the finest training level NAME is logged at; the coarser levels
@@ -22,7 +24,7 @@ from typing import Any
 
 from replaycli.errors import ConfigError, choice
 
-NAMES = ("accuracy", "loss", "timing", "resources", "confusion")
+NAMES = ("accuracy", "loss", "timing", "resources", "cost", "confusion")
 LEVELS = ("minibatch", "epoch", "experience", "stream")
 GRANULARITY = {  # the levels each metric's granularity may take; metrics not named here have none
     "accuracy": ("minibatch", "epoch", "experience"),

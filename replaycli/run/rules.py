@@ -26,6 +26,7 @@ PATH_KEYS = ("data_root", "benchmark.root", "benchmark.path", "benchmark.cache_d
 PROGRESS = ("auto", "rich", "plain", "none")
 KEEP_CHECKPOINT = ("last", "none", "all")  # what a complete run keeps of its checkpoints
 PROTOCOLS = ("after_experience", "every_batch")  # buffer_update: when the memory takes samples
+BUDGET_UNITS = ("steps", "samples", "flops")  # what `budget` counts (run/pace.py)
 # what Python passes to every option of each group, beside the option's own YAML keys
 OPTIONAL = ("buffer", "selection", "logger")  # groups a run may go without (buffer=none); the others it needs
 INJECTED = {
@@ -119,6 +120,14 @@ def check_settings(cfg: DictConfig) -> None:
         integer("eval_every", cfg.get("eval_every"), 1, otherwise="null (at experience ends only)")
     integer("eval_sample", cfg.get("eval_sample", 1000), 1)
     choice("buffer_update", cfg.get("buffer_update"), PROTOCOLS)
+    if cfg.get("budget") is not None:
+        number("budget", cfg.get("budget"), 1.0)
+    choice("budget_unit", cfg.get("budget_unit", "steps"), BUDGET_UNITS)
+    if flag("realtime", cfg.get("realtime", False)) and cfg.get("buffer_update") != "every_batch":
+        raise ConfigError(
+            f"realtime=true sees the stream once, as it comes; buffer_update={cfg.get('buffer_update')} stores "
+            "each experience at its end; allowed: buffer_update=every_batch, or realtime=false"
+        )
     choice("scenario", cfg.get("scenario"), SCENARIOS)
     flag("download", cfg.get("download"))
     threads = cfg.get("threads", 1)

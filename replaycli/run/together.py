@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from replaycli.run.cost import passed, uncounted
+
 
 class Alone:
     """A run on its own: the method calls the model itself, and a step descends as usual."""
@@ -172,7 +174,7 @@ class Group:
             import copy
 
             model = runs[0].model
-            self.template = copy.deepcopy(model)
+            self.template = uncounted(copy.deepcopy(model))  # each member counts its own passes (`Seat`)
             self.names = [n for n, _ in model.named_parameters()]
             template = self.template
 
@@ -255,7 +257,9 @@ class Seat:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         m = self.member
-        return m.group.wait(m.index, "forward", (x, m.run.model.training, torch.is_grad_enabled()))
+        out = m.group.wait(m.index, "forward", (x, m.run.model.training, torch.is_grad_enabled()))
+        passed(m.run.model, len(x), out)  # metrics: [cost]
+        return out
 
 
 class Member(Alone):
