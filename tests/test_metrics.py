@@ -76,7 +76,7 @@ def test_the_list_and_the_granularities_are_checked():
     assert none == Metrics() and not none.per_epoch and not none.at("accuracy", "experience")
     assert not from_config(["accuracy"], {"accuracy": "experience"}).per_epoch
     assert from_config("confusion").names == ("confusion",)  # metrics=confusion: a list of one
-    allowed = "allowed: accuracy, loss, timing, resources, confusion"
+    allowed = "allowed: accuracy, loss, timing, resources, cost, confusion"
     with pytest.raises(ConfigError, match=rf"unknown metric 'acuracy'; {allowed}"):
         from_config(["acuracy"])
     with pytest.raises(ConfigError, match=r"accuracy='hour' is not allowed; allowed: minibatch, epoch, experience"):
@@ -91,7 +91,7 @@ def test_an_unknown_metric_is_a_one_line_error_and_leaves_no_run_dir(tmp_path):
     proc = run_cli("run", "metrics=[accuracy,foo]", "epochs=1", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == (
-        "error: metrics=[accuracy,foo]: unknown metric 'foo'; allowed: accuracy, loss, timing, resources, confusion\n"
+        "error: metrics=[accuracy,foo]: unknown metric 'foo'; allowed: accuracy, loss, timing, resources, cost, confusion\n"
     )
     assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "outputs").exists()
 

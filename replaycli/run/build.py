@@ -126,7 +126,7 @@ def build(cfg: DictConfig) -> tuple[Any, torch.Generator]:
     return run, generator
 
 
-def pace_and_cost(cfg: DictConfig, run: Run, shape: tuple[int, ...]) -> tuple[Any, Any]:
+def pace_and_cost(cfg: DictConfig, run: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
     """Which batches the run trains on (a budget, realtime: run/pace.py) and its cost counter
     (run/cost.py), when `metrics` has `cost` or the pace counts."""
     from replaycli.run import pace
@@ -135,6 +135,7 @@ def pace_and_cost(cfg: DictConfig, run: Run, shape: tuple[int, ...]) -> tuple[An
     counted = run.metrics.on("cost") or cfg.get("realtime", False) or cfg.get("budget_unit", "steps") != "steps"
     cost = Cost(run.model, per_sample_flops(run.model, shape, run.device)) if counted else None
     if cfg.get("realtime", False):
+        assert cost is not None  # counted: realtime paces by it
         return pace.Realtime(cost, cfg.train_mb_size, cfg.mem_mb_size), cost
     if cfg.get("budget") is not None:
         return pace.Budget(cfg.budget, cfg.get("budget_unit", "steps"), cost), cost

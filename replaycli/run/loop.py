@@ -14,8 +14,8 @@ import torch
 from replaycli.benchmarks import Benchmark, Experience
 from replaycli.memory.buffer import Buffer
 from replaycli.methods.base import Batch, Memory, Method
-from replaycli.run.meters import TrainMeter, evaluate_stream
 from replaycli.run.cost import Meter
+from replaycli.run.meters import TrainMeter, evaluate_stream
 from replaycli.run.metrics import Metrics
 from replaycli.run.pace import Free
 from replaycli.run.together import Alone

@@ -49,8 +49,12 @@ class Free:
 
 
 class Budget(Free):
-    def __init__(self, budget: Any, unit: str, cost: Cost):
-        self.budget, self.unit, self.cost = number("budget", budget, 1.0), choice("budget_unit", unit, BUDGET_UNITS), cost
+    def __init__(self, budget: Any, unit: str, cost: Cost | None):  # None: a budget of steps, nothing counted
+        self.budget, self.unit, self.cost = (
+            number("budget", budget, 1.0),
+            choice("budget_unit", unit, BUDGET_UNITS),
+            cost,
+        )
         self.needs_cost = unit != "steps"
         self.used = 0
         self.costliest = 0  # of every step the run has taken
@@ -61,6 +65,7 @@ class Budget(Free):
             return 1
         if self.unit == "samples":
             return forward + backward
+        assert self.cost is not None  # counted for every unit but steps (run/build.py)
         return self.cost.flops(forward, backward)
 
     def begin(self) -> None:
