@@ -4,6 +4,7 @@ member's run directory holds what its single run writes (run/together.py, run/la
 from __future__ import annotations
 
 import csv
+import json
 import threading
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def test_members_of_a_batched_group_equal_their_single_runs(singles, tmp_path):
             assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 0.02
         assert abs(sum(one[-1]) - sum(member[-1])) / len(one[-1]) <= 0.005
         assert sorted(p.name for p in (root / job).iterdir()) == sorted(p.name for p in (singles / job).iterdir())
+        # each member counts its own passes through the group's model: those of its single run (metrics: [cost])
+        cost = [json.loads((d / job / "summary.json").read_text())["cost"] for d in (singles, root)]
+        assert cost[0] == cost[1] and cost[0]["forward"] > 0
     single, batched = (torch.load(d / "0" / "checkpoint.pt", weights_only=False) for d in (singles, root))
     for key, value in single["state"]["model"].items():  # what resume reads: the member's own model
         assert torch.allclose(value, batched["state"]["model"][key], atol=1e-5), key

@@ -66,6 +66,13 @@ def test_realtime_trains_on_one_batch_in_c_the_measured_cost_ratio(tmp_path):
             assert ratio > 1.4 and abs(r["trained_batches"] - batches / ratio) <= 1, (r, ratio)
     assert 0 <= summary["online_accuracy"] <= 1 and er_summary["online_accuracy"] > 0
     assert summary["skipped"] == sum(r["skipped"] for r in rs) > 0
+    shown = run_cli("inspect", str(tmp_path / "mir")).stdout
+    assert (
+        f"{summary['skipped']} incoming batches not trained on; online accuracy {summary['online_accuracy']:.4f}"
+        in shown
+    )
+    table = json.loads(run_cli("compare", str(tmp_path / "mir"), "--metric", "online_accuracy", "--json").stdout)
+    assert table["groups"][0]["online_accuracy_mean"] == pytest.approx(summary["online_accuracy"])
     assert summary["online_accuracy"] == pytest.approx(
         sum(r["online_accuracy"] * r["online_samples"] for r in rs) / sum(r["online_samples"] for r in rs)
     )

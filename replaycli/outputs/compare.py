@@ -41,6 +41,7 @@ LABELS = {  # every metric of summary.json a comparison can show, and its column
     "min_accuracy": "min-ACC",
     "worst_case_accuracy": "WC-ACC",
     "stability_gap": "stability gap",
+    "online_accuracy": "online accuracy",  # realtime: each batch predicted before it is trained on
 }
 METRICS = tuple(LABELS)
 ALWAYS = METRICS[:4]  # shown by default; the others when a run records them

@@ -94,6 +94,7 @@ def describe_run(path: Path) -> dict[str, Any]:
                     "seconds",
                     *(f"final_{key}" for key in rundir.SIDE_TABLES),
                     *ANYTIME_MEASURES,
+                    *SPENDING,
                 )
             }
         )
@@ -213,6 +214,8 @@ def render_run(d: dict[str, Any], console: Any) -> None:
     measured = [(ANYTIME_MEASURES[k], d.get(k)) for k in ANYTIME_MEASURES if d.get(k) is not None]
     if measured:  # eval_every: the anytime curve's measures (anytime.csv)
         console.print("anytime: " + "  ".join(f"{label} {v:.4f}" for label, v in measured), highlight=False)
+    if d.get("cost"):  # metrics: [cost]
+        console.print(spending_line(d), highlight=False)
     if not d["accuracy"]:
         return
     console.print(accuracy_table(d["accuracy"]))
@@ -307,6 +310,22 @@ def render_confusion(d: dict[str, Any], console: Any) -> None:
     console.print(t)
 
 
+SPENDING = ("cost", "flops_per_step", "skipped", "online_accuracy")  # summary.json's (formulas.spending)
+
+
+def spending_line(d: dict[str, Any]) -> str:
+    """What a run spent, and what its budget or realtime left out, in one line."""
+    c = d["cost"]
+    line = f"cost: {c['steps']} steps, {c['forward']} samples forward, {c['backward']} backward, {c['flops']:.3g} FLOPs"
+    if d.get("flops_per_step") is not None:
+        line += f" ({d['flops_per_step']:.3g} per step)"
+    if d.get("skipped") is not None:
+        line += f"; {d['skipped']} incoming batches not trained on"
+    if d.get("online_accuracy") is not None:
+        line += f"; online accuracy {d['online_accuracy']:.4f}"
+    return line
+
+
 ANYTIME_MEASURES = {  # summary.json's measures of an anytime curve (eval_every), as inspect says them
     "anytime_accuracy": "average anytime accuracy",
     "min_accuracy": "min-ACC",
@@ -320,6 +339,7 @@ SIDE_COLUMNS = (  # a sweep's columns beside class-IL, where some job records th
     ("auc", "AUC"),
     ("anytime_accuracy", "anytime"),
     ("stability_gap", "stab. gap"),
+    ("online_accuracy", "online"),
 )
 
 

@@ -40,6 +40,7 @@ SIDE_METRICS = [
     "final_task_il_accuracy",
     "final_val_task_il_accuracy",
     "auc",
+    "online_accuracy",
 ]  # columns only when a job has them
 RESULTS = {"job", "status", "error", *SWEEP_METRICS, *SIDE_METRICS}  # a row's columns that are no override
 
