@@ -91,7 +91,8 @@ def test_an_unknown_metric_is_a_one_line_error_and_leaves_no_run_dir(tmp_path):
     proc = run_cli("run", "metrics=[accuracy,foo]", "epochs=1", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == (
-        "error: metrics=[accuracy,foo]: unknown metric 'foo'; allowed: accuracy, loss, timing, resources, cost, confusion\n"
+        "error: metrics=[accuracy,foo]: unknown metric 'foo'; "
+        "allowed: accuracy, loss, timing, resources, cost, confusion\n"
     )
     assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "outputs").exists()
 
