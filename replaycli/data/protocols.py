@@ -12,6 +12,14 @@ from typing import Any
 
 import torch
 
+from replaycli.data.boundaries import (
+    check_probabilities,
+    check_width,
+    decaying_stream,
+    mixable,
+    repeated_stream,
+    si_blurry_stream,
+)
 from replaycli.data.stream import Benchmark, Experience, Stream
 from replaycli.errors import ConfigError, fraction, integer
 
@@ -82,11 +90,7 @@ def blurry_stream(stream: Sequence[Experience], disjoint: float, blurry: float, 
     samples (M) move out of its own experience, each to one of the others drawn uniformly. The
     experiences keep their order and indexes; each one's classes are those it now holds."""
     n_exp = len(stream)
-    if n_exp < 2:
-        raise ConfigError(f"benchmark.blurry needs a stream of two experiences or more; this one has {n_exp}")
-    if any(e.task_label != stream[0].task_label for e in stream):
-        raise ConfigError("benchmark.blurry mixes the experiences' samples, so task labels mean nothing; allowed: "
-                          "benchmark.blurry with a class-incremental stream (no return_task_id)")  # fmt: skip
+    mixable(stream, "blurry")
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
     classes = sorted({c for e in stream for c in e.classes_in_this_experience})
     fixed = {classes[i] for i in torch.randperm(len(classes), generator=g)[: round(disjoint / 100 * len(classes))]}
@@ -126,11 +130,15 @@ def protocol(
     experience_size: int | None = None,
     seed: int | None = None,
     blurry: Sequence[float] | None = None,
+    si_blurry: Sequence[float] | None = None,
+    repetition: Any = None,
+    boundary: float | None = None,
 ) -> Benchmark:
     """The CLI's protocol keys on a built benchmark, in place: `normalize` (standard | unit |
-    none; standard keeps the source's own statistics), `blurry` ([N, M]: i-Blurry-N-M, drawn from
-    `seed`), `validation` (held out of each experience, drawn from `seed`), `experience_size` (an
-    online stream of pieces that size)."""
+    none; standard keeps the source's own statistics), the stream's shape (one of `blurry`,
+    i-Blurry-N-M; `si_blurry`, Si-Blurry-N-M; `repetition`, class repetition; `boundary`,
+    linear-decay boundaries: data/boundaries.py; drawn from `seed`), `validation` (held out of each
+    experience, drawn from `seed`), `experience_size` (an online stream of pieces that size)."""
     if normalize is not None:
         train = bench.train_pool
         others = [
@@ -143,34 +151,44 @@ def protocol(
             stats = (train.mean.flatten().tolist(), train.std.flatten().tolist())
             for pool in others:
                 pool.normalized(normalize, stats if normalize == "standard" else None)
-    if blurry is not None:  # before validation and pieces: they are drawn from the blurry experiences
+    # the stream's shape before validation and pieces: they are drawn from its experiences
+    if blurry is not None:
         bench.blurry = check_blurry(blurry)
         bench.train_stream = blurry_stream(bench.train_stream, *bench.blurry, seed=seed)
+    elif si_blurry is not None:
+        n, m = check_blurry(si_blurry, "si_blurry")
+        bench.train_stream, bench.test_stream = si_blurry_stream(bench.train_stream, bench.test_stream, n, m, seed)
+    elif repetition is not None:
+        bench.train_stream = repeated_stream(bench.train_stream, repetition, seed)
+    elif boundary is not None:
+        bench.train_stream = decaying_stream(bench.train_stream, check_width(boundary), seed)
+    bench.mixed = any(v is not None for v in (blurry, si_blurry, repetition, boundary))
     if validation is not None:
         benchmark_with_validation_stream(bench, validation, seed)
-    if experience_size is not None:
-        bench.train_stream = split_online_stream(bench.train_stream, experience_size, seed=seed)
+    if experience_size is not None:  # linear-decay boundaries: the pieces follow the samples' places
+        bench.train_stream = split_online_stream(bench.train_stream, experience_size, boundary is None, seed=seed)
     return bench
 
 
-def check_blurry(value: Any) -> tuple[float, float]:
-    """`blurry` as (N, M), two percentages in [0, 100]."""
+def check_blurry(value: Any, key: str = "blurry") -> tuple[float, float]:
+    """`blurry` (or `si_blurry`) as (N, M), two percentages in [0, 100]."""
     if (
         not isinstance(value, Sequence)
         or isinstance(value, str)
         or len(value) != 2
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in value)
     ):
+        name = "i-Blurry-N-M" if key == "blurry" else "Si-Blurry-N-M"
         raise ConfigError(
-            f"benchmark.blurry={value!r} is not allowed; allowed: [N, M], percentages in [0, 100]: N of the "
-            "classes stay in their experience, M of each other class's samples move to the others (i-Blurry-N-M)"
+            f"benchmark.{key}={value!r} is not allowed; allowed: [N, M], percentages in [0, 100]: N of the "
+            f"classes stay in their experience, M of each other class's samples move to the others ({name})"
         )
     return float(value[0]), float(value[1])
 
 
 PROTOCOL_KEYS = [
     inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
-    for k in ("normalize", "validation", "experience_size", "blurry")
+    for k in ("normalize", "validation", "experience_size", "blurry", "si_blurry", "repetition", "boundary")
 ]
 
 
@@ -185,6 +203,9 @@ def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]
         validation: float | None = None,
         experience_size: int | None = None,
         blurry: Sequence[float] | None = None,
+        si_blurry: Sequence[float] | None = None,
+        repetition: Any = None,
+        boundary: float | None = None,
         **kwargs: Any,
     ) -> Benchmark:
         if "dataset_root" in kwargs and "root" in inspect.signature(factory).parameters:
@@ -195,10 +216,23 @@ def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]
             fraction("validation", validation)
         if experience_size is not None:
             integer("experience_size", experience_size)
-        if blurry is not None:
-            blurry = list(check_blurry(list(blurry) if not isinstance(blurry, str) else blurry))
+        shapes = {"blurry": blurry, "si_blurry": si_blurry, "repetition": repetition, "boundary": boundary}
+        given = [k for k, v in shapes.items() if v is not None]
+        if len(given) > 1:
+            raise ConfigError(
+                f"benchmark.{given[0]} and benchmark.{given[1]} are two shapes of the stream; allowed: one of "
+                "blurry, si_blurry, repetition, boundary"
+            )
+        for key in ("blurry", "si_blurry"):
+            if shapes[key] is not None:
+                v = shapes[key]
+                shapes[key] = list(check_blurry(list(v) if not isinstance(v, str) else v, key))
+        if repetition is not None:
+            check_probabilities(list(repetition) if isinstance(repetition, Sequence) else repetition)
+        if boundary is not None:
+            check_width(boundary)
         bench = factory(*args, **kwargs)
-        return protocol(bench, normalize, validation, experience_size, kwargs.get("seed"), blurry)
+        return protocol(bench, normalize, validation, experience_size, kwargs.get("seed"), **shapes)
 
     sig = inspect.signature(factory)
     make.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *PROTOCOL_KEYS])  # type: ignore[attr-defined]

@@ -147,7 +147,7 @@ def run_experience(run: Run, exp: Experience, on_step: Callable[[int, int, int],
         **trained,  # loss, and train_accuracy, epochs, minibatches when asked
         **test,  # test_loss, stream_loss, confusion when asked
         "histogram": run.buffer.class_histogram(n_classes).tolist() if run.buffer is not None else [0] * n_classes,
-        **({"stream_histogram": exp.dataset.y.bincount(minlength=n_classes).tolist()} if run.bench.blurry else {}),
+        **({"stream_histogram": exp.dataset.y.bincount(minlength=n_classes).tolist()} if run.bench.mixed else {}),
         "train_seconds": t1 - t0,
         "buffer_seconds": t2 - t1,
         "eval_seconds": t3 - t2,
