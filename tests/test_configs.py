@@ -77,10 +77,13 @@ def test_every_key_is_documented_where_declared(path):
     assert not undocumented, f"{path.relative_to(CONFIGS)} keys without a comment: {undocumented}"
 
 
+PRESETS = ("experiment", "protocol")  # groups without a default, added with +group=option
+
+
 @pytest.mark.parametrize("group,option", OPTIONS, ids=lambda v: v)
 def test_option_file_begins_with_the_command_that_uses_it(group, option):
     path = CONFIGS / group / f"{option}.yaml"
-    wanted = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
+    wanted = f"+{group}={option}" if group in PRESETS else f"{group}={option}"
     assert wanted in header_overrides(path), f"{group}/{option}.yaml begins with {header_command(path)!r}"
 
 
@@ -95,7 +98,7 @@ def test_every_option_composes_builds_and_trains_one_step(group, option, data_ro
     path = CONFIGS / group / f"{option}.yaml"
     local = [f"data_root={data_root}", "download=false", "device=cpu", "progress=none", "train_mb_size=8"]
     cfg = compose_cfg(header_overrides(path) + local, hydra=True)
-    if group != "experiment":
+    if group not in PRESETS:
         assert cfg.hydra.runtime.choices[group] == option
         declared = OmegaConf.load(path)
         if group in declared and "_target_" not in declared:  # `# @package _global_`: the option's keys under its group
