@@ -105,3 +105,23 @@ def test_counting_leaves_the_training_as_it_was(tmp_path):
         assert run_cli("run", *args, f"hydra.run.dir={tmp_path / name}").returncode == 0
     for table in ("accuracy.csv", "buffer_histogram.csv"):
         assert (tmp_path / "counted" / table).read_bytes() == (tmp_path / "plain" / table).read_bytes()
+
+
+@pytest.mark.parametrize("strategy", ["icarl", "bic"])
+def test_a_distillation_step_counts_the_old_models_forward_pass_and_no_backward_through_it(strategy):
+    """iCaRL and BiC after an experience: the batch forward and back, the frozen old model forward
+    only (its copy counts against the run's counter, its outputs take no gradient)."""
+    run = build_run([*QUICK, *SIZES, "buffer_update=after_experience", f"strategy={strategy}"])
+    exp0, exp1 = run.bench.train_stream[0], run.bench.train_stream[1]
+    run.buffer.add(exp0.dataset, 0)
+    run.method.begin_experience(0, exp0.dataset)
+    x0, y0, t0, _ = next(iter(run.make_loader(exp0.dataset.train(), None).batches()))
+    run.method.step(Batch(x0, y0, t0, 0), None)  # sizes what it has seen
+    run.method.end_experience(0, run.memory)  # the old model (not counted: counting is off)
+    run.method.begin_experience(1, exp1.dataset)
+    x, y, t, samples = next(iter(run.make_loader(exp1.dataset.train(), None).batches(with_samples=True)))
+    spent = Meter(run.cost)
+    with run.cost.counting():
+        train_step(run, Batch(x, y, t, 1), samples, TrainMeter(run.metrics, run.mask, 1), spent)
+    record = spent.record()
+    assert (record["forward"], record["backward"]) == (2 * B, B)
