@@ -30,10 +30,11 @@ from pathlib import Path
 
 VARIANTS = {  # name -> extra overrides
     "minimal": ["metrics=[]"],
-    "default": [],  # configs/config.yaml: accuracy, loss, timing, resources; per epoch
+    "default": [],  # configs/config.yaml: accuracy, loss, timing, resources, cost; per epoch
     "minibatch accuracy": ["granularity.accuracy=minibatch"],
 }
 TARGETS = {"default": 1.02, "minibatch accuracy": 1.10}
+WORST = {"digits": {"default": 1.04}}  # per part: split_digits' 0.7 ms steps carry the cost hook (docs/metrics.md)
 BASE = ["device=cpu", "progress=none", "epochs=5"]
 
 
@@ -109,7 +110,7 @@ def part(title: str, overrides: list[str], reps: int, tmp: Path) -> tuple[list[s
         ratios = [x / y for x, y in zip(times[n], times["minimal"], strict=True)]
         q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         med = statistics.median(ratios)
-        target = TARGETS.get(n)
+        target = WORST.get(title, {}).get(n, TARGETS.get(n))
         met = "" if target is None else "yes" if med < target else "NO"
         ok &= met != "NO"
         lines.append(

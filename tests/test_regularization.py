@@ -1,0 +1,131 @@
+"""oEWC, SI and LwF (methods/regularization.py): each mechanism on a tiny model against a hand
+computation, and each run alone by `replay run strategy=<m>` without a memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import run_cli
+from torch import nn
+
+from replaycli.data.dataset import StreamDataset
+from replaycli.data.pool import Pool
+from replaycli.methods.base import Batch
+from replaycli.methods.regularization import SI, LwF, OnlineEWC
+
+
+def tiny(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3))
+
+
+def data(n: int = 7, seed: int = 1) -> StreamDataset:
+    g = torch.Generator().manual_seed(seed)
+    pool = Pool(torch.randn(n, 3, generator=g), torch.randint(0, 3, (n,), generator=g))
+    return StreamDataset(pool, torch.arange(n), torch.zeros(n, dtype=torch.int64))
+
+
+def test_ewc_fisher_is_the_mean_of_p_times_the_squared_log_likelihood_gradient_and_folds_with_gamma():
+    model = tiny()
+    ewc = OnlineEWC(model, torch.optim.SGD(model.parameters(), 0.1), e_lambda=2.0, gamma=0.5, fisher_mb_size=3)
+    d = data()
+    hand = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(d)):  # one sample at a time, as the reference code
+        x, y = d.pool.x[i : i + 1], d.pool.y[i : i + 1]
+        model.zero_grad()
+        ll = -F.cross_entropy(model(x), y)
+        ll.backward()
+        for n, p in model.named_parameters():
+            hand[n] += ll.exp().detach() * p.grad.pow(2)
+    fisher = ewc.fisher_of(d)
+    for n in hand:
+        assert torch.allclose(fisher[n], hand[n] / len(d), atol=1e-6), n
+    ewc.begin_experience(0, d)
+    ewc.end_experience(0, None)
+    first = {n: v.clone() for n, v in ewc.fisher.items()}
+    with torch.no_grad():
+        model[0].weight.add_(0.3)  # moved away from the anchor
+    ewc.begin_experience(1, d)
+    ewc.end_experience(1, None)
+    second = ewc.fisher_of(d)
+    for n in first:
+        assert torch.allclose(ewc.fisher[n], 0.5 * first[n] + second[n], atol=1e-6)  # F* <- gamma F* + F
+    with torch.no_grad():
+        model[2].bias.add_(0.1)
+    batch = Batch(d.pool.x[:4], d.pool.y[:4], torch.zeros(4, dtype=torch.int64), 2)
+    loss, out = ewc.step(batch, None)
+    penalty = sum((ewc.fisher[n] * (p - ewc.anchor[n]).pow(2)).sum() for n, p in model.named_parameters())
+    assert loss.item() == pytest.approx((F.cross_entropy(out, batch.y) + 2.0 * penalty).item(), rel=1e-6)
+
+
+def test_si_omega_is_the_path_integral_which_is_lr_g_squared_under_plain_sgd():
+    model = tiny()
+    lr = 0.05
+    opt = torch.optim.SGD(model.parameters(), lr)
+    si = SI(model, opt, c=3.0, xi=0.1)
+    d = data(12)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    hand = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for s in range(0, 12, 4):
+        batch = Batch(d.pool.x[s : s + 4], d.pool.y[s : s + 4], torch.zeros(4, dtype=torch.int64), 0)
+        loss, _ = si.step(batch, None)
+        opt.zero_grad()
+        loss.backward()
+        for n, p in model.named_parameters():
+            hand[n] += lr * p.grad.pow(2)  # Mammoth's form: -g * (-lr g)
+        opt.step()
+    omega = {}
+    si.fold()  # what end_experience folds first
+    for n in hand:
+        assert torch.allclose(si.omega[n], hand[n], atol=1e-7), n
+        omega[n] = si.omega[n].clone()
+    si.before = {}
+    si.end_experience(0, None)
+    for n, p in model.named_parameters():
+        expected = omega[n] / ((p.detach() - start[n]).pow(2) + 0.1)
+        assert torch.allclose(si.big_omega[n], expected, atol=1e-6)
+        assert torch.equal(si.anchor[n], p.detach())
+    with torch.no_grad():
+        model[0].bias.add_(0.2)
+    batch = Batch(d.pool.x[:4], d.pool.y[:4], torch.zeros(4, dtype=torch.int64), 1)
+    loss, out = si.step(batch, None)
+    penalty = sum((si.big_omega[n] * (p - si.anchor[n]).pow(2)).sum() for n, p in model.named_parameters())
+    assert loss.item() == pytest.approx((F.cross_entropy(out, batch.y) + 3.0 * penalty).item(), rel=1e-6)
+
+
+def test_lwf_adds_t_squared_kl_of_the_old_models_softened_outputs_on_the_old_classes():
+    model = tiny()
+    lwf = LwF(model, torch.optim.SGD(model.parameters(), 0.1), alpha=0.7, temperature=2.0)
+    d = data()
+    first = Batch(d.pool.x[:4], torch.tensor([0, 1, 0, 1]), torch.zeros(4, dtype=torch.int64), 0)
+    loss, out = lwf.step(first, None)
+    assert loss.item() == pytest.approx(F.cross_entropy(out, first.y).item())  # nothing to distil yet
+    lwf.end_experience(0, None)
+    old = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        model[2].weight.mul_(1.5)
+    batch = Batch(d.pool.x[3:7], torch.tensor([2, 2, 2, 2]), torch.zeros(4, dtype=torch.int64), 1)
+    loss, out = lwf.step(batch, None)
+    frozen = tiny()
+    with torch.no_grad():
+        for p, v in zip(frozen.parameters(), old, strict=True):
+            p.copy_(v)
+    q = F.softmax(frozen(batch.x)[:, :2] / 2.0, 1)  # the old classes 0 and 1
+    log_p = F.log_softmax(out[:, :2] / 2.0, 1)
+    kl = (q * (q.log() - log_p)).sum(1).mean()
+    assert loss.item() == pytest.approx((F.cross_entropy(out, batch.y) + 0.7 * 4.0 * kl).item(), rel=1e-5)
+    assert not any(p.requires_grad for p in lwf.old_model.parameters())
+
+
+@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf"])
+def test_each_runs_alone_without_a_memory_and_resumes_to_the_same_tables(strategy, tmp_path):
+    from conftest import stopping_at
+
+    args = ["epochs=1", "progress=none", "device=cpu", f"strategy={strategy}"]
+    assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    assert "max_size: 0" in (tmp_path / "whole" / "config.yaml").read_text()  # buffer=none, brought by its YAML
+    with stopping_at(2):
+        assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'cut'}").returncode == 130
+    assert run_cli("resume", str(tmp_path / "cut")).returncode == 0
+    assert (tmp_path / "whole" / "accuracy.csv").read_bytes() == (tmp_path / "cut" / "accuracy.csv").read_bytes()
