@@ -80,6 +80,13 @@ METHODS = [  # the methods added after the first golden record, each under the p
     ["benchmark.class_order=[9,8,7,6,5,4,3,2,1,0]", "benchmark.normalize=unit", "model.init=xavier"],
     ["metrics=[accuracy,loss,confusion]", "granularity.loss=minibatch"],
     ["strategy=icarl", "buffer_update=every_batch"],  # refused: iCaRL is defined under after_experience only
+    ["budget=5"],  # issue 28: budgets, real time, cost, the stream's shapes
+    ["budget=200", "budget_unit=samples", "strategy=derpp", "buffer=reservoir"],
+    ["strategy=derpp", "buffer=reservoir", "buffer_update=every_batch", "realtime=true"],
+    ["metrics=[cost]", "strategy=mir", "buffer=reservoir", "buffer_update=every_batch"],
+    ["benchmark.si_blurry=[20,10]"],
+    ["benchmark.repetition=0.3"],
+    ["benchmark.boundary=0.5", "benchmark.experience_size=100"],
 ]
 
 

@@ -21,9 +21,7 @@ def trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def quadratic(model: torch.nn.Module, weight: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> torch.Tensor:
     """sum_i weight_i (theta_i - anchor_i)^2 over the trainable parameters."""
-    return sum(
-        ((p - anchor[n]).pow(2) * weight[n]).sum() for n, p in trainable(model).items()
-    )  # type: ignore[return-value]
+    return sum(((p - anchor[n]).pow(2) * weight[n]).sum() for n, p in trainable(model).items())  # type: ignore[return-value]
 
 
 class OnlineEWC(Method):
@@ -70,7 +68,9 @@ class OnlineEWC(Method):
         params = {n: p.detach() for n, p in trainable(model).items()}
         buffers = dict(model.named_buffers())
 
-        def log_likelihood(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def log_likelihood(
+            p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+        ) -> torch.Tensor:
             out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
             return self.ce(out, y.unsqueeze(0), t.unsqueeze(0)).neg()
 
