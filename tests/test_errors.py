@@ -192,8 +192,8 @@ if not CUDA:
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = sorted(
-    p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra")
-)  # hydra/: options of Hydra's own groups
+    p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name not in ("experiment", "protocol", "hydra")
+)  # hydra/: options of Hydra's own groups; experiment/ and protocol/: presets of the global keys, no target
 
 
 def refused_in(tmp: Path, args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
