@@ -24,7 +24,8 @@ def one_step(overrides: list[str], protocol: str = "every_batch"):
     run = build_run([*QUICK, *SIZES, f"buffer_update={protocol}", *overrides])
     exp0, exp1 = run.bench.train_stream[0], run.bench.train_stream[1]
     logits = logits_of(run.model, exp0.dataset, 256) if run.method.stores_logits else None
-    run.buffer.add(exp0.dataset, 0, None if logits is None else {"logits": logits})
+    if run.buffer is not None:  # a method without a memory: oEWC, SI
+        run.buffer.add(exp0.dataset, 0, None if logits is None else {"logits": logits})
     loader = run.make_loader(exp1.dataset.train(), None)
     x, y, t, samples = next(iter(loader.batches(with_samples=True)))
     spent = Meter(run.cost)
@@ -45,6 +46,9 @@ HAND = {  # (forward, backward) samples of one step with a non-empty memory
     f"strategy=mir strategy.n_candidates={CANDIDATES}": (B + 2 * CANDIDATES + B + M, B + B + M),
     # GSS: ER's step, then the buffer scores the batch and n_memory stored samples by per-sample gradients
     "buffer=gss buffer.n_memory=5": (B + M + B + 5, B + M + B + 5),
+    "strategy=rar strategy.repeats=3": (3 * (B + M), 3 * (B + M)),  # three updates on the augmented joined batch
+    "strategy=si": (B, B),  # no memory: its penalty is on the parameters
+    "strategy=ewc_on": (B, B),
 }
 
 
@@ -53,6 +57,21 @@ def test_a_steps_passes_match_a_hand_count(overrides):
     record, _ = one_step(overrides.split())
     assert (record["forward"], record["backward"]) == HAND[overrides]
     assert record["steps"] == 1
+
+
+def test_xder_passes_two_memory_batches():
+    """X-DER's step without its future preparation (lambd=0; its views are model calls like any)."""
+    record, _ = one_step(["strategy=xder", "strategy.lambd=0"], "after_experience")
+    assert (record["forward"], record["backward"]) == (B + 2 * M, B + 2 * M)
+
+
+def test_ewc_counts_its_fisher_at_the_experiences_end():
+    from replaycli.run.loop import run_experience
+
+    run = build_run([*QUICK, "strategy=ewc_on", "epochs=1"])
+    record = run_experience(run, run.bench.train_stream[0], lambda *_: None)
+    n = record["samples"]  # the steps pass each sample once; the Fisher twice forward (gradient and p), once back
+    assert (record["cost"]["forward"], record["cost"]["backward"]) == (n + 2 * n, n + n)
 
 
 def test_gem_passes_each_past_experiences_memory_forward_and_back():
@@ -107,13 +126,14 @@ def test_counting_leaves_the_training_as_it_was(tmp_path):
         assert (tmp_path / "counted" / table).read_bytes() == (tmp_path / "plain" / table).read_bytes()
 
 
-@pytest.mark.parametrize("strategy", ["icarl", "bic"])
+@pytest.mark.parametrize("strategy", ["icarl", "bic", "lwf"])
 def test_a_distillation_step_counts_the_old_models_forward_pass_and_no_backward_through_it(strategy):
-    """iCaRL and BiC after an experience: the batch forward and back, the frozen old model forward
-    only (its copy counts against the run's counter, its outputs take no gradient)."""
+    """iCaRL, BiC and LwF after an experience: the batch forward and back, the frozen old model
+    forward only (its copy counts against the run's counter, its outputs take no gradient)."""
     run = build_run([*QUICK, *SIZES, "buffer_update=after_experience", f"strategy={strategy}"])
     exp0, exp1 = run.bench.train_stream[0], run.bench.train_stream[1]
-    run.buffer.add(exp0.dataset, 0)
+    if run.buffer is not None:
+        run.buffer.add(exp0.dataset, 0)
     run.method.begin_experience(0, exp0.dataset)
     x0, y0, t0, _ = next(iter(run.make_loader(exp0.dataset.train(), None).batches()))
     run.method.step(Batch(x0, y0, t0, 0), None)  # sizes what it has seen
