@@ -47,6 +47,7 @@ HAND = {  # (forward, backward) samples of one step with a non-empty memory
     # GSS: ER's step, then the buffer scores the batch and n_memory stored samples by per-sample gradients
     "buffer=gss buffer.n_memory=5": (B + M + B + 5, B + M + B + 5),
     "strategy=rar strategy.repeats=3": (3 * (B + M), 3 * (B + M)),  # three updates on the augmented joined batch
+    "strategy=clser": (B + M + 2 * M, B + M),  # the joined batch, and both semantic memories on the M (no gradient)
     "strategy=si": (B, B),  # no memory: its penalty is on the parameters
     "strategy=ewc_on": (B, B),
 }

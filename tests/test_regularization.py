@@ -1,5 +1,5 @@
-"""oEWC, SI and LwF (methods/regularization.py): each mechanism on a tiny model against a hand
-computation, and each run alone by `replay run strategy=<m>` without a memory."""
+"""oEWC, SI and LwF (methods/regularization.py) and CLS-ER (methods/clser.py): each mechanism on a
+tiny model against a hand computation, and each run alone by `replay run strategy=<m>`."""
 
 from __future__ import annotations
 
@@ -118,14 +118,72 @@ def test_lwf_adds_t_squared_kl_of_the_old_models_softened_outputs_on_the_old_cla
     assert not any(p.requires_grad for p in lwf.old_model.parameters())
 
 
-@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf"])
-def test_each_runs_alone_without_a_memory_and_resumes_to_the_same_tables(strategy, tmp_path):
+@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf", "clser"])
+def test_each_runs_alone_and_resumes_to_the_same_tables(strategy, tmp_path):
     from conftest import stopping_at
 
     args = ["epochs=1", "progress=none", "device=cpu", f"strategy={strategy}"]
     assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
-    assert "max_size: 0" in (tmp_path / "whole" / "config.yaml").read_text()  # buffer=none, brought by its YAML
+    if strategy != "clser":
+        assert "max_size: 0" in (tmp_path / "whole" / "config.yaml").read_text()  # buffer=none, brought by its YAML
     with stopping_at(2):
         assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'cut'}").returncode == 130
     assert run_cli("resume", str(tmp_path / "cut")).returncode == 0
     assert (tmp_path / "whole" / "accuracy.csv").read_bytes() == (tmp_path / "cut" / "accuracy.csv").read_bytes()
+
+
+# --- CLS-ER (methods/clser.py) ----------------------------------------------------------------
+def test_clser_loss_is_ce_on_the_joined_batch_plus_mse_to_the_more_confident_semantic_memory():
+    from replaycli.memory.buffer import Buffer
+    from replaycli.methods.base import Memory
+    from replaycli.methods.clser import CLSER
+
+    model = tiny()
+    cls = CLSER(model, torch.optim.SGD(model.parameters(), 0.1), reg_weight=0.3)
+    d = data(12)
+    buffer = Buffer(12)
+    buffer.add(d, 0)
+    cls.semantic()  # the semantic memories are born as copies of the model
+    with torch.no_grad():  # make them differ: the stable one scaled up, the plastic one shifted
+        cls.stable[2].weight.mul_(2.0)
+        cls.plastic[2].bias.add_(torch.tensor([0.5, -0.5, 0.0]))
+    g = torch.Generator().manual_seed(5)
+    memory = Memory(buffer, 4, g)
+    batch = Batch(d.pool.x[:3], d.pool.y[:3], torch.zeros(3, dtype=torch.int64), 0)
+    twin = torch.Generator().manual_seed(5)
+    mx, my, _, _ = buffer.sample(4, twin)  # the draw the step makes
+    loss, out = cls.step(batch, memory)
+    joined = model(torch.cat([batch.x, mx]))
+    s, p = cls.stable(mx), cls.plastic(mx)
+    rows = torch.arange(4)
+    pick = F.softmax(s, 1)[rows, my] > F.softmax(p, 1)[rows, my]
+    target = torch.where(pick.unsqueeze(1), s, p)
+    expected = F.cross_entropy(joined, torch.cat([batch.y, my])) + 0.3 * F.mse_loss(joined[3:], target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(out, joined[:3])
+    assert torch.equal(cls.predict(batch.x), cls.stable(batch.x))  # the stable model answers
+
+
+def test_clser_semantic_memories_average_after_each_descent_with_their_probability():
+    from replaycli.methods.clser import CLSER
+
+    model = tiny()
+    opt = torch.optim.SGD(model.parameters(), 0.5)
+    cls = CLSER(model, opt, plastic_update_freq=1.0, plastic_alpha=0.6, stable_update_freq=0.0, stable_alpha=0.6)
+    d = data(12)
+    start = [p.detach().clone() for p in model.parameters()]
+    plastic = [p.clone() for p in start]
+    for k in range(3):
+        batch = Batch(d.pool.x[4 * k : 4 * k + 4], d.pool.y[4 * k : 4 * k + 4], torch.zeros(4, dtype=torch.int64), 0)
+        loss, _ = cls.step(batch, None)  # takes the previous descent first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        a = min(1 - 1 / (k + 2), 0.6)  # the k+1-th descent: 0.5, then 0.6 (capped)
+        plastic = [a * e + (1 - a) * p.detach() for e, p in zip(plastic, model.parameters(), strict=True)]
+    cls.end_experience(0, None)  # the last descent
+    assert cls.descents == 3
+    for e, want in zip(cls.plastic.parameters(), plastic, strict=True):
+        assert torch.allclose(e, want, atol=1e-6)
+    for e, first in zip(cls.stable.parameters(), start, strict=True):  # probability 0: never moved
+        assert torch.equal(e, first)
