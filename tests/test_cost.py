@@ -60,10 +60,13 @@ def test_a_steps_passes_match_a_hand_count(overrides):
     assert record["steps"] == 1
 
 
-def test_xder_passes_two_memory_batches():
-    """X-DER's step without its future preparation (lambd=0; its views are model calls like any)."""
+def test_xder_passes_two_memory_batches_and_fdr_one_after_its_first_descent():
+    """X-DER's step without its future preparation (lambd=0; its views are model calls like any);
+    FDR's two descents, the batch's and the memory batch's."""
     record, _ = one_step(["strategy=xder", "strategy.lambd=0"], "after_experience")
     assert (record["forward"], record["backward"]) == (B + 2 * M, B + 2 * M)
+    record, _ = one_step(["strategy=fdr"], "after_experience")
+    assert (record["forward"], record["backward"]) == (B + M, B + M)
 
 
 def test_ewc_counts_its_fisher_at_the_experiences_end():

@@ -1,5 +1,5 @@
-"""oEWC, SI and LwF (methods/regularization.py) and CLS-ER (methods/clser.py): each mechanism on a
-tiny model against a hand computation, and each run alone by `replay run strategy=<m>`."""
+"""oEWC, SI and LwF (methods/regularization.py), CLS-ER (methods/clser.py) and FDR (methods/fdr.py):
+each mechanism on a tiny model against a hand computation, and each run alone by `replay run strategy=<m>`."""
 
 from __future__ import annotations
 
@@ -118,13 +118,13 @@ def test_lwf_adds_t_squared_kl_of_the_old_models_softened_outputs_on_the_old_cla
     assert not any(p.requires_grad for p in lwf.old_model.parameters())
 
 
-@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf", "clser"])
+@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf", "clser", "fdr"])
 def test_each_runs_alone_and_resumes_to_the_same_tables(strategy, tmp_path):
     from conftest import stopping_at
 
     args = ["epochs=1", "progress=none", "device=cpu", f"strategy={strategy}"]
     assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
-    if strategy != "clser":
+    if strategy not in ("clser", "fdr"):
         assert "max_size: 0" in (tmp_path / "whole" / "config.yaml").read_text()  # buffer=none, brought by its YAML
     with stopping_at(2):
         assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'cut'}").returncode == 130
@@ -187,3 +187,35 @@ def test_clser_semantic_memories_average_after_each_descent_with_their_probabili
         assert torch.allclose(e, want, atol=1e-6)
     for e, first in zip(cls.stable.parameters(), start, strict=True):  # probability 0: never moved
         assert torch.equal(e, first)
+
+
+# --- FDR (methods/fdr.py) ---------------------------------------------------------------------
+def test_fdr_descends_on_the_batch_then_returns_the_function_distance_on_a_memory_batch():
+    from replaycli.memory.buffer import Buffer
+    from replaycli.methods.base import Memory
+    from replaycli.methods.fdr import FDR
+
+    model = tiny()
+    lr = 0.2
+    fdr = FDR(model, torch.optim.SGD(model.parameters(), lr))
+    d = data(12)
+    stored = torch.randn(12, 3, generator=torch.Generator().manual_seed(3))
+    buffer = Buffer(12)
+    buffer.add(d, 0, {"logits": stored})
+    batch = Batch(d.pool.x[:4], d.pool.y[:4], torch.zeros(4, dtype=torch.int64), 1)
+    twin = tiny()  # the same weights: the first descent by hand
+    ce = F.cross_entropy(twin(batch.x), batch.y)
+    grads = torch.autograd.grad(ce, list(twin.parameters()))
+    with torch.no_grad():
+        for p, g in zip(twin.parameters(), grads, strict=True):
+            p.sub_(lr * g)
+    draw = torch.Generator().manual_seed(9)
+    mx, _, _, extras = buffer.sample(5, torch.Generator().manual_seed(9))
+    loss, out = fdr.step(batch, Memory(buffer, 5, draw))
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):  # the CE descent was taken
+        assert torch.allclose(p, q, atol=1e-6)
+    hand = (F.softmax(twin(mx), 1) - F.softmax(extras["logits"], 1)).norm(dim=1).mean()
+    assert loss.item() == pytest.approx(hand.item(), rel=1e-6)
+    assert not out.requires_grad
+    first, _ = FDR(tiny(), torch.optim.SGD(tiny().parameters(), lr)).step(batch, None)  # no memory: CE only
+    assert first.item() == pytest.approx(F.cross_entropy(tiny()(batch.x), batch.y).item(), rel=1e-6)
