@@ -48,6 +48,7 @@ HAND = {  # (forward, backward) samples of one step with a non-empty memory
     "buffer=gss buffer.n_memory=5": (B + M + B + 5, B + M + B + 5),
     "strategy=rar strategy.repeats=3": (3 * (B + M), 3 * (B + M)),  # three updates on the augmented joined batch
     "strategy=clser": (B + M + 2 * M, B + M),  # the joined batch, and both semantic memories on the M (no gradient)
+    "strategy=scr": (2 * (B + M), 2 * (B + M)),  # the joined batch and one view of each through the body
     "strategy=si": (B, B),  # no memory: its penalty is on the parameters
     "strategy=ewc_on": (B, B),
 }

@@ -1,5 +1,6 @@
-"""oEWC, SI and LwF (methods/regularization.py), CLS-ER (methods/clser.py) and FDR (methods/fdr.py):
-each mechanism on a tiny model against a hand computation, and each run alone by `replay run strategy=<m>`."""
+"""oEWC, SI and LwF (methods/regularization.py), CLS-ER (methods/clser.py), FDR (methods/fdr.py)
+and SCR (methods/scr.py): each mechanism on a tiny model against a hand computation, and each run
+alone by `replay run strategy=<m>`."""
 
 from __future__ import annotations
 
@@ -118,13 +119,13 @@ def test_lwf_adds_t_squared_kl_of_the_old_models_softened_outputs_on_the_old_cla
     assert not any(p.requires_grad for p in lwf.old_model.parameters())
 
 
-@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf", "clser", "fdr"])
+@pytest.mark.parametrize("strategy", ["ewc_on", "si", "lwf", "clser", "fdr", "scr"])
 def test_each_runs_alone_and_resumes_to_the_same_tables(strategy, tmp_path):
     from conftest import stopping_at
 
     args = ["epochs=1", "progress=none", "device=cpu", f"strategy={strategy}"]
     assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
-    if strategy not in ("clser", "fdr"):
+    if strategy not in ("clser", "fdr", "scr"):
         assert "max_size: 0" in (tmp_path / "whole" / "config.yaml").read_text()  # buffer=none, brought by its YAML
     with stopping_at(2):
         assert run_cli("run", *args, f"hydra.run.dir={tmp_path / 'cut'}").returncode == 130
@@ -219,3 +220,57 @@ def test_fdr_descends_on_the_batch_then_returns_the_function_distance_on_a_memor
     assert not out.requires_grad
     first, _ = FDR(tiny(), torch.optim.SGD(tiny().parameters(), lr)).step(batch, None)  # no memory: CE only
     assert first.item() == pytest.approx(F.cross_entropy(tiny()(batch.x), batch.y).item(), rel=1e-6)
+
+
+# --- SCR (methods/scr.py) ---------------------------------------------------------------------
+class Images(nn.Module):
+    """A tiny image model with replaycli's layout: a `features` body and a linear `classifier`."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU())
+        self.classifier = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def test_scr_loss_is_supcon_of_the_samples_and_their_views_and_it_predicts_by_the_nearest_class_mean():
+    from replaycli.memory.buffer import Buffer
+    from replaycli.methods.base import Memory
+    from replaycli.methods.scr import SCR
+
+    model = Images()
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    scr = SCR(model, opt, temperature=0.5, head_size=4, padding=1)
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["params"][0] is scr.head[0].weight  # the head trains
+    g = torch.Generator().manual_seed(2)
+    pool = Pool(torch.randn(10, 1, 4, 4, generator=g), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0]))
+    d = StreamDataset(pool, torch.arange(10), torch.zeros(10, dtype=torch.int64))
+    buffer = Buffer(10)
+    buffer.add(d, 0)
+    batch = Batch(pool.x[:3], pool.y[:3], torch.zeros(3, dtype=torch.int64), 1)
+    twin = torch.Generator().manual_seed(4)
+    mx, my, _, _ = buffer.sample(2, twin)
+    views = scr.augment(torch.cat([batch.x, mx]), twin)  # the draws the step makes, in its order
+    loss, out = scr.step(batch, Memory(buffer, 2, torch.Generator().manual_seed(4)))
+    x, y = torch.cat([batch.x, mx]), torch.cat([batch.y, my])
+    z = F.normalize(scr.head(model.features(torch.cat([x, views]))), dim=1)
+    n = len(x)
+    anchors = torch.cat([z[:n], z[n:]])  # every view an anchor; positives: the other views of its label
+    labels = torch.cat([y, y])
+    sim = anchors @ anchors.T / 0.5
+    hand = 0.0
+    for i in range(2 * n):
+        others = [j for j in range(2 * n) if j != i]
+        log_den = torch.logsumexp(sim[i, others], 0)
+        pos = [j for j in others if labels[j] == labels[i]]
+        hand += -sum(sim[i, j] - log_den for j in pos) / len(pos)
+    assert loss.item() == pytest.approx(hand.item() / (2 * n), rel=1e-5)
+    assert out.shape == (3, 3) and not out.requires_grad
+    scr.end_experience(1, Memory(buffer, 2))
+    feats = F.normalize(model.features(pool.x), dim=1)
+    means = torch.stack([F.normalize(feats[pool.y == c].mean(0), dim=0) for c in range(3)])
+    want = -torch.cdist(F.normalize(model.features(batch.x), dim=1), means).pow(2)
+    assert torch.allclose(scr.predict(batch.x), want, atol=1e-5)
