@@ -372,3 +372,20 @@ def test_device_cuda_n_is_checked_up_front_and_against_the_machine(tmp_path):
         proc = run_cli("run", f"device=cuda:{n}", f"hydra.run.dir={tmp_path / 'r'}")
         assert proc.returncode == 2 and f"this machine has {n} CUDA device" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("arg", "words"),
+    [
+        ("+epoch=3", "error: epoch=3 is not a key of replay run (did you mean epochs?); allowed: the run's keys"),
+        ("+protocol.foo=1", "error: protocol={'foo': 1} is not a key of replay run; allowed:"),
+        ("+experiment.budget=5", "error: experiment={'budget': 5} is not a key of replay run; allowed:"),
+    ],
+)
+def test_a_top_level_key_replay_run_does_not_have_is_refused_not_kept(arg, words, tmp_path, capsys, monkeypatch):
+    """`+KEY=...` adds a key Hydra keeps and the run would never read: a typo of `epochs` trained
+    with the default silently. Now one line naming the closest key."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", arg, "epochs=1", capsys=capsys)
+    assert code == 2 and err.startswith(words) and err.count("\n") == 1, err
+    assert not (tmp_path / "outputs").exists()

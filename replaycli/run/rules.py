@@ -107,8 +107,29 @@ def check_targets(cfg: DictConfig, trusted: set[str], source: str, hint: str) ->
             )
 
 
+def check_known(cfg: DictConfig) -> None:
+    """Every top-level key is one of config.yaml's or a group's: `+epoch=3` (a typo of `epochs`,
+    added with `+`) would otherwise be kept and never read."""
+    import difflib
+
+    import yaml
+
+    tree = yaml.safe_load((resources.files("replaycli.configs") / "config.yaml").read_text())
+    groups = {next(iter(d)).split("/")[-1].split("@")[0] for d in tree["defaults"] if isinstance(d, dict)}
+    known = (set(tree) - {"defaults"}) | groups  # the presets (experiment, protocol) set these, never keys of their own
+    for key in map(str, cfg):
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(
+                f"{key}={cfg[key]!r} is not a key of replay run{hint}; allowed: the run's keys (replay run --help) "
+                "and the groups' keys, e.g. optimizer.lr"
+            )
+
+
 def check_settings(cfg: DictConfig) -> None:
-    """The run's own keys (config.yaml's top level)."""
+    """The run's own keys (config.yaml's top level), and no other top-level key."""
+    check_known(cfg)
     integer("seed", cfg.get("seed"), 0, 2**63 - 1)  # what torch.manual_seed takes
     integer("epochs", cfg.get("epochs"), 1)
     for key in ("train_mb_size", "mem_mb_size", "eval_mb_size"):
