@@ -7,7 +7,7 @@ as it happens, and its FLOPs.
   scoring or logits. A call that takes gradients counts as one backward pass of its samples too:
   every shipped method backpropagates each such call once (through `backward()` or, A-GEM's, GEM's
   and MIR's, `autograd.grad`; tests/test_cost.py counts them by hand). Watching for the gradient
-  itself (a tensor hook) cost 3-4% of a Seq-MNIST step; this costs a counter. Evaluation is not
+  itself (a tensor hook) cost 30-40 us of a 0.4 ms Seq-MNIST step; this costs a counter. Evaluation is not
   counted.
 - Work inside `torch.func` transforms (GSS's per-sample gradients) is charged by its caller
   with `charge(model, forward=n, backward=n)`: the transform hides its batch from the hook.
