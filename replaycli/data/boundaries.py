@@ -1,6 +1,8 @@
-"""Streams without clean boundaries beyond i-Blurry (`protocols.blurry_stream`), as protocol keys
-of every benchmark; each keeps the number of experiences and sends every training sample to
-exactly one of them, drawn from the benchmark's `seed`:
+"""Streams without clean boundaries, as protocol keys of every benchmark (data/protocols.py); each
+keeps the number of experiences and sends every training sample to exactly one of them, drawn from
+the benchmark's `seed`:
+
+- `blurry_stream` (`benchmark.blurry=[N, M]`, i-Blurry-N-M, Koh et al., ICLR 2022): below.
 
 - `si_blurry_stream` (`benchmark.si_blurry=[N, M]`, Si-Blurry, Moon et al., ICCV 2023): the classes
   are dealt at random into experiences of random sizes (one class at least each), N% of them
@@ -67,6 +69,61 @@ def regrouped(stream: Sequence[Experience], dest: list[torch.Tensor], keys: list
             )
         out.append(Experience(data, k, torch.unique(data.y).tolist(), e.task_label))
     return Stream(getattr(stream, "name", "train"), out)
+
+
+def blurry_stream(stream: Sequence[Experience], disjoint: float, blurry: float, seed: int | None = None) -> Stream:
+    """i-Blurry-N-M (Koh et al., ICLR 2022): `disjoint` percent of the classes (N, drawn from
+    `seed`) stay in the experience that holds them; of every other class, `blurry` percent of its
+    samples (M) move out of its own experience, each to one of the others drawn uniformly. The
+    experiences keep their order and indexes; each one's classes are those it now holds."""
+    n_exp = len(stream)
+    mixable(stream, "blurry")
+    g = _generator(seed)
+    classes = _classes(stream)
+    fixed = {classes[i] for i in torch.randperm(len(classes), generator=g)[: round(disjoint / 100 * len(classes))]}
+    parts: list[list[Any]] = [[] for _ in stream]  # each experience's samples: what stays, then what arrives
+    for k, e in enumerate(stream):
+        y = e.dataset.y.cpu()
+        stays = torch.ones(len(y), dtype=torch.bool)
+        leaving, to = [], []
+        for c in e.classes_in_this_experience:
+            if c in fixed:
+                continue
+            pos = (y == c).nonzero().flatten()
+            out = pos[torch.randperm(len(pos), generator=g)[: round(blurry / 100 * len(pos))]]
+            stays[out] = False
+            leaving.append(out)
+            drawn = torch.randint(n_exp - 1, (len(out),), generator=g)
+            to.append(drawn + (drawn >= k).long())  # uniformly among the other experiences
+        parts[k].insert(0, e.dataset.subset(stays.nonzero().flatten()))
+        if leaving:
+            leave, dest = torch.cat(leaving), torch.cat(to)
+            for j in range(n_exp):
+                if j != k and bool((dest == j).any()):
+                    parts[j].append(e.dataset.subset(leave[dest == j]))
+    out_stream = []
+    for k, e in enumerate(stream):
+        data = parts[k][0]
+        for extra in parts[k][1:]:
+            data = data.concat(extra)
+        out_stream.append(Experience(data, k, torch.unique(data.y).tolist(), e.task_label))
+    return Stream(getattr(stream, "name", "train"), out_stream)
+
+
+def check_blurry(value: Any, key: str = "blurry") -> tuple[float, float]:
+    """`blurry` (or `si_blurry`) as (N, M), two percentages in [0, 100]."""
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in value)
+    ):
+        name = "i-Blurry-N-M" if key == "blurry" else "Si-Blurry-N-M"
+        raise ConfigError(
+            f"benchmark.{key}={value!r} is not allowed; allowed: [N, M], percentages in [0, 100]: N of the "
+            f"classes stay in their experience, M of each other class's samples move to the others ({name})"
+        )
+    return float(value[0]), float(value[1])
 
 
 def _dealt(n_classes: int, n_exp: int, g: torch.Generator) -> list[int]:

@@ -1,7 +1,7 @@
 """The protocol applied to any built stream: a validation stream held out of training, an online
-stream of fixed-size pieces, a blurry stream without clean boundaries, and the normalisation, as
-the CLI's `normalize`, `validation`, `experience_size` and `blurry` keys (`with_protocol` gives a
-benchmark factory those keys)."""
+stream of fixed-size pieces, a stream without clean boundaries (data/boundaries.py), and the
+normalisation, as the CLI's `normalize`, `validation`, `experience_size`, `blurry`, `si_blurry`,
+`repetition` and `boundary` keys (`with_protocol` gives a benchmark factory those keys)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from typing import Any
 
 import torch
 
-from replaycli.data.boundaries import (
+from replaycli.data.boundaries import (  # the stream's shapes; blurry_stream and check_blurry named here too
+    blurry_stream,
+    check_blurry,
     check_probabilities,
     check_width,
     decaying_stream,
-    mixable,
     repeated_stream,
     si_blurry_stream,
 )
@@ -84,45 +85,6 @@ def split_online_stream(
     return Stream(getattr(stream, "name", "train"), out)
 
 
-def blurry_stream(stream: Sequence[Experience], disjoint: float, blurry: float, seed: int | None = None) -> Stream:
-    """i-Blurry-N-M (Koh et al., ICLR 2022): `disjoint` percent of the classes (N, drawn from
-    `seed`) stay in the experience that holds them; of every other class, `blurry` percent of its
-    samples (M) move out of its own experience, each to one of the others drawn uniformly. The
-    experiences keep their order and indexes; each one's classes are those it now holds."""
-    n_exp = len(stream)
-    mixable(stream, "blurry")
-    g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    classes = sorted({c for e in stream for c in e.classes_in_this_experience})
-    fixed = {classes[i] for i in torch.randperm(len(classes), generator=g)[: round(disjoint / 100 * len(classes))]}
-    parts: list[list[Any]] = [[] for _ in stream]  # each experience's samples: what stays, then what arrives
-    for k, e in enumerate(stream):
-        y = e.dataset.y.cpu()
-        stays = torch.ones(len(y), dtype=torch.bool)
-        leaving, to = [], []
-        for c in e.classes_in_this_experience:
-            if c in fixed:
-                continue
-            pos = (y == c).nonzero().flatten()
-            out = pos[torch.randperm(len(pos), generator=g)[: round(blurry / 100 * len(pos))]]
-            stays[out] = False
-            leaving.append(out)
-            drawn = torch.randint(n_exp - 1, (len(out),), generator=g)
-            to.append(drawn + (drawn >= k).long())  # uniformly among the other experiences
-        parts[k].insert(0, e.dataset.subset(stays.nonzero().flatten()))
-        if leaving:
-            leave, dest = torch.cat(leaving), torch.cat(to)
-            for j in range(n_exp):
-                if j != k and bool((dest == j).any()):
-                    parts[j].append(e.dataset.subset(leave[dest == j]))
-    out_stream = []
-    for k, e in enumerate(stream):
-        data = parts[k][0]
-        for extra in parts[k][1:]:
-            data = data.concat(extra)
-        out_stream.append(Experience(data, k, torch.unique(data.y).tolist(), e.task_label))
-    return Stream(getattr(stream, "name", "train"), out_stream)
-
-
 def protocol(
     bench: Benchmark,
     normalize: str | None = None,
@@ -153,8 +115,7 @@ def protocol(
                 pool.normalized(normalize, stats if normalize == "standard" else None)
     # the stream's shape before validation and pieces: they are drawn from its experiences
     if blurry is not None:
-        bench.blurry = check_blurry(blurry)
-        bench.train_stream = blurry_stream(bench.train_stream, *bench.blurry, seed=seed)
+        bench.train_stream = blurry_stream(bench.train_stream, *check_blurry(blurry), seed=seed)
     elif si_blurry is not None:
         n, m = check_blurry(si_blurry, "si_blurry")
         bench.train_stream, bench.test_stream = si_blurry_stream(bench.train_stream, bench.test_stream, n, m, seed)
@@ -168,22 +129,6 @@ def protocol(
     if experience_size is not None:  # linear-decay boundaries: the pieces follow the samples' places
         bench.train_stream = split_online_stream(bench.train_stream, experience_size, boundary is None, seed=seed)
     return bench
-
-
-def check_blurry(value: Any, key: str = "blurry") -> tuple[float, float]:
-    """`blurry` (or `si_blurry`) as (N, M), two percentages in [0, 100]."""
-    if (
-        not isinstance(value, Sequence)
-        or isinstance(value, str)
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in value)
-    ):
-        name = "i-Blurry-N-M" if key == "blurry" else "Si-Blurry-N-M"
-        raise ConfigError(
-            f"benchmark.{key}={value!r} is not allowed; allowed: [N, M], percentages in [0, 100]: N of the "
-            f"classes stay in their experience, M of each other class's samples move to the others ({name})"
-        )
-    return float(value[0]), float(value[1])
 
 
 PROTOCOL_KEYS = [
@@ -228,7 +173,7 @@ def with_protocol(factory: Callable[..., Benchmark]) -> Callable[..., Benchmark]
                 v = shapes[key]
                 shapes[key] = list(check_blurry(list(v) if not isinstance(v, str) else v, key))
         if repetition is not None:
-            check_probabilities(list(repetition) if isinstance(repetition, Sequence) else repetition)
+            check_probabilities(repetition)
         if boundary is not None:
             check_width(boundary)
         bench = factory(*args, **kwargs)

@@ -71,7 +71,6 @@ class Benchmark:
     test_pool: Pool
     valid_stream: Stream | None = None
     class_names: list[str] | None = field(default=None)
-    blurry: tuple[float, float] | None = None  # benchmark.blurry: the stream is i-Blurry-N-M (data/protocols.py)
     mixed: bool = False  # blurry, si_blurry, repetition or boundary: experiences share classes (stream_histogram.csv)
 
     @property

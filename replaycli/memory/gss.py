@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
 
 from replaycli.data.dataset import StreamDataset
 from replaycli.errors import integer
 from replaycli.memory.buffer import Buffer
-from replaycli.run.cost import charge
+from replaycli.methods.base import per_sample_grads
 
 
 class GradientSimilarity:
@@ -35,20 +34,7 @@ class GradientSimilarity:
     def grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each sample's cross-entropy gradient w.r.t. the trainable parameters, flattened [n, P]
         (evaluation mode: batch-norm statistics as they stand, no dropout)."""
-        model = self.model
-        params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-        buffers = dict(model.named_buffers())
-
-        def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
-
-        was_training = model.training
-        model.eval()
-        try:
-            g = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
-            charge(model, forward=len(x), backward=len(x))  # the transform hides its batch from the counter
-        finally:
-            model.train(was_training)
+        g = per_sample_grads(self.model, F.cross_entropy, x, y)
         return torch.cat([v.flatten(1) for v in g.values()], 1)
 
 

@@ -15,10 +15,12 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
 from replaycli.data.dataset import StreamDataset
 from replaycli.errors import ConfigError
 from replaycli.memory.buffer import Buffer
+from replaycli.run.cost import charge
 from replaycli.scenario import masked
 
 
@@ -77,6 +79,29 @@ def logits_of(
     ]
     model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
+
+
+def per_sample_grads(
+    model: torch.nn.Module, loss: Callable[..., torch.Tensor], x: torch.Tensor, *rest: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Each sample's gradient of `loss(logits [1, C], its rows of rest...)` w.r.t. the trainable
+    parameters, {name: [n, ...]}, in one `vmap` (GSS's scores, oEWC's Fisher), the model in
+    evaluation mode (restored after: no dropout, batch-norm statistics as they stand). The
+    transform hides its batch from the cost counter, so it is charged here."""
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, *ri: torch.Tensor) -> torch.Tensor:
+        return loss(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), *(r.unsqueeze(0) for r in ri))
+
+    was_training = model.training
+    model.eval()
+    try:
+        grads = vmap(grad(one), in_dims=(None, 0, *[0] * len(rest)))(params, x, *rest)
+        charge(model, forward=len(x), backward=len(x))
+    finally:
+        model.train(was_training)
+    return grads
 
 
 def require_images(sample_shape: tuple[int, ...], what: str, instead: str) -> None:

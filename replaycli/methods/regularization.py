@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
 
 from replaycli.data.dataset import StreamDataset
 from replaycli.errors import integer, number
-from replaycli.methods.base import Batch, Memory, Method, frozen_copy
-from replaycli.run.cost import charge
+from replaycli.methods.base import Batch, Memory, Method, frozen_copy, per_sample_grads
+from replaycli.scenario import masked
 
 
 def trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -65,30 +64,18 @@ class OnlineEWC(Method):
     def fisher_of(self, data: StreamDataset) -> dict[str, torch.Tensor]:
         """The diagonal Fisher of `data` (the class doc), in batches of `fisher_mb_size`."""
         model = self.model
-        params = {n: p.detach() for n, p in trainable(model).items()}
-        buffers = dict(model.named_buffers())
-
-        def log_likelihood(
-            p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
-        ) -> torch.Tensor:
-            out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-            return self.ce(out, y.unsqueeze(0), t.unsqueeze(0)).neg()
-
-        total = {n: torch.zeros_like(p) for n, p in params.items()}
-        was = model.training
-        model.eval()
+        total = {n: torch.zeros_like(p) for n, p in trainable(model).items()}
         data = data.eval()
-        try:
-            for s in range(0, len(data), self.fisher_mb_size):
-                x, y, t = data.batch(torch.arange(s, min(len(data), s + self.fisher_mb_size), device=data.ids.device))
-                g = vmap(grad(log_likelihood), in_dims=(None, 0, 0, 0))(params, x, y, t)  # [b, ...] each
-                with torch.no_grad():
-                    prob = vmap(log_likelihood, in_dims=(None, 0, 0, 0))(params, x, y, t).exp()  # [b]
-                for n in total:
-                    total[n] += (prob.view(-1, *[1] * (g[n].dim() - 1)) * g[n].pow(2)).sum(0)
-                charge(model, forward=2 * len(x), backward=len(x))  # the transforms hide their batch
-        finally:
+        for s in range(0, len(data), self.fisher_mb_size):
+            x, y, t = data.batch(torch.arange(s, min(len(data), s + self.fisher_mb_size), device=data.ids.device))
+            g = per_sample_grads(model, lambda out, y, t: self.ce(out, y, t).neg(), x, y, t)  # [b, ...] each
+            was = model.training
+            model.eval()
+            with torch.no_grad():  # p(y|x), the reference's weight of each sample's squared gradient
+                prob = F.cross_entropy(masked(model(x), t, self.mask), y, reduction="none").neg().exp()  # [b]
             model.train(was)
+            for n in total:
+                total[n] += (prob.view(-1, *[1] * (g[n].dim() - 1)) * g[n].pow(2)).sum(0)
         return {n: v / max(len(data), 1) for n, v in total.items()}
 
     def end_experience(self, experience: int, memory: Memory | None) -> None:
